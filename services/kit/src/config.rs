@@ -1,0 +1,161 @@
+//! Flags with environment fallbacks, the same for every service.
+//!
+//! Every flag `--some-flag` of a service named `catalog` can also be set as
+//! `FERRYMESH_CATALOG_SOME_FLAG`; a flag on the command line wins.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::fault::FaultRule;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, with trace_id and span_id, for log pipelines.
+    Json,
+}
+
+/// The flags every service takes.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1 and the service's own port]; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for local state (SQLite files).
+    #[arg(long, value_name = "DIR", default_value = ".ferrymesh")]
+    pub data_dir: PathBuf,
+    /// Database URL, sqlite://FILE or postgres://... [default: a SQLite file in the data directory].
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// Log filter, in RUST_LOG syntax.
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log_level: String,
+    /// Largest request or response message, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Most calls handled at once; further calls wait.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub concurrency_limit: usize,
+    /// On SIGTERM, how long to keep serving with health NOT_SERVING before
+    /// refusing new calls, so load balancers can stop sending (e.g. 5s in Kubernetes).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub drain_delay: Duration,
+    /// On SIGTERM, how long in-flight calls may take to finish.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub shutdown_timeout: Duration,
+    /// Inject a fault, for demos and tests: METHOD:latency=DURATION,error_rate=P[,code=CODE].
+    /// METHOD is `*`, `Method`, `package.Service/Method` or `package.Service/*`.
+    /// Repeat the flag, or separate rules with `;` in the environment.
+    #[arg(long, value_name = "RULE", value_delimiter = ';')]
+    pub fault: Vec<FaultRule>,
+}
+
+impl ServerArgs {
+    /// The listen address, or loopback on `default_port`.
+    pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
+        self.listen.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, default_port)))
+    }
+
+    /// The database URL, or a SQLite file named after the service in the data directory.
+    pub fn database_url(&self, service: &str) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}/{service}.db?mode=rwc", self.data_dir.display()),
+        }
+    }
+
+    /// Arguments for running in tests: port 0, a given database, no faults.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        ServerArgs {
+            listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            data_dir: std::env::temp_dir(),
+            database_url: Some(database_url.into()),
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            concurrency_limit: 512,
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(30),
+            fault: Vec::new(),
+        }
+    }
+}
+
+/// A service's whole configuration: its own flags plus the shared [`ServerArgs`].
+pub trait ServiceConfig: clap::Parser + Send + 'static {
+    /// The service's name, as in `FERRYMESH_<NAME>_...` and `service.name`.
+    const NAME: &'static str;
+    /// The port the service listens on by default.
+    const DEFAULT_PORT: u16;
+    /// The shared flags.
+    fn server(&self) -> &ServerArgs;
+}
+
+/// Parses a service's flags from `args` (the first item is the program name),
+/// falling back to `FERRYMESH_<SERVICE>_<FLAG>` environment variables.
+pub fn parse_from<C, I, T>(args: I) -> Result<C, clap::Error>
+where
+    C: ServiceConfig,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let prefix = format!("FERRYMESH_{}_", C::NAME.to_uppercase());
+    let command = C::command().mut_args(|arg| {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" || arg.is_positional() {
+            return arg;
+        }
+        let env = format!("{prefix}{}", id.to_uppercase().replace('-', "_"));
+        arg.env(env)
+    });
+    let matches = command.try_get_matches_from(args)?;
+    C::from_arg_matches(&matches)
+}
+
+/// Parses `250ms`, `2s`, `1m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write e.g. 250ms, 2s or 1m"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{text}` must be a duration of zero or more"));
+    }
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}` has unit `{unit}`: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("5d"), Err("`5d` has unit `d`: use ms, s, m or h".into()));
+    }
+}

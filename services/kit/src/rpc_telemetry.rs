@@ -1,0 +1,301 @@
+//! One server span per RPC, named and attributed by the OpenTelemetry RPC
+//! conventions, continuing the caller's W3C trace context, and an
+//! `x-correlation-id` made when the caller sent none.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::header::HeaderValue;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body as HttpBody, Frame};
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt;
+use tonic::body::Body;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The metadata key of the correlation id.
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// What a handler knows about the call it serves, for passing on to the calls it makes.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The correlation id, received or made.
+    pub correlation_id: String,
+    /// When the caller stops waiting, from its `grpc-timeout`.
+    pub deadline: Option<Instant>,
+}
+
+tokio::task_local! {
+    static CALL: CallContext;
+}
+
+/// The context of the call being handled on this task, if any.
+pub fn current_call() -> Option<CallContext> {
+    CALL.try_with(Clone::clone).ok()
+}
+
+/// Wraps every call in a server span and a [`CallContext`].
+#[derive(Debug, Clone, Default)]
+pub struct RpcTelemetryLayer;
+
+impl RpcTelemetryLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        RpcTelemetryLayer
+    }
+}
+
+impl<S> Layer<S> for RpcTelemetryLayer {
+    type Service = RpcTelemetry<S>;
+
+    fn layer(&self, inner: S) -> RpcTelemetry<S> {
+        RpcTelemetry { inner }
+    }
+}
+
+/// The service made by [`RpcTelemetryLayer`].
+#[derive(Debug, Clone)]
+pub struct RpcTelemetry<S> {
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for RpcTelemetry<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path().to_string();
+        let (service, method) = split_path(&path);
+        let correlation_id = request
+            .headers()
+            .get(CORRELATION_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+            // Handlers read the id from metadata like any other.
+            request.headers_mut().insert(CORRELATION_ID, value);
+        }
+        let call = CallContext {
+            correlation_id: correlation_id.clone(),
+            deadline: grpc_timeout(request.headers()).map(|t| started + t),
+        };
+
+        // Health probes and reflection would drown the traces; they get no span.
+        let span = if service.starts_with("grpc.") {
+            Span::none()
+        } else {
+            let span = tracing::info_span!(
+                "rpc",
+                otel.name = %path.trim_start_matches('/'),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                correlation_id = %correlation_id,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
+            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&HeaderExtractor(request.headers()))
+            });
+            // Fails only when the span is disabled, and then there is nothing to link.
+            let _ = span.set_parent(parent);
+            let otel = span.context();
+            let context = otel.span().span_context().clone();
+            if context.is_valid() {
+                span.record("trace_id", context.trace_id().to_string());
+                span.record("span_id", context.span_id().to_string());
+            }
+            span
+        };
+
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let handled = CALL.scope(call, tracing::Instrument::instrument(inner.call(request), span.clone()));
+            let mut response = handled.await?;
+            if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+                response.headers_mut().insert(CORRELATION_ID, value);
+            }
+            // An error sent as trailers-only carries grpc-status in the headers;
+            // otherwise it comes in the trailers at the end of the body.
+            if let Some(code) = grpc_status(response.headers()) {
+                finish(&span, code, started.elapsed());
+                return Ok(response);
+            }
+            Ok(response.map(|body| Body::new(TracedBody { inner: body, span, started, finished: false })))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that closes its RPC span when the trailers go out.
+    struct TracedBody {
+        #[pin]
+        inner: Body,
+        span: Span,
+        started: Instant,
+        finished: bool,
+    }
+
+    impl PinnedDrop for TracedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.finished {
+                // The client went away before the response was complete.
+                finish(this.span, tonic::Code::Cancelled as i32, this.started.elapsed());
+            }
+        }
+    }
+}
+
+impl HttpBody for TracedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                    *this.finished = true;
+                    finish(this.span, code, this.started.elapsed());
+                }
+            }
+            Poll::Ready(Some(Err(status))) => {
+                *this.finished = true;
+                finish(this.span, status.code() as i32, this.started.elapsed());
+            }
+            Poll::Ready(None) if !*this.finished => {
+                *this.finished = true;
+                finish(this.span, 0, this.started.elapsed());
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Records the outcome on the span and writes the access log line.
+fn finish(span: &Span, code: i32, elapsed: Duration) {
+    if span.is_none() {
+        return;
+    }
+    span.record("rpc.grpc.status_code", code);
+    let name = tonic::Code::from_i32(code);
+    // By the OpenTelemetry RPC conventions, a server span is an error only
+    // for codes that mean the server failed, not the caller.
+    if matches!(
+        name,
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    ) {
+        span.record("otel.status_code", "ERROR");
+    }
+    tracing::info!(
+        parent: span,
+        grpc_status = ?name,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "rpc handled"
+    );
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// Parses `grpc-timeout` (`<digits><unit>`, unit one of H M S m u n).
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// `/package.Service/Method` as (`package.Service`, `Method`).
+fn split_path(path: &str) -> (String, String) {
+    let trimmed = path.trim_start_matches('/');
+    match trimmed.split_once('/') {
+        Some((service, method)) => (service.to_string(), method.to_string()),
+        None => (trimmed.to_string(), String::new()),
+    }
+}
+
+/// Reads W3C trace context from HTTP/2 headers (gRPC metadata).
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", HeaderValue::from_static("250m"));
+        assert_eq!(grpc_timeout(&headers), Some(Duration::from_millis(250)));
+        headers.insert("grpc-timeout", HeaderValue::from_static("3S"));
+        assert_eq!(grpc_timeout(&headers), Some(Duration::from_secs(3)));
+        headers.insert("grpc-timeout", HeaderValue::from_static("x"));
+        assert_eq!(grpc_timeout(&headers), None);
+    }
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/ferrymesh.catalog.v1.CatalogService/GetProduct"),
+            ("ferrymesh.catalog.v1.CatalogService".to_string(), "GetProduct".to_string())
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! Server bootstrap: health and reflection beside the service's own
+//! contracts, limits, telemetry and faults as one tower stack, and a graceful
+//! shutdown that turns health NOT_SERVING before draining.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use http::{Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower::Service as TowerService;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+use crate::config::{ServerArgs, ServiceConfig};
+use crate::fault::FaultLayer;
+use crate::rpc_telemetry::RpcTelemetryLayer;
+use crate::{BoxError, telemetry};
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The reflection service could not be built from the descriptor sets.
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("server task ended abnormally: {0}")]
+    Crashed(String),
+    /// In-flight calls were still running when the shutdown timeout ran out.
+    #[error("in-flight calls did not finish within {0:?}; stopped anyway")]
+    ShutdownTimedOut(Duration),
+}
+
+/// A service ready to serve: its gRPC routes and what health and reflection say about it.
+pub struct Service {
+    name: &'static str,
+    routes: RoutesBuilder,
+    services: Vec<&'static str>,
+    descriptor_sets: Vec<&'static [u8]>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("name", &self.name).field("services", &self.services).finish()
+    }
+}
+
+impl Service {
+    /// An empty service called `name` (its `service.name` in traces).
+    pub fn new(name: &'static str) -> Self {
+        Service { name, routes: RoutesBuilder::default(), services: Vec::new(), descriptor_sets: Vec::new() }
+    }
+
+    /// Serves a generated gRPC server; health reports it by its full name.
+    pub fn add<S>(mut self, server: S) -> Self
+    where
+        S: TowerService<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(server);
+        self.services.push(S::NAME);
+        self
+    }
+
+    /// Registers an encoded descriptor set with server reflection.
+    pub fn reflect(mut self, descriptor_set: &'static [u8]) -> Self {
+        self.descriptor_sets.push(descriptor_set);
+        self
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// A server running on a Tokio task, for tests and for embedding.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(ServeError::Crashed(join.to_string())),
+        }
+    }
+
+    /// `http://addr`, for clients.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Binds `args`' listen address (or `default_port`) and serves on a task
+/// until [`Running::stop`].
+pub async fn spawn(service: Service, args: &ServerArgs, default_port: u16) -> Result<Running, ServeError> {
+    let addr = args.listen_addr(default_port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    let (stop, stopped) = oneshot::channel();
+    let args = args.clone();
+    let task = tokio::spawn(async move {
+        serve(service, &args, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    Ok(Running { addr, stop: Some(stop), task })
+}
+
+/// Serves on `listener` until `shutdown` resolves, then: health NOT_SERVING,
+/// keep serving for the drain delay, refuse new calls, let in-flight calls
+/// finish within the shutdown timeout.
+pub async fn serve(
+    service: Service,
+    args: &ServerArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let Service { name, mut routes, services, descriptor_sets } = service;
+
+    let (health, health_server) = tonic_health::server::health_reporter();
+    for s in &services {
+        health.set_service_status(*s, ServingStatus::Serving).await;
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    // grpcurl resolves even grpc.health.v1.Health/Check through reflection,
+    // so health's and reflection's own contracts are registered too.
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let mut reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for set in &descriptor_sets {
+        reflection = reflection.register_encoded_file_descriptor_set(set);
+        reflection_alpha = reflection_alpha.register_encoded_file_descriptor_set(set);
+    }
+    routes.add_service(health_server);
+    routes.add_service(reflection.build_v1()?);
+    routes.add_service(reflection_alpha.build_v1alpha()?);
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let layers = tower::ServiceBuilder::new()
+        // Outermost, so the span covers queueing, faults and the handler.
+        .layer(RpcTelemetryLayer::new())
+        // Bounds the work in progress across all connections; calls past it wait.
+        .layer(GlobalConcurrencyLimitLayer::new(args.concurrency_limit))
+        // Inside the limit, so injected latency occupies a slot as real work would.
+        .layer(FaultLayer::new(args.fault.clone()));
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(layers)
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+            let _ = stopped.await;
+        });
+    tokio::pin!(server);
+
+    tokio::select! {
+        result = &mut server => return result.map_err(ServeError::from),
+        () = shutdown => {}
+    }
+    tracing::info!(service = name, "shutting down: health is NOT_SERVING");
+    for s in &services {
+        health.set_service_status(*s, ServingStatus::NotServing).await;
+    }
+    health.set_service_status("", ServingStatus::NotServing).await;
+    if !args.drain_delay.is_zero() {
+        tokio::select! {
+            result = &mut server => return result.map_err(ServeError::from),
+            () = tokio::time::sleep(args.drain_delay) => {}
+        }
+    }
+    tracing::info!(service = name, "draining: refusing new calls, finishing in-flight ones");
+    let _ = stop.send(());
+    match tokio::time::timeout(args.shutdown_timeout, &mut server).await {
+        Ok(result) => result.map_err(ServeError::from),
+        Err(_) => Err(ServeError::ShutdownTimedOut(args.shutdown_timeout)),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// The whole life of a service process: parse flags (`args` includes the
+/// program name), start telemetry, build the service, serve until SIGTERM or
+/// SIGINT, flush spans. Returns the process exit code.
+pub fn main<C, F, Fut>(args: Vec<std::ffi::OsString>, build: F) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<Service, BoxError>>,
+{
+    let config: C = match crate::config::parse_from(args) {
+        Ok(config) => config,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{}: cannot start the Tokio runtime: {error}", C::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server_args = config.server().clone();
+        let telemetry = match telemetry::init(C::NAME, server_args.log_format, &server_args.log_level) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("{}: {error}", C::NAME);
+                return ExitCode::FAILURE;
+            }
+        };
+        let code = match run(config, build).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(service = C::NAME, error = %error, "stopped with an error");
+                ExitCode::FAILURE
+            }
+        };
+        telemetry.shutdown().await;
+        code
+    })
+}
+
+async fn run<C, F, Fut>(config: C, build: F) -> Result<(), BoxError>
+where
+    C: ServiceConfig,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<Service, BoxError>>,
+{
+    let args = config.server().clone();
+    let addr = args.listen_addr(C::DEFAULT_PORT);
+    // Bind before the database work so a taken port is reported at once.
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let service = build(config).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(service = C::NAME, addr = %local, "listening on {local}");
+    serve(service, &args, listener, shutdown_signal()).await?;
+    tracing::info!(service = C::NAME, "stopped");
+    Ok(())
+}
