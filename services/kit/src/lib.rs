@@ -11,6 +11,8 @@ pub mod paging;
 pub mod rpc_telemetry;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{LogFormat, ServerArgs, ServiceConfig};
 pub use error::Violations;

@@ -229,7 +229,7 @@ fn finish(span: &Span, code: i32, elapsed: Duration) {
     tracing::info!(
         parent: span,
         grpc_status = ?name,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        duration_ms = elapsed.as_micros() as f64 / 1000.0,
         "rpc handled"
     );
 }

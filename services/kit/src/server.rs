@@ -160,12 +160,14 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::Serving).await;
 
     // grpcurl resolves even grpc.health.v1.Health/Check through reflection,
-    // so health's and reflection's own contracts are registered too.
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let mut reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for set in &descriptor_sets {
+    // so health's and reflection's own contracts are registered too, and
+    // google.rpc's error details so clients can print BadRequest and friends.
+    let mut reflection = tonic_reflection::server::Builder::configure();
+    let mut reflection_alpha = tonic_reflection::server::Builder::configure();
+    for set in [tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET]
+        .iter()
+        .chain(&descriptor_sets)
+    {
         reflection = reflection.register_encoded_file_descriptor_set(set);
         reflection_alpha = reflection_alpha.register_encoded_file_descriptor_set(set);
     }

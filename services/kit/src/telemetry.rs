@@ -98,6 +98,7 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
     let logs = match format {
         LogFormat::Human => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .with_filter(filter)
             .boxed(),

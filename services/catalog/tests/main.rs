@@ -1,0 +1,50 @@
+//! The catalog alone, over a real port and a real database: every scenario
+//! runs once on SQLite and once on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;
+
+/// Runs each named scenario as a test on both backends.
+macro_rules! on_sqlite_and_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let catalog = crate::support::Catalog::start(kit::testing::TestDatabase::sqlite()).await;
+                    crate::scenarios::$name(&catalog).await;
+                    catalog.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = kit::testing::TestDatabase::postgres("catalog").await else { return };
+                    let catalog = crate::support::Catalog::start(db).await;
+                    crate::scenarios::$name(&catalog).await;
+                    catalog.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+on_sqlite_and_postgres!(
+    lists_every_seeded_product_in_pages,
+    page_size_zero_means_twenty,
+    gets_a_product_with_its_price,
+    search_ignores_case_and_looks_at_name_description_and_categories,
+    search_pages_like_list,
+    search_treats_like_wildcards_as_text,
+    rejects_bad_page_sizes,
+    rejects_page_tokens_it_did_not_issue,
+    rejects_empty_and_malformed_product_ids,
+    unknown_product_is_not_found,
+    rejects_empty_and_overlong_searches,
+    reports_serving_on_health,
+    migrating_again_changes_nothing,
+);
