@@ -55,7 +55,10 @@ impl std::fmt::Display for Error {
                 dir.display()
             ),
             Error::ServedAndCalled(p) => {
-                write!(f, "package {p} is listed as both served and called; serving implies calling")
+                write!(
+                    f,
+                    "package {p} is listed as both served and called; serving implies calling"
+                )
             }
             Error::Compile(e) => write!(f, "contracts do not compile: {e}"),
             Error::Io(e) => write!(f, "{e}"),
@@ -96,7 +99,10 @@ pub struct Contracts {
 impl Contracts {
     /// Packages the crate implements: server and client code, and reflection.
     pub fn serve(packages: &[&str]) -> Self {
-        Contracts { serve: packages.iter().map(|p| p.to_string()).collect(), call: Vec::new() }
+        Contracts {
+            serve: packages.iter().map(|p| p.to_string()).collect(),
+            call: Vec::new(),
+        }
     }
 
     /// Packages the crate only calls: client code.
@@ -141,13 +147,19 @@ fn descriptor_set(root: &Path, packages: &[String]) -> Result<FileDescriptorSet,
         let rel: PathBuf = package.split('.').collect();
         let dir = root.join(&rel);
         let mut found = fs::read_dir(&dir)
-            .map_err(|_| Error::UnknownPackage { package: package.clone(), dir: dir.clone() })?
+            .map_err(|_| Error::UnknownPackage {
+                package: package.clone(),
+                dir: dir.clone(),
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "proto"))
             .filter_map(|p| p.file_name().map(|n| rel.join(n)))
             .collect::<Vec<_>>();
         if found.is_empty() {
-            return Err(Error::UnknownPackage { package: package.clone(), dir });
+            return Err(Error::UnknownPackage {
+                package: package.clone(),
+                dir,
+            });
         }
         found.sort();
         // A new file in a package directory must trigger a rebuild too.
@@ -226,8 +238,10 @@ mod tests {
 
     #[test]
     fn include_file_nests_packages() {
-        let packages: BTreeSet<String> =
-            ["ferrymesh.common.v1", "ferrymesh.catalog.v1"].iter().map(|s| s.to_string()).collect();
+        let packages: BTreeSet<String> = ["ferrymesh.common.v1", "ferrymesh.catalog.v1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let text = include_file(&packages);
         assert!(text.contains("pub mod ferrymesh {\n    pub mod catalog {\n        pub mod v1 {\n            include!(concat!(env!(\"OUT_DIR\"), \"/ferrymesh.catalog.v1.rs\"));"), "{text}");
         assert!(text.contains("/ferrymesh.common.v1.rs"));
@@ -238,7 +252,10 @@ mod tests {
         let dir = std::env::temp_dir();
         let err = Contracts::serve(&["ferrymesh.nope.v9"]).compile_into(&proto_root(), &dir);
         let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("package ferrymesh.nope.v9 has no contracts"), "{msg}");
+        assert!(
+            msg.contains("package ferrymesh.nope.v9 has no contracts"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ferrymesh", version, about = "Run and operate the ferrymesh microservices")]
+#[command(
+    name = "ferrymesh",
+    version,
+    about = "Run and operate the ferrymesh microservices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,12 @@ enum Command {
 #[derive(Debug, Clone, clap::Args)]
 struct UpArgs {
     /// Where every service keeps its state (SQLite files).
-    #[arg(long, value_name = "DIR", default_value = ".ferrymesh", env = "FERRYMESH_DATA_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".ferrymesh",
+        env = "FERRYMESH_DATA_DIR"
+    )]
     data_dir: PathBuf,
     /// Added to every default port, to run a second mesh beside the first.
     #[arg(long, value_name = "N", default_value_t = 0)]

@@ -15,8 +15,11 @@ pub(crate) struct MeshService {
 }
 
 /// Every service `ferrymesh up` starts, in start order.
-pub(crate) const SERVICES: &[MeshService] =
-    &[MeshService { name: "catalog", port: catalog::DEFAULT_PORT, has_database: true }];
+pub(crate) const SERVICES: &[MeshService] = &[MeshService {
+    name: "catalog",
+    port: catalog::DEFAULT_PORT,
+    has_database: true,
+}];
 
 /// The service names.
 pub(crate) fn names() -> Vec<&'static str> {
@@ -29,7 +32,10 @@ pub(crate) fn serve(name: &str, args: Vec<OsString>) -> ExitCode {
     match name {
         "catalog" => kit::server::main::<catalog::Config, _, _>(argv, catalog::service),
         other => {
-            eprintln!("ferrymesh: no service named {other}; the services are {}", names().join(", "));
+            eprintln!(
+                "ferrymesh: no service named {other}; the services are {}",
+                names().join(", ")
+            );
             ExitCode::from(2)
         }
     }

@@ -26,7 +26,12 @@ struct Started {
 pub(crate) async fn run(args: UpArgs) -> ExitCode {
     let plan: Vec<(MeshService, SocketAddr)> = SERVICES
         .iter()
-        .map(|s| (*s, SocketAddr::from((Ipv4Addr::LOCALHOST, s.port.saturating_add(args.port_offset)))))
+        .map(|s| {
+            (
+                *s,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, s.port.saturating_add(args.port_offset))),
+            )
+        })
         .collect();
 
     // Check every port first, so a clash is reported before anything starts.
@@ -43,7 +48,10 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Err(error) = std::fs::create_dir_all(&args.data_dir) {
-        eprintln!("ferrymesh: cannot create data directory {}: {error}", args.data_dir.display());
+        eprintln!(
+            "ferrymesh: cannot create data directory {}: {error}",
+            args.data_dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let exe = match std::env::current_exe() {
@@ -92,7 +100,11 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(prefix_lines(service.name, err, Some(exited_tx.clone())));
         }
-        started.push(Started { service: *service, addr: *addr, child });
+        started.push(Started {
+            service: *service,
+            addr: *addr,
+            child,
+        });
     }
 
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
@@ -152,11 +164,13 @@ async fn wait_serving(s: &mut Started, deadline: Instant) -> Result<(), String> 
             .connect_timeout(Duration::from_secs(1));
         if let Ok(channel) = endpoint.connect().await {
             let mut client = HealthClient::new(channel);
-            let request = HealthCheckRequest { service: String::new() };
-            if let Ok(response) = client.check(request).await {
-                if response.into_inner().status == ServingStatus::Serving as i32 {
-                    return Ok(());
-                }
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            if let Ok(response) = client.check(request).await
+                && response.into_inner().status == ServingStatus::Serving as i32
+            {
+                return Ok(());
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -172,7 +186,10 @@ fn print_table(started: &[Started], args: &UpArgs) {
         } else {
             "-".to_string()
         };
-        println!("{:<10} {:<18} {:<9} {database}", s.service.name, s.addr, "SERVING");
+        println!(
+            "{:<10} {:<18} {:<9} {database}",
+            s.service.name, s.addr, "SERVING"
+        );
     }
     println!();
     println!("ferrymesh: all services are SERVING; Ctrl-C stops them.");

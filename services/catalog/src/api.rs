@@ -2,7 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::{CatalogError, ListProducts, Product, ProductId, ProductPage, SearchProducts, SearchQuery};
+use crate::domain::{
+    CatalogError, ListProducts, Product, ProductId, ProductPage, SearchProducts, SearchQuery,
+};
 use crate::pb::ferrymesh::catalog::v1 as pb;
 use crate::pb::ferrymesh::common::v1::Money;
 use crate::store::{Store, matching};
@@ -28,7 +30,11 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         let list = ListProducts::try_from(request.into_inner())?;
         let page = self.store.page(sea_orm::Condition::all(), &list.page).await?;
         let (products, next_page_token, total_size) = to_pb_page(page);
-        Ok(Response::new(pb::ListProductsResponse { products, next_page_token, total_size }))
+        Ok(Response::new(pb::ListProductsResponse {
+            products,
+            next_page_token,
+            total_size,
+        }))
     }
 
     async fn get_product(
@@ -40,9 +46,13 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
             .map_err(|reason| violations.add("product_id", reason))
             .ok();
         let id = violations.into_result(id).map_err(CatalogError::from)?;
-        let Some(id) = id else { return Err(Status::internal("product id lost in validation")) };
+        let Some(id) = id else {
+            return Err(Status::internal("product id lost in validation"));
+        };
         let product = self.store.get(&id).await?;
-        Ok(Response::new(pb::GetProductResponse { product: Some(to_pb(product)) }))
+        Ok(Response::new(pb::GetProductResponse {
+            product: Some(to_pb(product)),
+        }))
     }
 
     async fn search_products(
@@ -50,9 +60,16 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         request: Request<pb::SearchProductsRequest>,
     ) -> Result<Response<pb::SearchProductsResponse>, Status> {
         let search = SearchProducts::try_from(request.into_inner())?;
-        let page = self.store.page(matching(&search.query.words), &search.page).await?;
+        let page = self
+            .store
+            .page(matching(&search.query.words), &search.page)
+            .await?;
         let (products, next_page_token, total_size) = to_pb_page(page);
-        Ok(Response::new(pb::SearchProductsResponse { products, next_page_token, total_size }))
+        Ok(Response::new(pb::SearchProductsResponse {
+            products,
+            next_page_token,
+            total_size,
+        }))
     }
 }
 
@@ -74,7 +91,9 @@ impl TryFrom<pb::SearchProductsRequest> for SearchProducts {
 
     fn try_from(request: pb::SearchProductsRequest) -> Result<Self, CatalogError> {
         let mut violations = Violations::new();
-        let query = SearchQuery::parse(&request.query).map_err(|reason| violations.add("query", reason)).ok();
+        let query = SearchQuery::parse(&request.query)
+            .map_err(|reason| violations.add("query", reason))
+            .ok();
         let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
         match (query, page) {
             (Some(query), Some(page)) if violations.is_empty() => Ok(SearchProducts { query, page }),

@@ -19,7 +19,9 @@ impl ProductId {
             return Err("must not be empty: pass a product id such as \"vintage-typewriter\"".into());
         }
         let well_formed = (3..=64).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !text.starts_with('-')
             && !text.ends_with('-');
         if !well_formed {
@@ -79,7 +81,9 @@ impl SearchQuery {
     pub fn parse(text: &str) -> Result<Self, String> {
         let chars = text.chars().count();
         if chars > MAX_QUERY_CHARS {
-            return Err(format!("must be at most {MAX_QUERY_CHARS} characters, got {chars}"));
+            return Err(format!(
+                "must be at most {MAX_QUERY_CHARS} characters, got {chars}"
+            ));
         }
         let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
         if words.is_empty() {
@@ -147,7 +151,11 @@ mod tests {
         assert!(ProductId::parse("vintage-typewriter").is_ok());
         assert!(ProductId::parse("mug").is_ok());
         assert!(ProductId::parse("").unwrap_err().contains("must not be empty"));
-        assert!(ProductId::parse("Bad ID!").unwrap_err().contains("lowercase letters"));
+        assert!(
+            ProductId::parse("Bad ID!")
+                .unwrap_err()
+                .contains("lowercase letters")
+        );
         assert!(ProductId::parse("-mug").is_err());
         assert!(ProductId::parse("ab").is_err());
         assert!(ProductId::parse(&"a".repeat(65)).is_err());
@@ -155,8 +163,15 @@ mod tests {
 
     #[test]
     fn queries_are_split_and_lowercased() {
-        assert_eq!(SearchQuery::parse("  Living ROOM ").unwrap().words, ["living", "room"]);
+        assert_eq!(
+            SearchQuery::parse("  Living ROOM ").unwrap().words,
+            ["living", "room"]
+        );
         assert!(SearchQuery::parse("   ").is_err());
-        assert!(SearchQuery::parse(&"x".repeat(201)).unwrap_err().contains("at most 200"));
+        assert!(
+            SearchQuery::parse(&"x".repeat(201))
+                .unwrap_err()
+                .contains("at most 200")
+        );
     }
 }

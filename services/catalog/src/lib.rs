@@ -46,7 +46,7 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
 pub fn service_with(db: sea_orm::DatabaseConnection, args: &kit::ServerArgs) -> kit::Service {
     let api = api::CatalogApi::new(store::Store::new(db));
     kit::Service::new("catalog")
-        .add(
+        .serving(
             CatalogServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)
                 .max_encoding_message_size(args.max_message_bytes),

@@ -49,13 +49,24 @@ impl Store {
     }
 
     pub(crate) async fn get(&self, id: &ProductId) -> Result<Product, CatalogError> {
-        let row = product::Entity::find_by_id(id.as_str().to_string()).one(&self.db).await?;
-        row.map(to_product).transpose()?.ok_or_else(|| CatalogError::NotFound(id.clone()))
+        let row = product::Entity::find_by_id(id.as_str().to_string())
+            .one(&self.db)
+            .await?;
+        row.map(to_product)
+            .transpose()?
+            .ok_or_else(|| CatalogError::NotFound(id.clone()))
     }
 
     /// A page of the products matching `filter`, by id.
-    pub(crate) async fn page(&self, filter: Condition, page: &PageRequest) -> Result<ProductPage, CatalogError> {
-        let total = product::Entity::find().filter(filter.clone()).count(&self.db).await?;
+    pub(crate) async fn page(
+        &self,
+        filter: Condition,
+        page: &PageRequest,
+    ) -> Result<ProductPage, CatalogError> {
+        let total = product::Entity::find()
+            .filter(filter.clone())
+            .count(&self.db)
+            .await?;
         let mut query = product::Entity::find().filter(filter);
         if let Some(after) = &page.after {
             query = query.filter(product::Column::Id.gt(after.as_str()));
@@ -68,9 +79,17 @@ impl Store {
             .await?;
         let more = rows.len() > page.size as usize;
         rows.truncate(page.size as usize);
-        let next_after = if more { rows.last().map(|r| r.id.clone()) } else { None };
+        let next_after = if more {
+            rows.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
         let products = rows.into_iter().map(to_product).collect::<Result<Vec<_>, _>>()?;
-        Ok(ProductPage { products, next_after, total })
+        Ok(ProductPage {
+            products,
+            next_after,
+            total,
+        })
     }
 }
 
@@ -102,14 +121,26 @@ fn escape_like(word: &str) -> String {
 }
 
 fn to_product(row: product::Model) -> Result<Product, CatalogError> {
-    let id = ProductId::parse(&row.id).map_err(|reason| CatalogError::Corrupt { id: row.id.clone(), reason })?;
+    let id = ProductId::parse(&row.id).map_err(|reason| CatalogError::Corrupt {
+        id: row.id.clone(),
+        reason,
+    })?;
     Ok(Product {
         id,
         name: row.name,
         description: row.description,
         picture: row.picture,
-        price: Price { currency_code: row.price_currency, units: row.price_units, nanos: row.price_nanos },
-        categories: row.categories.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect(),
+        price: Price {
+            currency_code: row.price_currency,
+            units: row.price_units,
+            nanos: row.price_nanos,
+        },
+        categories: row
+            .categories
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect(),
         weight_grams: row.weight_grams,
     })
 }

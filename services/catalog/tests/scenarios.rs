@@ -1,8 +1,6 @@
 //! What a caller of the catalog sees, one scenario per function.
 
-use catalog::pb::ferrymesh::catalog::v1::{
-    GetProductRequest, ListProductsRequest, SearchProductsRequest,
-};
+use catalog::pb::ferrymesh::catalog::v1::{GetProductRequest, ListProductsRequest, SearchProductsRequest};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -12,8 +10,17 @@ use crate::support::{Catalog, assert_invalid};
 const SEEDED: usize = 16;
 
 async fn search(catalog: &Catalog, query: &str) -> Vec<String> {
-    let request = SearchProductsRequest { query: query.into(), page_size: 100, page_token: String::new() };
-    let response = catalog.client().search_products(request).await.expect("search").into_inner();
+    let request = SearchProductsRequest {
+        query: query.into(),
+        page_size: 100,
+        page_token: String::new(),
+    };
+    let response = catalog
+        .client()
+        .search_products(request)
+        .await
+        .expect("search")
+        .into_inner();
     assert_eq!(response.total_size as usize, response.products.len());
     response.products.into_iter().map(|p| p.id).collect()
 }
@@ -25,7 +32,10 @@ pub(crate) async fn lists_every_seeded_product_in_pages(catalog: &Catalog) {
     let mut token = String::new();
     loop {
         let page = client
-            .list_products(ListProductsRequest { page_size: 5, page_token: token.clone() })
+            .list_products(ListProductsRequest {
+                page_size: 5,
+                page_token: token.clone(),
+            })
             .await
             .expect("list")
             .into_inner();
@@ -48,28 +58,63 @@ pub(crate) async fn lists_every_seeded_product_in_pages(catalog: &Catalog) {
 }
 
 pub(crate) async fn page_size_zero_means_twenty(catalog: &Catalog) {
-    let page = catalog.client().list_products(ListProductsRequest::default()).await.expect("list").into_inner();
-    assert_eq!(page.products.len(), SEEDED, "all 16 fit in the default page of 20");
+    let page = catalog
+        .client()
+        .list_products(ListProductsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(
+        page.products.len(),
+        SEEDED,
+        "all 16 fit in the default page of 20"
+    );
     assert_eq!(page.next_page_token, "");
 }
 
 pub(crate) async fn gets_a_product_with_its_price(catalog: &Catalog) {
-    let request = GetProductRequest { product_id: "vintage-typewriter".into() };
-    let product = catalog.client().get_product(request).await.expect("get").into_inner().product.expect("product");
+    let request = GetProductRequest {
+        product_id: "vintage-typewriter".into(),
+    };
+    let product = catalog
+        .client()
+        .get_product(request)
+        .await
+        .expect("get")
+        .into_inner()
+        .product
+        .expect("product");
     assert_eq!(product.id, "vintage-typewriter");
     assert_eq!(product.name, "Vintage Typewriter");
-    assert_eq!(product.description, "This typewriter looks good in your living room.");
+    assert_eq!(
+        product.description,
+        "This typewriter looks good in your living room."
+    );
     assert_eq!(product.categories, ["vintage"]);
     assert_eq!(product.weight_grams, 4200);
     let price = product.price.expect("price");
-    assert_eq!((price.currency_code.as_str(), price.units, price.nanos), ("USD", 67, 990_000_000));
+    assert_eq!(
+        (price.currency_code.as_str(), price.units, price.nanos),
+        ("USD", 67, 990_000_000)
+    );
 }
 
 pub(crate) async fn search_ignores_case_and_looks_at_name_description_and_categories(catalog: &Catalog) {
     // categories
-    assert_eq!(search(catalog, "KITCHEN").await, ["bamboo-glass-jar", "espresso-grinder", "mug", "salt-pepper-shakers"]);
+    assert_eq!(
+        search(catalog, "KITCHEN").await,
+        [
+            "bamboo-glass-jar",
+            "espresso-grinder",
+            "mug",
+            "salt-pepper-shakers"
+        ]
+    );
     // description, every word must match
-    assert_eq!(search(catalog, "Living Room").await, ["terrarium", "vintage-typewriter"]);
+    assert_eq!(
+        search(catalog, "Living Room").await,
+        ["terrarium", "vintage-typewriter"]
+    );
     // name
     assert_eq!(search(catalog, "typeWRITER").await, ["vintage-typewriter"]);
     assert!(search(catalog, "spaceship").await.is_empty());
@@ -78,7 +123,11 @@ pub(crate) async fn search_ignores_case_and_looks_at_name_description_and_catego
 pub(crate) async fn search_pages_like_list(catalog: &Catalog) {
     let mut client = catalog.client();
     let first = client
-        .search_products(SearchProductsRequest { query: "kitchen".into(), page_size: 3, page_token: String::new() })
+        .search_products(SearchProductsRequest {
+            query: "kitchen".into(),
+            page_size: 3,
+            page_token: String::new(),
+        })
         .await
         .expect("search")
         .into_inner();
@@ -86,7 +135,11 @@ pub(crate) async fn search_pages_like_list(catalog: &Catalog) {
     assert_eq!(first.products.len(), 3);
     assert!(!first.next_page_token.is_empty());
     let second = client
-        .search_products(SearchProductsRequest { query: "kitchen".into(), page_size: 3, page_token: first.next_page_token })
+        .search_products(SearchProductsRequest {
+            query: "kitchen".into(),
+            page_size: 3,
+            page_token: first.next_page_token,
+        })
         .await
         .expect("search page 2")
         .into_inner();
@@ -96,8 +149,14 @@ pub(crate) async fn search_pages_like_list(catalog: &Catalog) {
 }
 
 pub(crate) async fn search_treats_like_wildcards_as_text(catalog: &Catalog) {
-    assert!(search(catalog, "%").await.is_empty(), "% is a character, not a wildcard");
-    assert!(search(catalog, "_").await.is_empty(), "_ is a character, not a wildcard");
+    assert!(
+        search(catalog, "%").await.is_empty(),
+        "% is a character, not a wildcard"
+    );
+    assert!(
+        search(catalog, "_").await.is_empty(),
+        "_ is a character, not a wildcard"
+    );
     assert_eq!(search(catalog, "&").await, ["salt-pepper-shakers"]);
 }
 
@@ -105,13 +164,24 @@ pub(crate) async fn rejects_bad_page_sizes(catalog: &Catalog) {
     let mut client = catalog.client();
     for size in [-1, 101, i32::MAX] {
         let status = client
-            .list_products(ListProductsRequest { page_size: size, page_token: String::new() })
+            .list_products(ListProductsRequest {
+                page_size: size,
+                page_token: String::new(),
+            })
             .await
             .expect_err("bad page size");
-        assert_invalid(&status, "page_size", &format!("must be between 0 and 100 (0 means 20), got {size}"));
+        assert_invalid(
+            &status,
+            "page_size",
+            &format!("must be between 0 and 100 (0 means 20), got {size}"),
+        );
     }
     let status = client
-        .search_products(SearchProductsRequest { query: "mug".into(), page_size: -5, page_token: String::new() })
+        .search_products(SearchProductsRequest {
+            query: "mug".into(),
+            page_size: -5,
+            page_token: String::new(),
+        })
         .await
         .expect_err("bad page size");
     assert_invalid(&status, "page_size", "got -5");
@@ -121,7 +191,10 @@ pub(crate) async fn rejects_page_tokens_it_did_not_issue(catalog: &Catalog) {
     for token in ["garbage", "p1.zz", "p1."] {
         let status = catalog
             .client()
-            .list_products(ListProductsRequest { page_size: 5, page_token: token.into() })
+            .list_products(ListProductsRequest {
+                page_size: 5,
+                page_token: token.into(),
+            })
             .await
             .expect_err("bad token");
         assert_invalid(&status, "page_token", "is not a token this service issued");
@@ -130,18 +203,34 @@ pub(crate) async fn rejects_page_tokens_it_did_not_issue(catalog: &Catalog) {
 
 pub(crate) async fn rejects_empty_and_malformed_product_ids(catalog: &Catalog) {
     let mut client = catalog.client();
-    let status = client.get_product(GetProductRequest { product_id: String::new() }).await.expect_err("empty id");
+    let status = client
+        .get_product(GetProductRequest {
+            product_id: String::new(),
+        })
+        .await
+        .expect_err("empty id");
     assert_invalid(&status, "product_id", "must not be empty");
     for bad in ["Bad ID!", "ab", "-mug", "MUG"] {
-        let status = client.get_product(GetProductRequest { product_id: bad.into() }).await.expect_err("bad id");
-        assert_invalid(&status, "product_id", "must be 3 to 64 lowercase letters, digits or hyphens");
+        let status = client
+            .get_product(GetProductRequest {
+                product_id: bad.into(),
+            })
+            .await
+            .expect_err("bad id");
+        assert_invalid(
+            &status,
+            "product_id",
+            "must be 3 to 64 lowercase letters, digits or hyphens",
+        );
     }
 }
 
 pub(crate) async fn unknown_product_is_not_found(catalog: &Catalog) {
     let status = catalog
         .client()
-        .get_product(GetProductRequest { product_id: "no-such-thing".into() })
+        .get_product(GetProductRequest {
+            product_id: "no-such-thing".into(),
+        })
         .await
         .expect_err("unknown id");
     assert_eq!(status.code(), Code::NotFound);
@@ -151,23 +240,37 @@ pub(crate) async fn unknown_product_is_not_found(catalog: &Catalog) {
 pub(crate) async fn rejects_empty_and_overlong_searches(catalog: &Catalog) {
     let mut client = catalog.client();
     let status = client
-        .search_products(SearchProductsRequest { query: "   ".into(), page_size: 0, page_token: String::new() })
+        .search_products(SearchProductsRequest {
+            query: "   ".into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .expect_err("blank query");
     assert_invalid(&status, "query", "must contain at least one word");
     let status = client
-        .search_products(SearchProductsRequest { query: "a".repeat(201), page_size: 0, page_token: String::new() })
+        .search_products(SearchProductsRequest {
+            query: "a".repeat(201),
+            page_size: 0,
+            page_token: String::new(),
+        })
         .await
         .expect_err("long query");
     assert_invalid(&status, "query", "must be at most 200 characters, got 201");
 }
 
 pub(crate) async fn reports_serving_on_health(catalog: &Catalog) {
-    let channel = tonic::transport::Endpoint::from_shared(catalog.running.uri()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(catalog.running.uri())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = HealthClient::new(channel);
     for service in ["", "ferrymesh.catalog.v1.CatalogService"] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .expect("health check")
             .into_inner()
@@ -175,7 +278,9 @@ pub(crate) async fn reports_serving_on_health(catalog: &Catalog) {
         assert_eq!(status, tonic_health::ServingStatus::Serving as i32, "{service:?}");
     }
     let status = health
-        .check(HealthCheckRequest { service: "ferrymesh.nope.v1.NopeService".into() })
+        .check(HealthCheckRequest {
+            service: "ferrymesh.nope.v1.NopeService".into(),
+        })
         .await
         .expect_err("unknown service");
     assert_eq!(status.code(), Code::NotFound);
@@ -187,6 +292,11 @@ pub(crate) async fn migrating_again_changes_nothing(catalog: &Catalog) {
         .await
         .expect("migrate again");
     let _ = again.close().await;
-    let page = catalog.client().list_products(ListProductsRequest::default()).await.expect("list").into_inner();
+    let page = catalog
+        .client()
+        .list_products(ListProductsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
     assert_eq!(page.total_size as usize, SEEDED, "the seed is applied once");
 }

@@ -17,8 +17,12 @@ impl Catalog {
             .await
             .unwrap_or_else(|e| panic!("open {} database: {e}", db.backend()));
         let args = kit::ServerArgs::for_tests(db.url.clone());
-        let running = kit::server::spawn(catalog::service_with(conn, &args), &args, 0).await.expect("start catalog");
-        let client = CatalogServiceClient::connect(running.uri()).await.expect("connect to catalog");
+        let running = kit::server::spawn(catalog::service_with(conn, &args), &args, 0)
+            .await
+            .expect("start catalog");
+        let client = CatalogServiceClient::connect(running.uri())
+            .await
+            .expect("connect to catalog");
         Catalog { client, running, db }
     }
 
@@ -36,8 +40,16 @@ impl Catalog {
 /// description contains `says`, and that the message carries it too.
 pub(crate) fn assert_invalid(status: &tonic::Status, field: &str, says: &str) {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains(&format!("{field}: ")), "message names {field}: {}", status.message());
-    assert!(status.message().contains(says), "message says {says:?}: {}", status.message());
+    assert!(
+        status.message().contains(&format!("{field}: ")),
+        "message names {field}: {}",
+        status.message()
+    );
+    assert!(
+        status.message().contains(says),
+        "message says {says:?}: {}",
+        status.message()
+    );
     let details = status.get_error_details();
     let bad_request = details.bad_request().expect("a google.rpc.BadRequest detail");
     let violation = bad_request
@@ -45,5 +57,9 @@ pub(crate) fn assert_invalid(status: &tonic::Status, field: &str, says: &str) {
         .iter()
         .find(|v| v.field == field)
         .unwrap_or_else(|| panic!("a violation for {field} in {:?}", bad_request.field_violations));
-    assert!(violation.description.contains(says), "{:?}", violation.description);
+    assert!(
+        violation.description.contains(says),
+        "{:?}",
+        violation.description
+    );
 }

@@ -62,7 +62,8 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// The listen address, or loopback on `default_port`.
     pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
-        self.listen.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, default_port)))
+        self.listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, default_port)))
     }
 
     /// The database URL, or a SQLite file named after the service in the data directory.
@@ -156,6 +157,9 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_duration("5d"), Err("`5d` has unit `d`: use ms, s, m or h".into()));
+        assert_eq!(
+            parse_duration("5d"),
+            Err("`5d` has unit `d`: use ms, s, m or h".into())
+        );
     }
 }

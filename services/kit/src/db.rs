@@ -50,13 +50,13 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Database
         .sqlx_logging(false);
     if let Some(path) = url.strip_prefix("sqlite://") {
         let file = path.split('?').next().unwrap_or(path);
-        if file != ":memory:" {
-            if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| DbOpenError::CreateDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
+        if file != ":memory:"
+            && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| DbOpenError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
         }
         // WAL lets readers run beside the one writer; the busy timeout makes
         // concurrent writers queue instead of failing with SQLITE_BUSY.
@@ -72,8 +72,13 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Database
     }
     let db = Database::connect(options)
         .await
-        .map_err(|source| DbOpenError::Connect { url: shown.clone(), source })?;
-    M::up(&db, None).await.map_err(|source| DbOpenError::Migrate { url: shown, source })?;
+        .map_err(|source| DbOpenError::Connect {
+            url: shown.clone(),
+            source,
+        })?;
+    M::up(&db, None)
+        .await
+        .map_err(|source| DbOpenError::Migrate { url: shown, source })?;
     Ok(db)
 }
 
@@ -97,7 +102,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://app:secret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
         assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact("sqlite://data/catalog.db"), "sqlite://data/catalog.db");
     }

@@ -49,8 +49,11 @@ impl Violations {
 
 impl std::fmt::Display for Violations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> =
-            self.0.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
         f.write_str(&parts.join("; "))
     }
 }
@@ -66,7 +69,11 @@ impl From<Violations> for Status {
 /// INVALID_ARGUMENT whose message lists the violations, with a `BadRequest` detail.
 pub fn invalid_argument(violations: Violations) -> Status {
     let message = format!("invalid request: {violations}");
-    Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations.0))
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message,
+        ErrorDetails::with_bad_request(violations.0),
+    )
 }
 
 /// NOT_FOUND for a resource kind and id, e.g. `not_found("product", "x")`.
@@ -106,7 +113,11 @@ pub fn already_exists(kind: &str, id: &str, message: impl Into<String>) -> Statu
 
 /// UNAVAILABLE for a transient fault, telling the caller when to retry.
 pub fn unavailable(message: impl Into<String>, retry_after: Duration) -> Status {
-    Status::with_error_details(Code::Unavailable, message, ErrorDetails::with_retry_info(Some(retry_after)))
+    Status::with_error_details(
+        Code::Unavailable,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
 }
 
 /// INTERNAL with a generic message; the details go to the log, never to the caller.
@@ -125,7 +136,10 @@ mod tests {
         v.add("page_size", "must be between 0 and 100, got 101");
         let status = Status::from(v);
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(status.message(), "invalid request: page_size: must be between 0 and 100, got 101");
+        assert_eq!(
+            status.message(),
+            "invalid request: page_size: must be between 0 and 100, got 101"
+        );
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request detail");
         assert_eq!(bad.field_violations[0].field, "page_size");

@@ -51,8 +51,9 @@ impl FromStr for FaultRule {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let usage = "write METHOD:latency=DURATION,error_rate=P[,code=CODE], e.g. GetProduct:latency=2s";
-        let (method, settings) =
-            text.split_once(':').ok_or_else(|| format!("fault `{text}` has no `:`; {usage}"))?;
+        let (method, settings) = text
+            .split_once(':')
+            .ok_or_else(|| format!("fault `{text}` has no `:`; {usage}"))?;
         let method = method.trim();
         if method.is_empty() {
             return Err(format!("fault `{text}` names no method; {usage}"));
@@ -103,7 +104,11 @@ fn parse_code(name: &str) -> Result<Code, String> {
         "unavailable" => Code::Unavailable,
         "data_loss" => Code::DataLoss,
         "unauthenticated" => Code::Unauthenticated,
-        _ => return Err(format!("`{name}` is not a gRPC status code name such as unavailable")),
+        _ => {
+            return Err(format!(
+                "`{name}` is not a gRPC status code name such as unavailable"
+            ));
+        }
     };
     Ok(code)
 }
@@ -125,7 +130,10 @@ impl<S> Layer<S> for FaultLayer {
     type Service = Fault<S>;
 
     fn layer(&self, inner: S) -> Fault<S> {
-        Fault { inner, rules: self.rules.clone() }
+        Fault {
+            inner,
+            rules: self.rules.clone(),
+        }
     }
 }
 
@@ -150,7 +158,11 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let rule = self.rules.iter().find(|r| r.matches(request.uri().path())).cloned();
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.matches(request.uri().path()))
+            .cloned();
         // Take the service that was driven to readiness, leave a clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -178,7 +190,9 @@ mod tests {
 
     #[test]
     fn rules_parse_and_match() {
-        let rule: FaultRule = "GetProduct:latency=2s,error_rate=0.5,code=internal".parse().unwrap();
+        let rule: FaultRule = "GetProduct:latency=2s,error_rate=0.5,code=internal"
+            .parse()
+            .unwrap();
         assert_eq!(rule.latency, Duration::from_secs(2));
         assert_eq!(rule.error_rate, 0.5);
         assert_eq!(rule.code, Code::Internal);
@@ -189,7 +203,9 @@ mod tests {
         assert!(all.matches("/ferrymesh.catalog.v1.CatalogService/ListProducts"));
         assert!(!all.matches("/grpc.health.v1.Health/Check"));
 
-        let service: FaultRule = "ferrymesh.catalog.v1.CatalogService/*:error_rate=1".parse().unwrap();
+        let service: FaultRule = "ferrymesh.catalog.v1.CatalogService/*:error_rate=1"
+            .parse()
+            .unwrap();
         assert!(service.matches("/ferrymesh.catalog.v1.CatalogService/GetProduct"));
         assert!(!service.matches("/ferrymesh.orders.v1.OrdersService/GetOrder"));
     }

@@ -49,7 +49,10 @@ impl PageRequest {
                 }
             }
         };
-        Some(PageRequest { size: size?, after: after? })
+        Some(PageRequest {
+            size: size?,
+            after: after?,
+        })
     }
 }
 
@@ -70,7 +73,10 @@ fn decode(token: &str) -> Option<String> {
     }
     let bytes = (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
         .collect::<Option<Vec<u8>>>()?;
     String::from_utf8(bytes).ok()
 }
@@ -84,7 +90,13 @@ mod tests {
         let mut v = Violations::new();
         let page = PageRequest::parse(5, &encode("vintage-typewriter"), &mut v);
         assert!(v.is_empty());
-        assert_eq!(page, Some(PageRequest { size: 5, after: Some("vintage-typewriter".into()) }));
+        assert_eq!(
+            page,
+            Some(PageRequest {
+                size: 5,
+                after: Some("vintage-typewriter".into())
+            })
+        );
     }
 
     #[test]
@@ -94,7 +106,13 @@ mod tests {
         let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["page_size", "page_token"]);
         let mut v = Violations::new();
-        assert_eq!(PageRequest::parse(0, "", &mut v), Some(PageRequest { size: 20, after: None }));
+        assert_eq!(
+            PageRequest::parse(0, "", &mut v),
+            Some(PageRequest {
+                size: 20,
+                after: None
+            })
+        );
         assert_eq!(PageRequest::parse(101, "", &mut v), None);
     }
 }

@@ -130,7 +130,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let handled = CALL.scope(call, tracing::Instrument::instrument(inner.call(request), span.clone()));
+            let handled = CALL.scope(
+                call,
+                tracing::Instrument::instrument(inner.call(request), span.clone()),
+            );
             let mut response = handled.await?;
             if let Ok(value) = HeaderValue::from_str(&correlation_id) {
                 response.headers_mut().insert(CORRELATION_ID, value);
@@ -141,7 +144,14 @@ where
                 finish(&span, code, started.elapsed());
                 return Ok(response);
             }
-            Ok(response.map(|body| Body::new(TracedBody { inner: body, span, started, finished: false })))
+            Ok(response.map(|body| {
+                Body::new(TracedBody {
+                    inner: body,
+                    span,
+                    started,
+                    finished: false,
+                })
+            }))
         })
     }
 }
@@ -295,7 +305,10 @@ mod tests {
     fn paths_split_into_service_and_method() {
         assert_eq!(
             split_path("/ferrymesh.catalog.v1.CatalogService/GetProduct"),
-            ("ferrymesh.catalog.v1.CatalogService".to_string(), "GetProduct".to_string())
+            (
+                "ferrymesh.catalog.v1.CatalogService".to_string(),
+                "GetProduct".to_string()
+            )
         );
     }
 }

@@ -60,18 +60,26 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("name", &self.name).field("services", &self.services).finish()
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("services", &self.services)
+            .finish()
     }
 }
 
 impl Service {
     /// An empty service called `name` (its `service.name` in traces).
     pub fn new(name: &'static str) -> Self {
-        Service { name, routes: RoutesBuilder::default(), services: Vec::new(), descriptor_sets: Vec::new() }
+        Service {
+            name,
+            routes: RoutesBuilder::default(),
+            services: Vec::new(),
+            descriptor_sets: Vec::new(),
+        }
     }
 
     /// Serves a generated gRPC server; health reports it by its full name.
-    pub fn add<S>(mut self, server: S) -> Self
+    pub fn serving<S>(mut self, server: S) -> Self
     where
         S: TowerService<Request<Body>, Response = Response<Body>, Error = Infallible>
             + NamedService
@@ -129,8 +137,12 @@ impl Running {
 /// until [`Running::stop`].
 pub async fn spawn(service: Service, args: &ServerArgs, default_port: u16) -> Result<Running, ServeError> {
     let addr = args.listen_addr(default_port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
     let (stop, stopped) = oneshot::channel();
     let args = args.clone();
     let task = tokio::spawn(async move {
@@ -139,7 +151,11 @@ pub async fn spawn(service: Service, args: &ServerArgs, default_port: u16) -> Re
         })
         .await
     });
-    Ok(Running { addr, stop: Some(stop), task })
+    Ok(Running {
+        addr,
+        stop: Some(stop),
+        task,
+    })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then: health NOT_SERVING,
@@ -151,7 +167,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let Service { name, mut routes, services, descriptor_sets } = service;
+    let Service {
+        name,
+        mut routes,
+        services,
+        descriptor_sets,
+    } = service;
 
     let (health, health_server) = tonic_health::server::health_reporter();
     for s in &services {
@@ -164,9 +185,12 @@ pub async fn serve(
     // google.rpc's error details so clients can print BadRequest and friends.
     let mut reflection = tonic_reflection::server::Builder::configure();
     let mut reflection_alpha = tonic_reflection::server::Builder::configure();
-    for set in [tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET]
-        .iter()
-        .chain(&descriptor_sets)
+    for set in [
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ]
+    .iter()
+    .chain(&descriptor_sets)
     {
         reflection = reflection.register_encoded_file_descriptor_set(set);
         reflection_alpha = reflection_alpha.register_encoded_file_descriptor_set(set);
@@ -208,7 +232,10 @@ pub async fn serve(
             () = tokio::time::sleep(args.drain_delay) => {}
         }
     }
-    tracing::info!(service = name, "draining: refusing new calls, finishing in-flight ones");
+    tracing::info!(
+        service = name,
+        "draining: refusing new calls, finishing in-flight ones"
+    );
     let _ = stop.send(());
     match tokio::time::timeout(args.shutdown_timeout, &mut server).await {
         Ok(result) => result.map_err(ServeError::from),
@@ -253,7 +280,11 @@ where
         Ok(config) => config,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -293,7 +324,9 @@ where
     let args = config.server().clone();
     let addr = args.listen_addr(C::DEFAULT_PORT);
     // Bind before the database work so a taken port is reported at once.
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
     let service = build(config).await?;
     let local = listener.local_addr()?;
     tracing::info!(service = C::NAME, addr = %local, "listening on {local}");

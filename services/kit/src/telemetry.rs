@@ -54,9 +54,12 @@ impl Telemetry {
 
 /// Whether the environment asks for OTLP export.
 pub fn otlp_enabled() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
         && !std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v == "none")
 }
 
@@ -69,7 +72,9 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
     let resource = if std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty()) {
         Resource::builder().build()
     } else {
-        Resource::builder().with_service_name(service_name.to_string()).build()
+        Resource::builder()
+            .with_service_name(service_name.to_string())
+            .build()
     };
     // Spans are made even without an exporter, so trace ids reach the logs
     // and the trace context is passed on to the services this one calls.
@@ -93,7 +98,9 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF);
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(span_filter);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(span_filter);
 
     let logs = match format {
         LogFormat::Human => tracing_subscriber::fmt::layer()
@@ -127,7 +134,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut line = serde_json::Map::new();
         let mut time = String::new();
         SystemTime.format_time(&mut Writer::new(&mut time))?;
@@ -139,7 +151,9 @@ where
             for span in scope.from_root() {
                 innermost = Some(span.name());
                 let extensions = span.extensions();
-                let Some(fields) = extensions.get::<FormattedFields<N>>() else { continue };
+                let Some(fields) = extensions.get::<FormattedFields<N>>() else {
+                    continue;
+                };
                 if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(fields) {
                     for (k, v) in map {
                         // otel.* fields steer the exporter; they are noise in logs.

@@ -30,7 +30,11 @@ impl TestDatabase {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
-        TestDatabase { url, postgres: None, _dir: Some(dir) }
+        TestDatabase {
+            url,
+            postgres: None,
+            _dir: Some(dir),
+        }
     }
 
     /// A new, empty PostgreSQL database; `None` only when `FERRYMESH_SKIP_POSTGRES=1`.
@@ -52,22 +56,35 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
         let _ = admin.close().await;
-        let base = admin_url.rsplit_once('/').map(|(base, _)| base.to_string()).unwrap_or(admin_url.clone());
-        Some(TestDatabase { url: format!("{base}/{name}"), postgres: Some((admin_url, name)), _dir: None })
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base.to_string())
+            .unwrap_or(admin_url.clone());
+        Some(TestDatabase {
+            url: format!("{base}/{name}"),
+            postgres: Some((admin_url, name)),
+            _dir: None,
+        })
     }
 
     /// Which backend it is on, for test names and messages.
     pub fn backend(&self) -> &'static str {
-        if self.postgres.is_some() { "postgres" } else { "sqlite" }
+        if self.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 
     /// Drops the database (PostgreSQL) or its directory (SQLite).
     pub async fn cleanup(self) {
-        if let Some((admin_url, name)) = &self.postgres {
-            if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-                let _ = admin.close().await;
-            }
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(admin) = Database::connect(admin_url.as_str()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
         }
     }
 }

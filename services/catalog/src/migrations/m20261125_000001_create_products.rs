@@ -24,7 +24,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Products::Table)
-                    .col(ColumnDef::new(Products::Id).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Products::Id)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Products::Name).string().not_null())
                     .col(ColumnDef::new(Products::Description).text().not_null())
                     .col(ColumnDef::new(Products::Picture).string().not_null())
@@ -39,6 +44,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Products::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Products::Table).to_owned())
+            .await
     }
 }

