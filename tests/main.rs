@@ -1,1 +1,10 @@
-//! placeholder
+//! End-to-end tests: the mesh run as users run it, through the real
+//! `ferrymesh` binary, the real grpcurl and buf, and an OTLP receiver.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod contracts;
+mod mesh_up;
+mod shutdown;
+mod support;
+mod tracing_export;

@@ -1,0 +1,183 @@
+//! `ferrymesh up` from a newcomer's chair: the mesh comes up, grpcurl finds
+//! everything through reflection, bad input gets a clear error, Ctrl-C stops it.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{Process, ferrymesh, free_port_offset, grpcurl, text};
+
+#[tokio::test]
+async fn up_serves_catalog_to_grpcurl_through_reflection_and_stops_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let offset = free_port_offset();
+    let catalog = format!("127.0.0.1:{}", 50051 + offset);
+    let mut command = ferrymesh();
+    command
+        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
+        .arg(data.path());
+    let mut up = Process::spawn(command);
+    up.wait_for_line(
+        |l| l.contains("all services are SERVING"),
+        Duration::from_secs(90),
+    )
+    .await;
+
+    let row = up
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("catalog "))
+        .expect("a catalog row in the table");
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    let database = format!("sqlite://{}/catalog.db", data.path().display());
+    assert_eq!(
+        columns,
+        ["catalog", catalog.as_str(), "SERVING", database.as_str()]
+    );
+    assert!(
+        data.path().join("catalog.db").exists(),
+        "catalog keeps its database in the data directory"
+    );
+
+    // list: the service, health and reflection, with no proto files given.
+    let listed = grpcurl(&["-plaintext", &catalog, "list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let services: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        services.contains(&"ferrymesh.catalog.v1.CatalogService".to_string()),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"grpc.health.v1.Health".to_string()),
+        "{services:?}"
+    );
+
+    // describe: the methods with their request and response types.
+    let described = grpcurl(&[
+        "-plaintext",
+        &catalog,
+        "describe",
+        "ferrymesh.catalog.v1.CatalogService",
+    ]);
+    let description = text(&described);
+    assert!(described.status.success(), "{description}");
+    for method in [
+        "rpc GetProduct ( .ferrymesh.catalog.v1.GetProductRequest ) returns ( .ferrymesh.catalog.v1.GetProductResponse );",
+        "rpc ListProducts ( .ferrymesh.catalog.v1.ListProductsRequest )",
+        "rpc SearchProducts ( .ferrymesh.catalog.v1.SearchProductsRequest )",
+    ] {
+        assert!(description.contains(method), "{method} in {description}");
+    }
+    let message = grpcurl(&["-plaintext", &catalog, "describe", "ferrymesh.common.v1.Money"]);
+    assert!(text(&message).contains("int64 units = 2;"), "{}", text(&message));
+
+    // call: JSON in, JSON out.
+    let got = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"product_id": "vintage-typewriter"}"#,
+        &catalog,
+        "ferrymesh.catalog.v1.CatalogService/GetProduct",
+    ]);
+    assert!(got.status.success(), "{}", text(&got));
+    let body: serde_json::Value = serde_json::from_slice(&got.stdout).expect("grpcurl prints JSON");
+    assert_eq!(body["product"]["name"], "Vintage Typewriter");
+    assert_eq!(body["product"]["price"]["currencyCode"], "USD");
+    assert_eq!(body["product"]["price"]["units"], "67");
+    assert_eq!(body["product"]["price"]["nanos"], 990_000_000);
+
+    // bad input: the status, the message and the decoded BadRequest detail.
+    let bad = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"page_size": -1}"#,
+        &catalog,
+        "ferrymesh.catalog.v1.CatalogService/ListProducts",
+    ]);
+    let said = text(&bad);
+    assert!(!bad.status.success());
+    assert!(said.contains("Code: InvalidArgument"), "{said}");
+    assert!(
+        said.contains("page_size: must be between 0 and 100 (0 means 20), got -1"),
+        "{said}"
+    );
+    assert!(
+        said.contains(r#""@type":"type.googleapis.com/google.rpc.BadRequest""#),
+        "{said}"
+    );
+    assert!(
+        said.contains(r#""field":"page_size""#),
+        "the detail is decoded through reflection: {said}"
+    );
+
+    let missing = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"product_id": "no-such-thing"}"#,
+        &catalog,
+        "ferrymesh.catalog.v1.CatalogService/GetProduct",
+    ]);
+    let said = text(&missing);
+    assert!(
+        said.contains("Code: NotFound") && said.contains("product `no-such-thing` does not exist"),
+        "{said}"
+    );
+
+    // health, which grpcurl 1.8 resolves through reflection too.
+    let health = grpcurl(&["-plaintext", &catalog, "grpc.health.v1.Health/Check"]);
+    assert!(
+        text(&health).contains(r#""status": "SERVING""#),
+        "{}",
+        text(&health)
+    );
+
+    // the correlation id comes back, and a missing one is made.
+    let echoed = grpcurl(&[
+        "-plaintext",
+        "-v",
+        "-H",
+        "x-correlation-id: order-42",
+        "-d",
+        r#"{"product_id": "mug"}"#,
+        &catalog,
+        "ferrymesh.catalog.v1.CatalogService/GetProduct",
+    ]);
+    assert!(
+        text(&echoed).contains("x-correlation-id: order-42"),
+        "{}",
+        text(&echoed)
+    );
+
+    up.signal(Signal::SIGTERM);
+    let status = up.wait_exit(Duration::from_secs(45)).await;
+    assert!(
+        status.success(),
+        "up exits 0 after stopping the services: {status}\n{}",
+        up.output()
+    );
+    assert!(
+        up.output().contains("catalog |"),
+        "service logs are prefixed with the service name"
+    );
+    assert!(up.output().contains("ferrymesh: stopping every service"));
+}
+
+#[tokio::test]
+async fn up_names_the_service_whose_port_is_taken_and_exits_non_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let offset = free_port_offset();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 50051 + offset)).unwrap();
+    let mut command = ferrymesh();
+    command
+        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
+        .arg(data.path());
+    let mut up = Process::spawn(command);
+    let status = up.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success());
+    let expected = format!("port taken: catalog needs 127.0.0.1:{}", 50051 + offset);
+    assert!(up.output().contains(&expected), "{}", up.output());
+    drop(taken);
+}

@@ -1,0 +1,209 @@
+//! Processes, tools and ports for the end-to-end tests.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// The workspace root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// A tool installed by build-support/install-tools.sh.
+pub(crate) fn tool(name: &str) -> PathBuf {
+    let path = root().join(".tools/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run bash build-support/install-tools.sh",
+        path.display()
+    );
+    path
+}
+
+/// Runs grpcurl with `args` and returns its output.
+pub(crate) fn grpcurl(args: &[&str]) -> Output {
+    std::process::Command::new(tool("grpcurl"))
+        .args(args)
+        .output()
+        .expect("run grpcurl")
+}
+
+/// The text grpcurl wrote, stdout then stderr.
+pub(crate) fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The `ferrymesh` binary built for these tests.
+pub(crate) fn ferrymesh() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrymesh"));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // The tests choose their own telemetry; none leaks in from the caller.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OTEL_") || key.starts_with("FERRYMESH_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Every default port of the mesh; `--port-offset` shifts them all.
+pub(crate) const MESH_PORTS: &[u16] = &[8080, 50051, 50052, 50053, 50054, 50055, 50056, 50057];
+
+/// A port offset at which every mesh port is free on loopback.
+pub(crate) fn free_port_offset() -> u16 {
+    for _ in 0..200 {
+        let offset = 1000 + (rand_u16() % 9000);
+        let all_free = MESH_PORTS
+            .iter()
+            .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p + offset)).is_ok());
+        if all_free {
+            return offset;
+        }
+    }
+    panic!("no port offset with every mesh port free");
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    (nanos ^ std::process::id().rotate_left(16)) as u16
+}
+
+/// A child process whose output lines are kept for assertions.
+pub(crate) struct Process {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    pub(crate) fn spawn(mut command: Command) -> Process {
+        let mut child = command.spawn().expect("spawn ferrymesh");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(collect(out, lines.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(collect(err, lines.clone()));
+        }
+        Process { child, lines }
+    }
+
+    /// Everything it printed so far.
+    pub(crate) fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Its output lines so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits for a line that `wanted` accepts; panics with the output if
+    /// the process exits first or the time runs out.
+    pub(crate) async fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| wanted(l)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!(
+                    "process exited with {status} before the expected line; output:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected line did not come in {within:?}; output:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) {
+        let pid = self.child.id().expect("process still running");
+        kill(Pid::from_raw(pid as i32), signal).expect("send signal");
+    }
+
+    pub(crate) async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("wait for process"),
+            Err(_) => panic!(
+                "process did not exit within {within:?}; output:\n{}",
+                self.output()
+            ),
+        }
+    }
+}
+
+async fn collect(stream: impl AsyncRead + Unpin, lines: Arc<Mutex<Vec<String>>>) {
+    let mut reader = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        lines.lock().unwrap().push(line);
+    }
+}
+
+/// Starts `ferrymesh serve SERVICE --listen 127.0.0.1:0` with `args` and
+/// `env`, and returns it with the address it reported.
+pub(crate) async fn serve(
+    service: &str,
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Process, SocketAddr) {
+    let mut command = ferrymesh();
+    command
+        .args(["serve", service, "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut process = Process::spawn(command);
+    let line = process
+        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+        .await;
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (process, addr)
+}
+
+/// Copies a directory tree.
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

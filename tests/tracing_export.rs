@@ -1,0 +1,218 @@
+//! Traces reach an OTLP collector: the catalog's server span continues the
+//! caller's trace, is named and attributed by the OpenTelemetry RPC
+//! conventions, and the JSON logs carry the same ids.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
+use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::support::serve;
+
+/// An OTLP/gRPC trace receiver that keeps what it is sent.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<(Vec<KeyValue>, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans.resource.map(|r| r.attributes).unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push((resource.clone(), span));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Collector {
+    async fn start() -> (Collector, String) {
+        let collector = Collector::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener));
+        tokio::spawn(server);
+        (collector, endpoint)
+    }
+
+    async fn span_named(&self, name: &str, trace_id: &[u8]) -> (Vec<KeyValue>, Span) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, s)| s.name == name && s.trace_id == trace_id)
+                .cloned();
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no span {name} exported; got {:?}",
+                self.names()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.name.clone())
+            .collect()
+    }
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
+}
+
+fn string(value: &str) -> Option<any_value::Value> {
+    Some(any_value::Value::StringValue(value.to_string()))
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN_ID: &str = "b7ad6b7169203331";
+
+async fn call(client: &mut CatalogServiceClient<tonic::transport::Channel>, product_id: &str) -> tonic::Code {
+    let mut request = tonic::Request::new(GetProductRequest {
+        product_id: product_id.into(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse().unwrap(),
+    );
+    match client.get_product(request).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn server_spans_continue_the_callers_trace_over_otlp() {
+    let (collector, endpoint) = Collector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        // Export quickly instead of every five seconds.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    let (mut catalog, addr) = serve("catalog", data.path(), &["--log-format", "json"], &env).await;
+    let mut client = CatalogServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+
+    assert_eq!(call(&mut client, "mug").await, tonic::Code::Ok);
+    let (resource, span) = collector
+        .span_named("ferrymesh.catalog.v1.CatalogService/GetProduct", &hex(TRACE_ID))
+        .await;
+
+    assert_eq!(attribute(&resource, "service.name").cloned(), string("catalog"));
+    assert_eq!(span.kind, span::SpanKind::Server as i32);
+    assert_eq!(
+        span.parent_span_id,
+        hex(CALLER_SPAN_ID),
+        "the caller's span is the parent"
+    );
+    assert_eq!(attribute(&span.attributes, "rpc.system").cloned(), string("grpc"));
+    assert_eq!(
+        attribute(&span.attributes, "rpc.service").cloned(),
+        string("ferrymesh.catalog.v1.CatalogService")
+    );
+    assert_eq!(
+        attribute(&span.attributes, "rpc.method").cloned(),
+        string("GetProduct")
+    );
+    assert_eq!(
+        attribute(&span.attributes, "rpc.grpc.status_code").cloned(),
+        Some(any_value::Value::IntValue(0))
+    );
+    assert_ne!(
+        span.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32)
+    );
+
+    // A caller's mistake is recorded with its code but is not a server error.
+    assert_eq!(call(&mut client, "no-such-thing").await, tonic::Code::NotFound);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let not_found = loop {
+        let spans = collector.spans.lock().unwrap().clone();
+        let found = spans.into_iter().map(|(_, s)| s).find(|s| {
+            s.name == "ferrymesh.catalog.v1.CatalogService/GetProduct"
+                && attribute(&s.attributes, "rpc.grpc.status_code") == Some(&any_value::Value::IntValue(5))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no NOT_FOUND span exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(
+        not_found.status.map(|s| s.code),
+        Some(status::StatusCode::Error as i32)
+    );
+
+    // Health probes are not traced.
+    assert!(
+        !collector.names().iter().any(|n| n.starts_with("grpc.health")),
+        "{:?}",
+        collector.names()
+    );
+
+    // The JSON log line of the call carries the same trace and its own span.
+    let span_id: String = span.span_id.iter().map(|b| format!("{b:02x}")).collect();
+    let logged = catalog
+        .lines()
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|v| v["message"] == "rpc handled" && v["rpc.method"] == "GetProduct")
+        .unwrap_or_else(|| panic!("a JSON access log line; output:\n{}", catalog.output()));
+    assert_eq!(logged["trace_id"], TRACE_ID);
+    assert_eq!(logged["span_id"], span_id.as_str());
+    assert_eq!(logged["level"], "INFO");
+    assert!(
+        logged["correlation_id"].as_str().is_some_and(|c| !c.is_empty()),
+        "{logged}"
+    );
+
+    catalog.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(catalog.wait_exit(Duration::from_secs(15)).await.success());
+}
