@@ -19,10 +19,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::support::serve;
 
+/// A span as received, with the attributes of the resource that sent it.
+type Exported = (Vec<KeyValue>, Span);
+
 /// An OTLP/gRPC trace receiver that keeps what it is sent.
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(Vec<KeyValue>, Span)>>>,
+    spans: Arc<Mutex<Vec<Exported>>>,
 }
 
 #[tonic::async_trait]
@@ -58,7 +61,7 @@ impl Collector {
         (collector, endpoint)
     }
 
-    async fn span_named(&self, name: &str, trace_id: &[u8]) -> (Vec<KeyValue>, Span) {
+    async fn span_named(&self, name: &str, trace_id: &[u8]) -> Exported {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let found = self
