@@ -300,3 +300,57 @@ pub(crate) async fn migrating_again_changes_nothing(catalog: &Catalog) {
         .into_inner();
     assert_eq!(page.total_size as usize, SEEDED, "the seed is applied once");
 }
+
+pub(crate) async fn lists_its_services_over_reflection_v1_and_v1alpha(catalog: &Catalog) {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let channel = tonic::transport::Endpoint::from_shared(catalog.running.uri())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1 answers ListServices with a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"ferrymesh.catalog.v1.CatalogService".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "ferrymesh.catalog.v1.CatalogService".into(),
+            ),
+        ),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha answers FileContainingSymbol with descriptors");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
