@@ -89,11 +89,17 @@ pub fn proto_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("proto")
 }
 
+/// The shared value types every contract may import.
+const COMMON: &str = "ferrymesh.common.v1";
+
 /// The contracts one crate serves and calls.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Contracts {
     serve: Vec<String>,
     call: Vec<String>,
+    /// Whether `ferrymesh.common.v1` comes from the kit crate instead of
+    /// being generated again, so every service shares one `Money` type.
+    common_from_kit: bool,
 }
 
 impl Contracts {
@@ -102,7 +108,14 @@ impl Contracts {
         Contracts {
             serve: packages.iter().map(|p| p.to_string()).collect(),
             call: Vec::new(),
+            common_from_kit: true,
         }
+    }
+
+    /// Generates `ferrymesh.common.v1` itself; only the kit crate does.
+    pub fn generate_common(mut self) -> Self {
+        self.common_from_kit = false;
+        self
     }
 
     /// Packages the crate only calls: client code.
@@ -128,14 +141,17 @@ impl Contracts {
         let mut generated: BTreeSet<String> = BTreeSet::new();
         if !self.serve.is_empty() {
             generated.extend(packages_of(&served));
-            generate(served, true, out_dir)?;
+            generate(served, true, self.common_from_kit, out_dir)?;
         }
         if !self.call.is_empty() {
             let called = descriptor_set(root, &self.call)?;
             generated.extend(packages_of(&called));
-            generate(called, false, out_dir)?;
+            generate(called, false, self.common_from_kit, out_dir)?;
         }
-        fs::write(out_dir.join("ferrymesh.rs"), include_file(&generated))?;
+        if self.common_from_kit {
+            generated.remove(COMMON);
+        }
+        fs::write(out_dir.join("ferrymesh.rs"), include_file(&generated, self.common_from_kit))?;
         Ok(())
     }
 }
@@ -187,8 +203,12 @@ fn packages_of(fds: &FileDescriptorSet) -> impl Iterator<Item = String> + '_ {
         .filter(|p| !p.starts_with("google."))
 }
 
-fn generate(fds: FileDescriptorSet, server: bool, out_dir: &Path) -> Result<(), Error> {
-    tonic_prost_build::configure()
+fn generate(fds: FileDescriptorSet, server: bool, common_from_kit: bool, out_dir: &Path) -> Result<(), Error> {
+    let mut builder = tonic_prost_build::configure();
+    if common_from_kit {
+        builder = builder.extern_path(format!(".{COMMON}"), "::kit::pb::ferrymesh::common::v1");
+    }
+    builder
         .build_server(server)
         .build_client(true)
         .out_dir(out_dir)
@@ -197,8 +217,9 @@ fn generate(fds: FileDescriptorSet, server: bool, out_dir: &Path) -> Result<(), 
     Ok(())
 }
 
-/// Nests `include!`s of the per-package files in one module per package segment.
-fn include_file(packages: &BTreeSet<String>) -> String {
+/// Nests `include!`s of the per-package files in one module per package
+/// segment; `ferrymesh::common` re-exports the kit's when it comes from there.
+fn include_file(packages: &BTreeSet<String>, common_from_kit: bool) -> String {
     #[derive(Default)]
     struct Node(BTreeMap<String, Node>, Option<String>);
     let mut root = Node::default();
@@ -209,8 +230,11 @@ fn include_file(packages: &BTreeSet<String>) -> String {
         }
         node.1 = Some(package.clone());
     }
-    fn write(node: &Node, depth: usize, out: &mut String) {
+    fn write(node: &Node, depth: usize, common_from_kit: bool, out: &mut String) {
         let pad = "    ".repeat(depth);
+        if common_from_kit && depth == 1 {
+            out.push_str(&format!("{pad}pub use ::kit::pb::ferrymesh::common;\n"));
+        }
         if let Some(package) = &node.1 {
             out.push_str(&format!(
                 "{pad}include!(concat!(env!(\"OUT_DIR\"), \"/{package}.rs\"));\n"
@@ -218,7 +242,7 @@ fn include_file(packages: &BTreeSet<String>) -> String {
         }
         for (name, child) in &node.0 {
             out.push_str(&format!("{pad}pub mod {name} {{\n"));
-            write(child, depth + 1, out);
+            write(child, depth + 1, common_from_kit, out);
             out.push_str(&format!("{pad}}}\n"));
         }
     }
@@ -228,7 +252,10 @@ fn include_file(packages: &BTreeSet<String>) -> String {
          pub const FILE_DESCRIPTOR_SET: &[u8] =\n    \
          include_bytes!(concat!(env!(\"OUT_DIR\"), \"/ferrymesh_descriptor.bin\"));\n\n",
     );
-    write(&root, 0, &mut out);
+    if common_from_kit && root.0.is_empty() {
+        out.push_str("pub mod ferrymesh {\n    pub use ::kit::pb::ferrymesh::common;\n}\n");
+    }
+    write(&root, 0, common_from_kit, &mut out);
     out
 }
 
@@ -242,7 +269,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let text = include_file(&packages);
+        let text = include_file(&packages, false);
         assert!(text.contains("pub mod ferrymesh {\n    pub mod catalog {\n        pub mod v1 {\n            include!(concat!(env!(\"OUT_DIR\"), \"/ferrymesh.catalog.v1.rs\"));"), "{text}");
         assert!(text.contains("/ferrymesh.common.v1.rs"));
     }

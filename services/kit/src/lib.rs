@@ -11,8 +11,15 @@ pub mod paging;
 pub mod rpc_telemetry;
 pub mod server;
 pub mod telemetry;
+pub mod values;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The shared value types of `ferrymesh.common.v1`, used by every service.
+#[allow(unreachable_pub, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
 
 pub use config::{LogFormat, ServerArgs, ServiceConfig};
 pub use error::Violations;
