@@ -151,7 +151,10 @@ impl Contracts {
         if self.common_from_kit {
             generated.remove(COMMON);
         }
-        fs::write(out_dir.join("ferrymesh.rs"), include_file(&generated, self.common_from_kit))?;
+        fs::write(
+            out_dir.join("ferrymesh.rs"),
+            include_file(&generated, self.common_from_kit),
+        )?;
         Ok(())
     }
 }
@@ -203,7 +206,12 @@ fn packages_of(fds: &FileDescriptorSet) -> impl Iterator<Item = String> + '_ {
         .filter(|p| !p.starts_with("google."))
 }
 
-fn generate(fds: FileDescriptorSet, server: bool, common_from_kit: bool, out_dir: &Path) -> Result<(), Error> {
+fn generate(
+    fds: FileDescriptorSet,
+    server: bool,
+    common_from_kit: bool,
+    out_dir: &Path,
+) -> Result<(), Error> {
     let mut builder = tonic_prost_build::configure();
     if common_from_kit {
         builder = builder.extern_path(format!(".{COMMON}"), "::kit::pb::ferrymesh::common::v1");

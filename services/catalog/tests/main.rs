@@ -6,34 +6,8 @@
 mod scenarios;
 mod support;
 
-/// Runs each named scenario as a test on both backends.
-macro_rules! on_sqlite_and_postgres {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let catalog = crate::support::Catalog::start(kit::testing::TestDatabase::sqlite()).await;
-                    crate::scenarios::$name(&catalog).await;
-                    catalog.stop().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(db) = kit::testing::TestDatabase::postgres("catalog").await else { return };
-                    let catalog = crate::support::Catalog::start(db).await;
-                    crate::scenarios::$name(&catalog).await;
-                    catalog.stop().await;
-                }
-            )*
-        }
-    };
-}
-
-on_sqlite_and_postgres!(
+kit::on_sqlite_and_postgres!(
+    crate::support::Catalog::start;
     lists_every_seeded_product_in_pages,
     page_size_zero_means_twenty,
     gets_a_product_with_its_price,

@@ -260,7 +260,7 @@ pub(crate) async fn rejects_empty_and_overlong_searches(catalog: &Catalog) {
 }
 
 pub(crate) async fn reports_serving_on_health(catalog: &Catalog) {
-    let channel = tonic::transport::Endpoint::from_shared(catalog.running.uri())
+    let channel = tonic::transport::Endpoint::from_shared(catalog.server.uri())
         .unwrap()
         .connect()
         .await
@@ -288,7 +288,7 @@ pub(crate) async fn reports_serving_on_health(catalog: &Catalog) {
 
 pub(crate) async fn migrating_again_changes_nothing(catalog: &Catalog) {
     // A restart runs the migrator again over the same database.
-    let again = kit::db::connect_and_migrate::<catalog::migrations::Migrator>(&catalog.db.url)
+    let again = kit::db::connect_and_migrate::<catalog::migrations::Migrator>(&catalog.server.db.url)
         .await
         .expect("migrate again");
     let _ = again.close().await;
@@ -303,7 +303,7 @@ pub(crate) async fn migrating_again_changes_nothing(catalog: &Catalog) {
 
 pub(crate) async fn lists_its_services_over_reflection_v1_and_v1alpha(catalog: &Catalog) {
     use tonic_reflection::pb::{v1, v1alpha};
-    let channel = tonic::transport::Endpoint::from_shared(catalog.running.uri())
+    let channel = tonic::transport::Endpoint::from_shared(catalog.server.uri())
         .unwrap()
         .connect()
         .await

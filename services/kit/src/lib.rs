@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -11,9 +12,9 @@ pub mod paging;
 pub mod rpc_telemetry;
 pub mod server;
 pub mod telemetry;
-pub mod values;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod values;
 
 /// The shared value types of `ferrymesh.common.v1`, used by every service.
 #[allow(unreachable_pub, missing_docs)]

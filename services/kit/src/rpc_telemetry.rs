@@ -141,27 +141,48 @@ where
             // An error sent as trailers-only carries grpc-status in the headers;
             // otherwise it comes in the trailers at the end of the body.
             if let Some(code) = grpc_status(response.headers()) {
-                finish(&span, code, started.elapsed());
+                finish(&span, SpanKind::Server, code, started.elapsed());
                 return Ok(response);
             }
-            Ok(response.map(|body| {
-                Body::new(TracedBody {
-                    inner: body,
-                    span,
-                    started,
-                    finished: false,
-                })
-            }))
+            Ok(traced(response, span, SpanKind::Server, started))
         })
     }
 }
 
+/// Which side of a call a span stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpanKind {
+    /// The service handling the call.
+    Server,
+    /// The service making the call.
+    Client,
+}
+
+/// Wraps a response body so its span closes, with the call's status, when the trailers pass.
+pub(crate) fn traced(
+    response: Response<Body>,
+    span: Span,
+    kind: SpanKind,
+    started: Instant,
+) -> Response<Body> {
+    response.map(|body| {
+        Body::new(TracedBody {
+            inner: body,
+            span,
+            kind,
+            started,
+            finished: false,
+        })
+    })
+}
+
 pin_project_lite::pin_project! {
-    /// A response body that closes its RPC span when the trailers go out.
+    /// A response body that closes its RPC span when the trailers pass.
     struct TracedBody {
         #[pin]
         inner: Body,
         span: Span,
+        kind: SpanKind,
         started: Instant,
         finished: bool,
     }
@@ -171,7 +192,7 @@ pin_project_lite::pin_project! {
             let this = this.project();
             if !*this.finished {
                 // The client went away before the response was complete.
-                finish(this.span, tonic::Code::Cancelled as i32, this.started.elapsed());
+                finish(this.span, *this.kind, tonic::Code::Cancelled as i32, this.started.elapsed());
             }
         }
     }
@@ -191,16 +212,21 @@ impl HttpBody for TracedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
                     *this.finished = true;
-                    finish(this.span, code, this.started.elapsed());
+                    finish(this.span, *this.kind, code, this.started.elapsed());
                 }
             }
             Poll::Ready(Some(Err(status))) => {
                 *this.finished = true;
-                finish(this.span, status.code() as i32, this.started.elapsed());
+                finish(
+                    this.span,
+                    *this.kind,
+                    status.code() as i32,
+                    this.started.elapsed(),
+                );
             }
             Poll::Ready(None) if !*this.finished => {
                 *this.finished = true;
-                finish(this.span, 0, this.started.elapsed());
+                finish(this.span, *this.kind, 0, this.started.elapsed());
             }
             _ => {}
         }
@@ -216,16 +242,17 @@ impl HttpBody for TracedBody {
     }
 }
 
-/// Records the outcome on the span and writes the access log line.
-fn finish(span: &Span, code: i32, elapsed: Duration) {
+/// Records the outcome on the span and writes the log line of the call.
+pub(crate) fn finish(span: &Span, kind: SpanKind, code: i32, elapsed: Duration) {
     if span.is_none() {
         return;
     }
     span.record("rpc.grpc.status_code", code);
     let name = tonic::Code::from_i32(code);
     // By the OpenTelemetry RPC conventions, a server span is an error only
-    // for codes that mean the server failed, not the caller.
-    if matches!(
+    // for codes that mean the server failed, not the caller; a client span
+    // is an error for any code but OK.
+    let server_fault = matches!(
         name,
         tonic::Code::Unknown
             | tonic::Code::DeadlineExceeded
@@ -233,18 +260,24 @@ fn finish(span: &Span, code: i32, elapsed: Duration) {
             | tonic::Code::Internal
             | tonic::Code::Unavailable
             | tonic::Code::DataLoss
-    ) {
+    );
+    let error = match kind {
+        SpanKind::Server => server_fault,
+        SpanKind::Client => name != tonic::Code::Ok,
+    };
+    if error {
         span.record("otel.status_code", "ERROR");
     }
-    tracing::info!(
-        parent: span,
-        grpc_status = ?name,
-        duration_ms = elapsed.as_micros() as f64 / 1000.0,
-        "rpc handled"
-    );
+    let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+    match kind {
+        SpanKind::Server => tracing::info!(parent: span, grpc_status = ?name, duration_ms, "rpc handled"),
+        SpanKind::Client => {
+            tracing::debug!(parent: span, grpc_status = ?name, duration_ms, "rpc call finished")
+        }
+    }
 }
 
-fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
@@ -265,7 +298,7 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// `/package.Service/Method` as (`package.Service`, `Method`).
-fn split_path(path: &str) -> (String, String) {
+pub(crate) fn split_path(path: &str) -> (String, String) {
     let trimmed = path.trim_start_matches('/');
     match trimmed.split_once('/') {
         Some((service, method)) => (service.to_string(), method.to_string()),

@@ -8,7 +8,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+use tonic_types::StatusExt;
+
+use crate::{Running, ServerArgs, Service};
 
 /// The PostgreSQL server the tests create their databases on.
 pub fn postgres_admin_url() -> String {
@@ -50,6 +54,12 @@ impl TestDatabase {
                  FERRYMESH_TEST_POSTGRES_URL at one, or set FERRYMESH_SKIP_POSTGRES=1 to skip locally"
             )
         });
+        // PostgreSQL names are at most 63 bytes.
+        let prefix: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(16)
+            .collect();
         let name = format!("ferrymesh_{prefix}_{}", uuid::Uuid::new_v4().simple());
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
@@ -87,4 +97,121 @@ impl TestDatabase {
             let _ = admin.close().await;
         }
     }
+}
+
+/// A service serving on a loopback port over its own fresh database.
+#[derive(Debug)]
+pub struct TestServer {
+    /// The running server.
+    pub running: Running,
+    /// Its database.
+    pub db: TestDatabase,
+}
+
+impl TestServer {
+    /// Migrates `db` with `M` and serves what `build` makes of it on port 0.
+    pub async fn start<M: MigratorTrait>(
+        db: TestDatabase,
+        build: impl FnOnce(DatabaseConnection, &ServerArgs) -> Service,
+    ) -> Self {
+        let conn = crate::db::connect_and_migrate::<M>(&db.url)
+            .await
+            .unwrap_or_else(|e| panic!("open the {} test database: {e}", db.backend()));
+        let args = ServerArgs::for_tests(db.url.clone());
+        let running = crate::server::spawn(build(conn, &args), &args, 0)
+            .await
+            .expect("start the service");
+        TestServer { running, db }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        self.running.uri()
+    }
+
+    /// A connected channel to it.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.uri())
+            .expect("a valid uri")
+            .connect()
+            .await
+            .expect("connect to the service")
+    }
+
+    /// Stops the server gracefully and drops its database.
+    pub async fn stop(self) {
+        self.running.stop().await.expect("the service stops cleanly");
+        self.db.cleanup().await;
+    }
+}
+
+/// Asserts INVALID_ARGUMENT with a `BadRequest` violation for `field` whose
+/// description contains `says`, and a message that carries both.
+pub fn assert_invalid(status: &tonic::Status, field: &str, says: &str) {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains(&format!("{field}: ")),
+        "message names {field}: {}",
+        status.message()
+    );
+    assert!(
+        status.message().contains(says),
+        "message says {says:?}: {}",
+        status.message()
+    );
+    let details = status.get_error_details();
+    let bad_request = details.bad_request().expect("a google.rpc.BadRequest detail");
+    let violation = bad_request
+        .field_violations
+        .iter()
+        .find(|v| v.field == field)
+        .unwrap_or_else(|| panic!("a violation for {field} in {:?}", bad_request.field_violations));
+    assert!(
+        violation.description.contains(says),
+        "{:?}",
+        violation.description
+    );
+}
+
+/// Asserts the status code and that the message contains `says`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, says: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(says),
+        "message says {says:?}: {}",
+        status.message()
+    );
+}
+
+/// Runs each named scenario (`crate::scenarios::NAME(&fixture)`) as a test on
+/// SQLite and on PostgreSQL; `$start` makes the fixture from a
+/// [`TestDatabase`] and the fixture has an async `stop`.
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // the scenarios live in the calling crate, on purpose
+macro_rules! on_sqlite_and_postgres {
+    ($start:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let fixture = $start($crate::testing::TestDatabase::sqlite()).await;
+                    crate::scenarios::$name(&fixture).await;
+                    fixture.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = $crate::testing::TestDatabase::postgres(env!("CARGO_PKG_NAME")).await else {
+                        return;
+                    };
+                    let fixture = $start(db).await;
+                    crate::scenarios::$name(&fixture).await;
+                    fixture.stop().await;
+                }
+            )*
+        }
+    };
 }

@@ -21,7 +21,10 @@ pub struct Amount {
 impl Amount {
     /// An amount from a currency code and billionths of a unit.
     pub fn from_nanos(currency: impl Into<String>, nanos: i64) -> Self {
-        Amount { currency: currency.into(), nanos }
+        Amount {
+            currency: currency.into(),
+            nanos,
+        }
     }
 
     /// Zero in `currency`.
@@ -39,12 +42,18 @@ impl Amount {
         if !is_currency_code(&money.currency_code) {
             violations.add(
                 format!("{field}.currency_code"),
-                format!("must be a three-letter ISO 4217 code such as \"USD\", got {:?}", money.currency_code),
+                format!(
+                    "must be a three-letter ISO 4217 code such as \"USD\", got {:?}",
+                    money.currency_code
+                ),
             );
             bad = true;
         }
         if !(-999_999_999..=999_999_999).contains(&money.nanos) {
-            violations.add(format!("{field}.nanos"), format!("must be between -999999999 and 999999999, got {}", money.nanos));
+            violations.add(
+                format!("{field}.nanos"),
+                format!("must be between -999999999 and 999999999, got {}", money.nanos),
+            );
             bad = true;
         }
         if (money.units > 0 && money.nanos < 0) || (money.units < 0 && money.nanos > 0) {
@@ -52,13 +61,19 @@ impl Amount {
             bad = true;
         }
         if money.units.abs() > MAX_UNITS {
-            violations.add(format!("{field}.units"), format!("must be at most {MAX_UNITS} in size, got {}", money.units));
+            violations.add(
+                format!("{field}.units"),
+                format!("must be at most {MAX_UNITS} in size, got {}", money.units),
+            );
             bad = true;
         }
         if bad {
             return None;
         }
-        Some(Amount { currency: money.currency_code.clone(), nanos: money.units * NANOS_PER_UNIT + i64::from(money.nanos) })
+        Some(Amount {
+            currency: money.currency_code.clone(),
+            nanos: money.units * NANOS_PER_UNIT + i64::from(money.nanos),
+        })
     }
 
     /// The currency code.
@@ -81,7 +96,10 @@ impl Amount {
         if self.currency != other.currency {
             return None;
         }
-        Some(Amount { currency: self.currency.clone(), nanos: self.nanos.checked_add(other.nanos)? })
+        Some(Amount {
+            currency: self.currency.clone(),
+            nanos: self.nanos.checked_add(other.nanos)?,
+        })
     }
 
     /// The difference, when both are in the same currency.
@@ -89,12 +107,18 @@ impl Amount {
         if self.currency != other.currency {
             return None;
         }
-        Some(Amount { currency: self.currency.clone(), nanos: self.nanos.checked_sub(other.nanos)? })
+        Some(Amount {
+            currency: self.currency.clone(),
+            nanos: self.nanos.checked_sub(other.nanos)?,
+        })
     }
 
     /// The amount times a quantity, when it does not overflow.
     pub fn checked_mul(&self, quantity: i64) -> Option<Amount> {
-        Some(Amount { currency: self.currency.clone(), nanos: self.nanos.checked_mul(quantity)? })
+        Some(Amount {
+            currency: self.currency.clone(),
+            nanos: self.nanos.checked_mul(quantity)?,
+        })
     }
 
     /// As a `Money` message.
@@ -143,7 +167,10 @@ impl PostalAddress {
     /// Checks an `Address` message, recording violations under `field`.
     pub fn parse(field: &str, address: Option<&pb::Address>, violations: &mut Violations) -> Option<Self> {
         let Some(address) = address else {
-            violations.add(field, "is required: give recipient_name, street_lines, city, postal_code and country_code");
+            violations.add(
+                field,
+                "is required: give recipient_name, street_lines, city, postal_code and country_code",
+            );
             return None;
         };
         let mut ok = true;
@@ -153,7 +180,10 @@ impl PostalAddress {
                 violations.add(format!("{field}.{name}"), "must not be empty");
                 ok = false;
             } else if chars > max {
-                violations.add(format!("{field}.{name}"), format!("must be at most {max} characters, got {chars}"));
+                violations.add(
+                    format!("{field}.{name}"),
+                    format!("must be at most {max} characters, got {chars}"),
+                );
                 ok = false;
             }
         };
@@ -171,24 +201,42 @@ impl PostalAddress {
         for (i, line) in address.street_lines.iter().enumerate() {
             let chars = line.trim().chars().count();
             if chars == 0 || chars > 100 {
-                violations.add(format!("{field}.street_lines[{i}]"), "must be 1 to 100 characters");
+                violations.add(
+                    format!("{field}.street_lines[{i}]"),
+                    "must be 1 to 100 characters",
+                );
                 ok = false;
             }
         }
-        if !address.postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-') {
-            violations.add(format!("{field}.postal_code"), "may hold only letters, digits, spaces and hyphens");
+        if !address
+            .postal_code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+        {
+            violations.add(
+                format!("{field}.postal_code"),
+                "may hold only letters, digits, spaces and hyphens",
+            );
             ok = false;
         }
-        if !(address.country_code.len() == 2 && address.country_code.bytes().all(|b| b.is_ascii_uppercase())) {
+        if !(address.country_code.len() == 2 && address.country_code.bytes().all(|b| b.is_ascii_uppercase()))
+        {
             violations.add(
                 format!("{field}.country_code"),
-                format!("must be a two-letter ISO 3166-1 code such as \"US\", got {:?}", address.country_code),
+                format!(
+                    "must be a two-letter ISO 3166-1 code such as \"US\", got {:?}",
+                    address.country_code
+                ),
             );
             ok = false;
         }
         ok.then(|| PostalAddress {
             recipient_name: address.recipient_name.trim().to_string(),
-            street_lines: address.street_lines.iter().map(|l| l.trim().to_string()).collect(),
+            street_lines: address
+                .street_lines
+                .iter()
+                .map(|l| l.trim().to_string())
+                .collect(),
             city: address.city.trim().to_string(),
             region: address.region.trim().to_string(),
             postal_code: address.postal_code.trim().to_string(),
@@ -238,32 +286,54 @@ impl Card {
         violations: &mut Violations,
     ) -> Option<Self> {
         let Some(card) = card else {
-            violations.add(field, "is required: give number, expiry_month, expiry_year and cvc");
+            violations.add(
+                field,
+                "is required: give number, expiry_month, expiry_year and cvc",
+            );
             return None;
         };
         let mut ok = true;
         let number: String = card.number.chars().filter(|c| *c != ' ' && *c != '-').collect();
         if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
-            violations.add(format!("{field}.number"), "must be 12 to 19 digits (spaces allowed)");
+            violations.add(
+                format!("{field}.number"),
+                "must be 12 to 19 digits (spaces allowed)",
+            );
             ok = false;
         } else if !luhn_valid(&number) {
-            violations.add(format!("{field}.number"), "fails the Luhn check: a digit is wrong");
+            violations.add(
+                format!("{field}.number"),
+                "fails the Luhn check: a digit is wrong",
+            );
             ok = false;
         }
-        let month = u32::try_from(card.expiry_month).ok().filter(|m| (1..=12).contains(m));
+        let month = u32::try_from(card.expiry_month)
+            .ok()
+            .filter(|m| (1..=12).contains(m));
         if month.is_none() {
-            violations.add(format!("{field}.expiry_month"), format!("must be 1 to 12, got {}", card.expiry_month));
+            violations.add(
+                format!("{field}.expiry_month"),
+                format!("must be 1 to 12, got {}", card.expiry_month),
+            );
             ok = false;
         }
-        let year = u32::try_from(card.expiry_year).ok().filter(|y| (2000..=2100).contains(y));
+        let year = u32::try_from(card.expiry_year)
+            .ok()
+            .filter(|y| (2000..=2100).contains(y));
         if year.is_none() {
-            violations.add(format!("{field}.expiry_year"), format!("must be a four-digit year, got {}", card.expiry_year));
+            violations.add(
+                format!("{field}.expiry_year"),
+                format!("must be a four-digit year, got {}", card.expiry_year),
+            );
             ok = false;
         }
         if let (Some(month), Some(year)) = (month, year)
             && (year, month) < today
         {
-            violations.add(format!("{field}.expiry_year"), format!("the card expired in {month:02}/{year}"));
+            violations.add(
+                format!("{field}.expiry_year"),
+                format!("the card expired in {month:02}/{year}"),
+            );
             ok = false;
         }
         if !(3..=4).contains(&card.cvc.len()) || !card.cvc.bytes().all(|b| b.is_ascii_digit()) {
@@ -321,13 +391,18 @@ fn brand_of(number: &str) -> &'static str {
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// A protobuf timestamp from microseconds since the epoch.
 pub fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 }
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
 }
 
 /// Today's (year, month) in UTC.
@@ -355,7 +430,11 @@ mod tests {
     use super::*;
 
     fn money(currency: &str, units: i64, nanos: i32) -> pb::Money {
-        pb::Money { currency_code: currency.into(), units, nanos }
+        pb::Money {
+            currency_code: currency.into(),
+            units,
+            nanos,
+        }
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! Outgoing calls to other services: one client span per call, the W3C
+//! trace context and the correlation id passed on in metadata, and a
+//! deadline on every call (the caller's remaining one, when shorter).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use opentelemetry::propagation::Injector;
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+use tower::Service;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::rpc_telemetry::{CORRELATION_ID, SpanKind, current_call, finish, grpc_status, split_path, traced};
+
+/// Why a client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("`{uri}` is not a usable service address: {reason}")]
+pub struct ClientError {
+    uri: String,
+    reason: String,
+}
+
+/// A channel to another service with telemetry and deadlines; give it to
+/// any generated client's `new`.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    channel: Channel,
+    timeout: Duration,
+    peer: Arc<str>,
+}
+
+impl Upstream {
+    /// A lazily connected channel to `uri` (e.g. `http://127.0.0.1:50051`);
+    /// each call gets at most `timeout`.
+    pub fn new(uri: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let endpoint = Endpoint::from_shared(uri.to_string())
+            .map_err(|e| ClientError {
+                uri: uri.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        let peer = endpoint
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        Ok(Upstream {
+            channel: endpoint.connect_lazy(),
+            timeout,
+            peer: peer.into(),
+        })
+    }
+}
+
+impl Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path().to_string();
+        let (service, method) = split_path(&path);
+        let span = tracing::info_span!(
+            "rpc.client",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            server.address = %self.peer,
+        );
+        let call = current_call();
+        let headers = request.headers_mut();
+        let context = span.context();
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&context, &mut HeaderInjector(headers))
+        });
+        let correlation_id = call
+            .as_ref()
+            .map(|c| c.correlation_id.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+            headers.insert(CORRELATION_ID, value);
+        }
+        // The caller's remaining time caps this call's.
+        let remaining = call
+            .and_then(|c| c.deadline)
+            .map(|d| d.saturating_duration_since(started));
+        let budget = remaining.map_or(self.timeout, |r| r.min(self.timeout));
+        if let Ok(value) = HeaderValue::from_str(&format!("{}m", budget.as_millis().max(1))) {
+            headers.insert("grpc-timeout", value);
+        }
+
+        let clone = self.channel.clone();
+        let mut channel = std::mem::replace(&mut self.channel, clone);
+        Box::pin(async move {
+            if budget.is_zero() {
+                finish(
+                    &span,
+                    SpanKind::Client,
+                    tonic::Code::DeadlineExceeded as i32,
+                    started.elapsed(),
+                );
+                let status = tonic::Status::deadline_exceeded(format!("no time left to call {path}"));
+                return Ok(status.into_http());
+            }
+            let sent = tracing::Instrument::instrument(channel.call(request), span.clone());
+            match tokio::time::timeout(budget, sent).await {
+                Ok(Ok(response)) => {
+                    if let Some(code) = grpc_status(response.headers()) {
+                        finish(&span, SpanKind::Client, code, started.elapsed());
+                        return Ok(response);
+                    }
+                    Ok(traced(response, span, SpanKind::Client, started))
+                }
+                Ok(Err(error)) => {
+                    finish(
+                        &span,
+                        SpanKind::Client,
+                        tonic::Code::Unavailable as i32,
+                        started.elapsed(),
+                    );
+                    Err(error)
+                }
+                Err(_) => {
+                    finish(
+                        &span,
+                        SpanKind::Client,
+                        tonic::Code::DeadlineExceeded as i32,
+                        started.elapsed(),
+                    );
+                    let status =
+                        tonic::Status::deadline_exceeded(format!("{path} did not answer within {budget:?}"));
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}
+
+/// Writes W3C trace context into HTTP/2 headers (gRPC metadata).
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
