@@ -15,20 +15,7 @@ pub struct ProductId(String);
 impl ProductId {
     /// Checks `text`, saying what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("must not be empty: pass a product id such as \"vintage-typewriter\"".into());
-        }
-        let well_formed = (3..=64).contains(&text.len())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !text.starts_with('-')
-            && !text.ends_with('-');
-        if !well_formed {
-            return Err(format!(
-                "must be 3 to 64 lowercase letters, digits or hyphens, starting and ending with a letter or digit; got {text:?}"
-            ));
-        }
+        kit::values::check_sku(text)?;
         Ok(ProductId(text.to_string()))
     }
 

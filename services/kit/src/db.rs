@@ -58,8 +58,11 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Database
                 source,
             })?;
         }
-        // WAL lets readers run beside the one writer; the busy timeout makes
-        // concurrent writers queue instead of failing with SQLITE_BUSY.
+        // SQLite has one writer at a time, and a deferred transaction that
+        // reads before it writes fails with SQLITE_BUSY when another wrote
+        // meanwhile. One connection serialises transactions instead; WAL and
+        // the busy timeout cover other processes reading the same file.
+        options.max_connections(1);
         options.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)

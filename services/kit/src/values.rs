@@ -389,6 +389,50 @@ fn brand_of(number: &str) -> &'static str {
     }
 }
 
+/// Checks a SKU (also the catalog's product id): 3 to 64 lowercase letters,
+/// digits and hyphens, starting and ending with a letter or digit.
+pub fn check_sku(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("must not be empty: pass a product id such as \"vintage-typewriter\"".into());
+    }
+    let well_formed = (3..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if !well_formed {
+        return Err(format!(
+            "must be 3 to 64 lowercase letters, digits or hyphens, starting and ending with a letter or digit; got {text:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a caller-chosen id that makes a call idempotent (reservation_id,
+/// payment_id, ...): 1 to 128 letters, digits, '.', '_', ':' or '-'.
+pub fn check_request_id(field: &str, text: &str, violations: &mut Violations) -> Option<String> {
+    if text.is_empty() {
+        violations.add(
+            field,
+            "must not be empty: choose an id and reuse it when retrying",
+        );
+        return None;
+    }
+    if text.len() > 128
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        violations.add(
+            field,
+            format!("must be 1 to 128 letters, digits, '.', '_', ':' or '-'; got {text:?}"),
+        );
+        return None;
+    }
+    Some(text.to_string())
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
     let since = std::time::SystemTime::now()

@@ -1,0 +1,58 @@
+//! The inventory service: stock per SKU and reservations against it, in its own database.
+
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod domain;
+pub mod migrations;
+pub mod store;
+
+/// Generated code of the contracts this service serves.
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
+
+use pb::ferrymesh::inventory::v1::inventory_service_server::InventoryServiceServer;
+
+/// The inventory's default port.
+pub const DEFAULT_PORT: u16 = 50052;
+
+/// The inventory's flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "inventory",
+    about = "ferrymesh inventory service: stock per SKU and reservations"
+)]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "inventory";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// Opens (and migrates) the inventory's database and builds the service.
+pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
+    let url = config.server.database_url("inventory");
+    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    Ok(service_with(db, &config.server))
+}
+
+/// The service over an open, migrated database.
+pub fn service_with(db: sea_orm::DatabaseConnection, args: &kit::ServerArgs) -> kit::Service {
+    let api = api::InventoryApi::new(store::Store::new(db));
+    kit::Service::new("inventory")
+        .serving(
+            InventoryServiceServer::new(api)
+                .max_decoding_message_size(args.max_message_bytes)
+                .max_encoding_message_size(args.max_message_bytes),
+        )
+        .reflect(pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,23 @@
+//! The inventory's schema and seed stock, applied in order at start-up.
+
+use sea_orm_migration::prelude::*;
+
+// sea-orm's MigrationTrait is written with the lifetime elided; its impls must match.
+#[allow(elided_lifetimes_in_paths)]
+mod m20261125_000001_create_tables;
+#[allow(elided_lifetimes_in_paths)]
+mod m20261125_000002_seed_stock;
+
+/// Applies the inventory's migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_tables::Migration),
+            Box::new(m20261125_000002_seed_stock::Migration),
+        ]
+    }
+}

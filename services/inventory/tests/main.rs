@@ -1,0 +1,19 @@
+//! The inventory alone, over a real port and a real database: every scenario
+//! runs once on SQLite and once on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;
+
+kit::on_sqlite_and_postgres!(
+    crate::support::Inventory::start;
+    reserves_and_reports_stock,
+    reservations_are_all_or_nothing,
+    the_same_id_returns_the_first_result_and_other_items_are_refused,
+    two_hundred_concurrent_reservations_never_oversell_the_last_units,
+    concurrent_retries_of_one_reservation_take_stock_once,
+    committing_and_releasing_are_idempotent_and_final,
+    concurrent_commits_and_releases_settle_once,
+    bad_input_names_the_field,
+);

@@ -1,0 +1,290 @@
+//! What a caller of the inventory sees, one scenario per function.
+
+use futures_util::future::join_all;
+use inventory::pb::ferrymesh::inventory::v1::{
+    CommitReservationRequest, GetStockRequest, ReleaseReservationRequest, ReservationStatus,
+};
+use kit::testing::{assert_invalid, assert_status};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::support::{Inventory, reserve_request};
+
+pub(crate) async fn reserves_and_reports_stock(inventory: &Inventory) {
+    let reservation = inventory
+        .reserve("order-1", &[("mug", 2), ("watch", 1)])
+        .await
+        .unwrap()
+        .reservation
+        .unwrap();
+    assert_eq!(reservation.reservation_id, "order-1");
+    assert_eq!(reservation.status, ReservationStatus::Reserved as i32);
+    let items: Vec<(String, i32)> = reservation
+        .items
+        .into_iter()
+        .map(|i| (i.sku, i.quantity))
+        .collect();
+    assert_eq!(items, [("mug".to_string(), 2), ("watch".to_string(), 1)]);
+    let mug = inventory.level("mug").await;
+    assert_eq!((mug.on_hand, mug.reserved, mug.available), (200, 2, 198));
+    let levels = inventory
+        .client()
+        .get_stock(GetStockRequest {
+            skus: vec!["watch".into(), "mug".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .levels;
+    let skus: Vec<&str> = levels.iter().map(|l| l.sku.as_str()).collect();
+    assert_eq!(skus, ["watch", "mug"], "levels come in the order asked");
+}
+
+pub(crate) async fn reservations_are_all_or_nothing(inventory: &Inventory) {
+    let status = inventory
+        .reserve("order-2", &[("mug", 1), ("city-bike", 4)])
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::FailedPrecondition,
+        "not enough stock: city-bike (requested 4, available 3)",
+    );
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("ErrorInfo");
+    assert_eq!(info.reason, "INSUFFICIENT_STOCK");
+    assert_eq!(
+        info.metadata.get("city-bike").map(String::as_str),
+        Some("requested 4, available 3")
+    );
+    assert_eq!(
+        inventory.level("mug").await.reserved,
+        0,
+        "the mug was not held either"
+    );
+    // The failed id is not used up.
+    inventory
+        .reserve("order-2", &[("mug", 1), ("city-bike", 3)])
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn the_same_id_returns_the_first_result_and_other_items_are_refused(inventory: &Inventory) {
+    let first = inventory
+        .reserve("order-3", &[("terrarium", 2)])
+        .await
+        .unwrap()
+        .reservation
+        .unwrap();
+    let again = inventory
+        .reserve("order-3", &[("terrarium", 2)])
+        .await
+        .unwrap()
+        .reservation
+        .unwrap();
+    assert_eq!(first, again, "a retry returns the first result");
+    assert_eq!(
+        inventory.level("terrarium").await.reserved,
+        2,
+        "and holds nothing more"
+    );
+    let status = inventory
+        .reserve("order-3", &[("terrarium", 3)])
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::AlreadyExists,
+        "reservation `order-3` already exists with other items",
+    );
+}
+
+pub(crate) async fn two_hundred_concurrent_reservations_never_oversell_the_last_units(inventory: &Inventory) {
+    inventory.reserve("setup", &[("sunglasses", 95)]).await.unwrap();
+    let calls = (0..200).map(|i| {
+        let mut client = inventory.client();
+        async move {
+            client
+                .reserve_stock(reserve_request(&format!("rush-{i}"), &[("sunglasses", 1)]))
+                .await
+        }
+    });
+    let results = join_all(calls).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let refused: Vec<&tonic::Status> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(won, 5, "exactly the 5 units left were sold");
+    assert_eq!(refused.len(), 195);
+    assert!(
+        refused.iter().all(|s| s.code() == Code::FailedPrecondition),
+        "{:?}",
+        refused.first()
+    );
+    let row = inventory.stored("sunglasses").await;
+    assert_eq!((row.on_hand, row.reserved), (100, 100));
+    assert!(row.on_hand - row.reserved >= 0);
+}
+
+pub(crate) async fn concurrent_retries_of_one_reservation_take_stock_once(inventory: &Inventory) {
+    let calls = (0..20).map(|_| {
+        let mut client = inventory.client();
+        async move {
+            client
+                .reserve_stock(reserve_request("retried", &[("loafers", 3), ("mug", 1)]))
+                .await
+        }
+    });
+    let results = join_all(calls).await;
+    let reservations: Vec<_> = results
+        .into_iter()
+        .map(|r| r.unwrap().into_inner().reservation.unwrap())
+        .collect();
+    assert!(
+        reservations.iter().all(|r| r == &reservations[0]),
+        "every retry sees the same reservation"
+    );
+    assert_eq!(inventory.stored("loafers").await.reserved, 3);
+    assert_eq!(inventory.stored("mug").await.reserved, 1);
+}
+
+pub(crate) async fn committing_and_releasing_are_idempotent_and_final(inventory: &Inventory) {
+    let mut client = inventory.client();
+    inventory.reserve("sold", &[("watch", 2)]).await.unwrap();
+    for _ in 0..2 {
+        let committed = client
+            .commit_reservation(CommitReservationRequest {
+                reservation_id: "sold".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
+        assert_eq!(committed.status, ReservationStatus::Committed as i32);
+    }
+    let watch = inventory.level("watch").await;
+    assert_eq!(
+        (watch.on_hand, watch.reserved),
+        (48, 0),
+        "committed once: the units left the warehouse"
+    );
+    let status = client
+        .release_reservation(ReleaseReservationRequest {
+            reservation_id: "sold".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::FailedPrecondition,
+        "reservation `sold` is COMMITTED and cannot be released",
+    );
+
+    inventory.reserve("abandoned", &[("watch", 5)]).await.unwrap();
+    for _ in 0..2 {
+        let released = client
+            .release_reservation(ReleaseReservationRequest {
+                reservation_id: "abandoned".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
+        assert_eq!(released.status, ReservationStatus::Released as i32);
+    }
+    let watch = inventory.level("watch").await;
+    assert_eq!(
+        (watch.on_hand, watch.reserved, watch.available),
+        (48, 0, 48),
+        "released once: back on the shelf"
+    );
+    let status = client
+        .commit_reservation(CommitReservationRequest {
+            reservation_id: "abandoned".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::FailedPrecondition,
+        "reservation `abandoned` is RELEASED and cannot be committed",
+    );
+    let status = client
+        .commit_reservation(CommitReservationRequest {
+            reservation_id: "never-made".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::NotFound, "reservation `never-made` does not exist");
+}
+
+pub(crate) async fn concurrent_commits_and_releases_settle_once(inventory: &Inventory) {
+    inventory.reserve("race", &[("candle-holder", 4)]).await.unwrap();
+    let commits = (0..10).map(|_| {
+        let mut client = inventory.client();
+        async move {
+            client
+                .commit_reservation(CommitReservationRequest {
+                    reservation_id: "race".into(),
+                })
+                .await
+        }
+    });
+    let releases = (0..10).map(|_| {
+        let mut client = inventory.client();
+        async move {
+            client
+                .release_reservation(ReleaseReservationRequest {
+                    reservation_id: "race".into(),
+                })
+                .await
+        }
+    });
+    let (commits, releases) = futures_util::join!(join_all(commits), join_all(releases));
+    let committed = commits.iter().filter(|r| r.is_ok()).count();
+    let released = releases.iter().filter(|r| r.is_ok()).count();
+    assert!(
+        (committed == 10 && released == 0) || (committed == 0 && released == 10),
+        "one transition wins and the other is refused every time: {committed} commits, {released} releases"
+    );
+    let row = inventory.stored("candle-holder").await;
+    assert_eq!(row.reserved, 0);
+    assert_eq!(row.on_hand, if committed == 10 { 56 } else { 60 });
+}
+
+pub(crate) async fn bad_input_names_the_field(inventory: &Inventory) {
+    let status = inventory.reserve("", &[("mug", 1)]).await.unwrap_err();
+    assert_invalid(&status, "reservation_id", "must not be empty");
+    let status = inventory.reserve("bad id!", &[("mug", 1)]).await.unwrap_err();
+    assert_invalid(&status, "reservation_id", "must be 1 to 128 letters");
+    let status = inventory.reserve("r", &[("mug", 0)]).await.unwrap_err();
+    assert_invalid(&status, "items[0].quantity", "must be 1 to 10000, got 0");
+    let status = inventory.reserve("r", &[("mug", 1_000_000)]).await.unwrap_err();
+    assert_invalid(&status, "items[0].quantity", "got 1000000");
+    let status = inventory
+        .reserve("r", &[("mug", 1), ("Bad SKU", 1)])
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "items[1].sku", "lowercase letters, digits or hyphens");
+    let status = inventory.reserve("r", &[]).await.unwrap_err();
+    assert_invalid(&status, "items", "must hold 1 to 100 items, got 0");
+    let status = inventory.reserve("r", &[("spaceship", 1)]).await.unwrap_err();
+    assert_invalid(&status, "sku", "\"spaceship\" is not a SKU the inventory stocks");
+    let status = inventory
+        .client()
+        .get_stock(GetStockRequest {
+            skus: vec!["spaceship".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "sku", "\"spaceship\" is not a SKU the inventory stocks");
+    let status = inventory
+        .client()
+        .get_stock(GetStockRequest { skus: vec![] })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "skus", "must hold 1 to 100 SKUs, got 0");
+}
