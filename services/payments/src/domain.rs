@@ -1,0 +1,251 @@
+//! The payments rules: charges and refunds are idempotent by their ids,
+//! refunds never exceed the charge, and only a card's brand and last four
+//! digits are kept. Test cards behave as documented in the README.
+
+use kit::Violations;
+use kit::values::{Amount, Card, check_request_id};
+
+/// How a card number behaves, in the manner of the card networks' test numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardBehaviour {
+    /// The charge goes through.
+    Succeeds,
+    /// The charge is declined with this reason.
+    Declined(&'static str),
+    /// The first attempt of each payment fails transiently; a retry goes through.
+    FailsOnce,
+}
+
+/// The behaviour of a card number (digits only).
+pub fn behaviour_of(number: &str) -> CardBehaviour {
+    match number {
+        "4000000000000002" => CardBehaviour::Declined("CARD_DECLINED"),
+        "4000000000009995" => CardBehaviour::Declined("INSUFFICIENT_FUNDS"),
+        "4000000000000119" => CardBehaviour::FailsOnce,
+        _ => CardBehaviour::Succeeds,
+    }
+}
+
+/// A validated Charge request.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    /// The caller's idempotency id.
+    pub payment_id: String,
+    /// The order paid for.
+    pub order_id: String,
+    /// How much; more than zero.
+    pub amount: Amount,
+    /// The card; its number is dropped with the request.
+    pub card: Card,
+}
+
+impl Charge {
+    /// What a repeated call must match to count as the same charge.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.order_id,
+            self.amount,
+            self.card.brand,
+            self.card.last4()
+        )
+    }
+}
+
+/// Checks an order id as payments receives it.
+pub fn check_order_id(text: &str, violations: &mut Violations) -> Option<String> {
+    if text.is_empty() || text.len() > 128 {
+        violations.add(
+            "order_id",
+            format!("must be 1 to 128 characters, got {}", text.len()),
+        );
+        return None;
+    }
+    Some(text.to_string())
+}
+
+/// Checks an amount that must be more than zero.
+pub fn positive_amount(
+    field: &str,
+    money: Option<&kit::pb::ferrymesh::common::v1::Money>,
+    v: &mut Violations,
+) -> Option<Amount> {
+    let amount = Amount::parse(field, money, v)?;
+    if !amount.is_positive() {
+        v.add(field, format!("must be more than zero, got {amount}"));
+        return None;
+    }
+    Some(amount)
+}
+
+/// A validated Refund request.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    /// The caller's idempotency id.
+    pub refund_id: String,
+    /// The payment to refund.
+    pub payment_id: String,
+    /// How much; more than zero.
+    pub amount: Amount,
+    /// Why.
+    pub reason: String,
+}
+
+impl RefundRequest {
+    /// Checks the parts of a Refund request.
+    pub fn parse(
+        refund_id: &str,
+        payment_id: &str,
+        amount: Option<&kit::pb::ferrymesh::common::v1::Money>,
+        reason: &str,
+    ) -> Result<Self, PaymentsError> {
+        let mut v = Violations::new();
+        let refund_id = check_request_id("refund_id", refund_id, &mut v);
+        let payment_id = check_request_id("payment_id", payment_id, &mut v);
+        let amount = positive_amount("amount", amount, &mut v);
+        if reason.chars().count() > 500 {
+            v.add("reason", "must be at most 500 characters");
+        }
+        match (refund_id, payment_id, amount) {
+            (Some(refund_id), Some(payment_id), Some(amount)) if v.is_empty() => Ok(RefundRequest {
+                refund_id,
+                payment_id,
+                amount,
+                reason: reason.to_string(),
+            }),
+            _ => Err(v.into()),
+        }
+    }
+}
+
+/// A refund of (part of) a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// The caller's id.
+    pub refund_id: String,
+    /// How much.
+    pub amount: Amount,
+    /// Why.
+    pub reason: String,
+    /// When, in microseconds since the epoch.
+    pub create_micros: i64,
+}
+
+/// A captured payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// The caller's id.
+    pub payment_id: String,
+    /// The order paid for.
+    pub order_id: String,
+    /// How much was charged.
+    pub amount: Amount,
+    /// How much of it was refunded.
+    pub refunded: Amount,
+    /// The card brand.
+    pub card_brand: String,
+    /// The card's last four digits.
+    pub card_last4: String,
+    /// Its refunds, oldest first.
+    pub refunds: Vec<Refund>,
+    /// When, in microseconds since the epoch.
+    pub create_micros: i64,
+}
+
+/// Where a payment stands, derived from what was refunded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Nothing refunded.
+    Captured,
+    /// Part refunded.
+    PartiallyRefunded,
+    /// All refunded.
+    Refunded,
+}
+
+impl Payment {
+    /// Where it stands.
+    pub fn status(&self) -> PaymentStatus {
+        match self.refunded.nanos() {
+            0 => PaymentStatus::Captured,
+            n if n >= self.amount.nanos() => PaymentStatus::Refunded,
+            _ => PaymentStatus::PartiallyRefunded,
+        }
+    }
+}
+
+/// Everything that can go wrong in payments.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentsError {
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(#[from] Violations),
+    /// The card was declined.
+    #[error("the card ending {last4} was declined ({reason})")]
+    Declined {
+        /// CARD_DECLINED, INSUFFICIENT_FUNDS.
+        reason: &'static str,
+        /// The card's last four digits.
+        last4: String,
+    },
+    /// The processor failed for now; the same call may be retried.
+    #[error("the card processor is unavailable for payment `{0}`; retry with the same payment_id")]
+    Transient(String),
+    /// No payment has the id.
+    #[error("payment `{0}` does not exist")]
+    NotFound(String),
+    /// The id was used before for something else.
+    #[error("{kind} `{id}` already exists with other details; use a new {kind}_id")]
+    Conflict {
+        /// "payment" or "refund".
+        kind: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// The refund is in another currency than the payment.
+    #[error("the refund is in {refund} but payment `{payment_id}` was charged in {charged}")]
+    CurrencyMismatch {
+        /// The payment.
+        payment_id: String,
+        /// The payment's currency.
+        charged: String,
+        /// The refund's currency.
+        refund: String,
+    },
+    /// The refund is more than what is left to refund.
+    #[error("a refund of {requested} exceeds the {refundable} still refundable on payment `{payment_id}`")]
+    ExceedsCharge {
+        /// The payment.
+        payment_id: String,
+        /// Asked for.
+        requested: Amount,
+        /// Left.
+        refundable: Amount,
+    },
+    /// The database failed.
+    #[error("payments store: {0}")]
+    Store(#[from] sea_orm::DbErr),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cards_behave_as_documented() {
+        assert_eq!(behaviour_of("4242424242424242"), CardBehaviour::Succeeds);
+        assert_eq!(
+            behaviour_of("4000000000000002"),
+            CardBehaviour::Declined("CARD_DECLINED")
+        );
+        assert_eq!(behaviour_of("4000000000000119"), CardBehaviour::FailsOnce);
+        for number in [
+            "4000000000000002",
+            "4000000000009995",
+            "4000000000000119",
+            "5555555555554444",
+        ] {
+            assert!(kit::values::luhn_valid(number), "{number} is a valid test number");
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The payments service: card charges and refunds, idempotent, storing no card numbers.
+
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod domain;
+pub mod migrations;
+pub mod store;
+
+/// Generated code of the contracts this service serves.
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
+
+use pb::ferrymesh::payments::v1::payments_service_server::PaymentsServiceServer;
+
+/// The payments default port.
+pub const DEFAULT_PORT: u16 = 50053;
+
+/// The payments flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "payments",
+    about = "ferrymesh payments service: card charges and refunds"
+)]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "payments";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// Opens (and migrates) the payments's database and builds the service.
+pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
+    let url = config.server.database_url("payments");
+    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    Ok(service_with(db, &config.server))
+}
+
+/// The service over an open, migrated database.
+pub fn service_with(db: sea_orm::DatabaseConnection, args: &kit::ServerArgs) -> kit::Service {
+    let api = api::PaymentsApi::new(store::Store::new(db));
+    kit::Service::new("payments")
+        .serving(
+            PaymentsServiceServer::new(api)
+                .max_decoding_message_size(args.max_message_bytes)
+                .max_encoding_message_size(args.max_message_bytes),
+        )
+        .reflect(pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,18 @@
+//! Payments alone, over a real port and a real database: every scenario
+//! runs once on SQLite and once on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;
+
+kit::on_sqlite_and_postgres!(
+    crate::support::Payments::start;
+    charges_a_card_and_keeps_only_brand_and_last_four,
+    a_repeated_charge_has_the_effect_of_one,
+    the_declined_card_is_refused_with_a_reason,
+    the_flaky_card_fails_once_then_succeeds_on_retry,
+    refunds_are_idempotent_and_never_exceed_the_charge,
+    concurrent_refunds_never_exceed_the_charge,
+    bad_input_names_the_field,
+);
