@@ -1,0 +1,55 @@
+//! The shipping service: quotes priced by weight and zone, and idempotent shipments.
+
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod domain;
+pub mod migrations;
+pub mod store;
+
+/// Generated code of the contracts this service serves.
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
+
+use pb::ferrymesh::shipping::v1::shipping_service_server::ShippingServiceServer;
+
+/// The shipping default port.
+pub const DEFAULT_PORT: u16 = 50054;
+
+/// The shipping flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "shipping", about = "ferrymesh shipping service: quotes and shipments")]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "shipping";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// Opens (and migrates) the shipping database and builds the service.
+pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
+    let url = config.server.database_url("shipping");
+    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    Ok(service_with(db, &config.server))
+}
+
+/// The service over an open, migrated database.
+pub fn service_with(db: sea_orm::DatabaseConnection, args: &kit::ServerArgs) -> kit::Service {
+    let api = api::ShippingApi::new(store::Store::new(db));
+    kit::Service::new("shipping")
+        .serving(
+            ShippingServiceServer::new(api)
+                .max_decoding_message_size(args.max_message_bytes)
+                .max_encoding_message_size(args.max_message_bytes),
+        )
+        .reflect(pb::FILE_DESCRIPTOR_SET)
+}

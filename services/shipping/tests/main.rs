@@ -1,0 +1,15 @@
+//! Shipping alone, over a real port and a real database: every scenario
+//! runs once on SQLite and once on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;
+
+kit::on_sqlite_and_postgres!(
+    crate::support::Shipping::start;
+    quotes_follow_weight_and_zone,
+    a_repeated_shipment_has_the_effect_of_one,
+    a_cancelled_shipment_stays_cancelled,
+    bad_input_names_the_field,
+);
