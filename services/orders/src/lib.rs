@@ -1,0 +1,81 @@
+//! The orders service: orders v1 and v2 served side by side from one
+//! database, priced from the catalog; the v1 handlers adapt onto the v2 core.
+
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod core;
+pub mod domain;
+pub mod migrations;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Generated code of the contracts this service serves and calls.
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
+
+use pb::ferrymesh::orders::v1::orders_service_server::OrdersServiceServer as V1Server;
+use pb::ferrymesh::orders::v2::orders_service_server::OrdersServiceServer as V2Server;
+
+/// The orders default port.
+pub const DEFAULT_PORT: u16 = 50055;
+
+/// The orders flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "orders",
+    about = "ferrymesh orders service: orders v1 and v2, priced from the catalog"
+)]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+    /// Where the catalog listens.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50051")]
+    pub catalog_url: String,
+    /// Longest wait for one catalog call.
+    #[arg(long, value_name = "DURATION", value_parser = kit::config::parse_duration, default_value = "2s")]
+    pub catalog_timeout: Duration,
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "orders";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// Opens (and migrates) the orders database and builds the service.
+pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
+    let url = config.server.database_url("orders");
+    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    let catalog = kit::client::Upstream::new(&config.catalog_url, config.catalog_timeout)?;
+    Ok(service_with(db, catalog, &config.server))
+}
+
+/// The service over an open, migrated database and a catalog channel.
+pub fn service_with(
+    db: sea_orm::DatabaseConnection,
+    catalog: kit::client::Upstream,
+    args: &kit::ServerArgs,
+) -> kit::Service {
+    let core = Arc::new(core::Core::new(store::Store::new(db), catalog));
+    let max = args.max_message_bytes;
+    kit::Service::new("orders")
+        .serving(
+            V1Server::new(api::v1::OrdersV1::new(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serving(
+            V2Server::new(api::v2::OrdersV2::new(core))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .reflect(pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,276 @@
+//! The orders tables and queries (sea-orm), on SQLite and PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+
+use crate::domain::{LineStatus, Order, OrderQuery, OrderStatus, OrdersError, PricedLine, ShippingOption};
+use kit::values::Amount;
+
+/// The `orders` table.
+#[allow(unreachable_pub)] // the derive macros make public items
+pub mod order {
+    use sea_orm::entity::prelude::*;
+
+    /// A row of `orders`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: String,
+        #[sea_orm(unique)]
+        pub idempotency_key: Option<String>,
+        pub fingerprint: String,
+        pub customer_email: String,
+        /// The address, as JSON.
+        pub address: String,
+        pub shipping_option: String,
+        pub shipping_currency: String,
+        pub shipping_nanos: i64,
+        pub status: String,
+        pub status_reason: String,
+        pub create_micros: i64,
+        pub update_micros: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `order_items` table.
+#[allow(unreachable_pub)]
+pub mod order_item {
+    use sea_orm::entity::prelude::*;
+
+    /// A row of `order_items`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "order_items")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub line_no: i32,
+        pub product_id: String,
+        pub product_name: String,
+        pub quantity: i32,
+        pub currency: String,
+        pub unit_price_nanos: i64,
+        pub status: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Reads and records orders.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// A store over a migrated database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Store { db }
+    }
+
+    /// Stores a new order with its lines; false when another order already
+    /// holds its idempotency key.
+    pub async fn insert(&self, order: &Order, fingerprint: &str) -> Result<bool, OrdersError> {
+        let txn = self.db.begin().await?;
+        let row = order::ActiveModel {
+            order_id: Set(order.order_id.clone()),
+            idempotency_key: Set(order.idempotency_key.clone()),
+            fingerprint: Set(fingerprint.to_string()),
+            customer_email: Set(order.customer_email.clone()),
+            address: Set(
+                serde_json::to_string(&order.address).map_err(|e| OrdersError::Corrupt(e.to_string()))?
+            ),
+            shipping_option: Set(order.shipping.as_str().to_string()),
+            shipping_currency: Set(order.shipping_cost.currency().to_string()),
+            shipping_nanos: Set(order.shipping_cost.nanos()),
+            status: Set(order.status.as_str().to_string()),
+            status_reason: Set(order.status_reason.clone()),
+            create_micros: Set(order.create_micros),
+            update_micros: Set(order.update_micros),
+        };
+        match order::Entity::insert(row).exec(&txn).await {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        order_item::Entity::insert_many(order.lines.iter().enumerate().map(|(i, line)| {
+            order_item::ActiveModel {
+                order_id: Set(order.order_id.clone()),
+                line_no: Set(i32::try_from(i).unwrap_or(i32::MAX)),
+                product_id: Set(line.product_id.clone()),
+                product_name: Set(line.product_name.clone()),
+                quantity: Set(line.quantity),
+                currency: Set(line.unit_price.currency().to_string()),
+                unit_price_nanos: Set(line.unit_price.nanos()),
+                status: Set(line.status.as_str().to_string()),
+            }
+        }))
+        .exec(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// An order by id.
+    pub async fn get(&self, order_id: &str) -> Result<Order, OrdersError> {
+        let row = order::Entity::find_by_id(order_id.to_string())
+            .one(&self.db)
+            .await?;
+        let row = row.ok_or_else(|| OrdersError::NotFound(order_id.to_string()))?;
+        Ok(load_all(&self.db, vec![row]).await?.remove(0))
+    }
+
+    /// The order placed with an idempotency key, and the fingerprint of its request.
+    pub async fn by_key(&self, key: &str) -> Result<Option<(Order, String)>, OrdersError> {
+        let row = order::Entity::find()
+            .filter(order::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let fingerprint = row.fingerprint.clone();
+        Ok(Some((
+            load_all(&self.db, vec![row]).await?.remove(0),
+            fingerprint,
+        )))
+    }
+
+    /// A page of orders, newest first, and the key to resume after.
+    pub async fn list(&self, query: &OrderQuery) -> Result<(Vec<Order>, Option<String>), OrdersError> {
+        let mut select = order::Entity::find();
+        if let Some(email) = &query.customer_email {
+            select = select.filter(order::Column::CustomerEmail.eq(email.as_str()));
+        }
+        if let Some(status) = query.status {
+            select = select.filter(order::Column::Status.eq(status.as_str()));
+        }
+        if let Some((micros, id)) = query.page.after.as_deref().and_then(parse_cursor) {
+            select = select.filter(
+                Condition::any().add(order::Column::CreateMicros.lt(micros)).add(
+                    Condition::all()
+                        .add(order::Column::CreateMicros.eq(micros))
+                        .add(order::Column::OrderId.lt(id)),
+                ),
+            );
+        }
+        let mut rows = select
+            .order_by_desc(order::Column::CreateMicros)
+            .order_by_desc(order::Column::OrderId)
+            .limit(u64::from(query.page.size) + 1)
+            .all(&self.db)
+            .await?;
+        let more = rows.len() > query.page.size as usize;
+        rows.truncate(query.page.size as usize);
+        let next = if more {
+            rows.last().map(|r| format!("{}:{}", r.create_micros, r.order_id))
+        } else {
+            None
+        };
+        Ok((load_all(&self.db, rows).await?, next))
+    }
+
+    /// PENDING becomes CANCELLED; cancelling again changes nothing.
+    pub async fn cancel(&self, order_id: &str, reason: &str) -> Result<(Order, bool), OrdersError> {
+        let txn = self.db.begin().await?;
+        let moved = order::Entity::update_many()
+            .col_expr(
+                order::Column::Status,
+                Expr::value(OrderStatus::Cancelled.as_str()),
+            )
+            .col_expr(order::Column::StatusReason, Expr::value(reason))
+            .col_expr(
+                order::Column::UpdateMicros,
+                Expr::value(kit::values::now_micros()),
+            )
+            .filter(order::Column::OrderId.eq(order_id))
+            .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected == 1 {
+            order_item::Entity::update_many()
+                .col_expr(
+                    order_item::Column::Status,
+                    Expr::value(LineStatus::Cancelled.as_str()),
+                )
+                .filter(order_item::Column::OrderId.eq(order_id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        let order = self.get(order_id).await?;
+        match order.status {
+            OrderStatus::Cancelled => Ok((order, moved.rows_affected == 1)),
+            status => Err(OrdersError::NotCancellable {
+                id: order_id.to_string(),
+                status,
+            }),
+        }
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (micros, id) = cursor.split_once(':')?;
+    Some((micros.parse().ok()?, id.to_string()))
+}
+
+/// Orders with their lines, in the order of `rows`, in two queries.
+async fn load_all(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Result<Vec<Order>, OrdersError> {
+    let ids: Vec<String> = rows.iter().map(|r| r.order_id.clone()).collect();
+    let mut lines: BTreeMap<String, Vec<PricedLine>> = BTreeMap::new();
+    if !ids.is_empty() {
+        let items = order_item::Entity::find()
+            .filter(order_item::Column::OrderId.is_in(ids))
+            .order_by_asc(order_item::Column::OrderId)
+            .order_by_asc(order_item::Column::LineNo)
+            .all(db)
+            .await?;
+        for item in items {
+            let status = LineStatus::from_stored(&item.status)
+                .ok_or_else(|| OrdersError::Corrupt(format!("line status {}", item.status)))?;
+            lines.entry(item.order_id.clone()).or_default().push(PricedLine {
+                product_id: item.product_id,
+                product_name: item.product_name,
+                quantity: item.quantity,
+                unit_price: Amount::from_nanos(item.currency, item.unit_price_nanos),
+                status,
+            });
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let corrupt =
+                |what: &str| OrdersError::Corrupt(format!("order {} has a bad {what}", row.order_id));
+            Ok(Order {
+                lines: lines.remove(&row.order_id).unwrap_or_default(),
+                address: serde_json::from_str(&row.address).map_err(|_| corrupt("address"))?,
+                shipping: ShippingOption::from_stored(&row.shipping_option)
+                    .ok_or_else(|| corrupt("shipping option"))?,
+                shipping_cost: Amount::from_nanos(row.shipping_currency.clone(), row.shipping_nanos),
+                status: OrderStatus::from_stored(&row.status).ok_or_else(|| corrupt("status"))?,
+                order_id: row.order_id,
+                idempotency_key: row.idempotency_key,
+                customer_email: row.customer_email,
+                status_reason: row.status_reason,
+                create_micros: row.create_micros,
+                update_micros: row.update_micros,
+            })
+        })
+        .collect()
+}
+
+fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,43 @@
+//! Orders alone (with a real catalog beside it), over a real port and a
+//! real database: every scenario runs once on SQLite and once on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod scenarios;
+mod support;
+
+kit::on_sqlite_and_postgres!(
+    crate::support::Orders::start;
+    v1_and_v2_clients_read_each_others_orders_field_by_field,
+    prices_come_from_the_catalog_not_from_the_client,
+    placing_again_with_the_same_key_has_the_effect_of_one,
+    v2_requires_an_idempotency_key,
+    bad_orders_name_the_field,
+    a_watched_order_streams_its_cancellation_and_ends,
+    lists_page_newest_first_and_filter,
+);
+
+#[tokio::test]
+async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
+    let db = kit::testing::TestDatabase::sqlite();
+    // Nothing listens on port 9 of loopback (discard), so every catalog call fails fast.
+    let catalog =
+        kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
+    let server = kit::testing::TestServer::start::<orders::migrations::Migrator>(db, |conn, args| {
+        orders::service_with(conn, catalog, args)
+    })
+    .await;
+    let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(
+        server.channel().await,
+    );
+    let status = v1
+        .place_order(support::v1_request("", &[("mug", 1)]))
+        .await
+        .unwrap_err();
+    kit::testing::assert_status(
+        &status,
+        tonic::Code::Unavailable,
+        "the catalog could not be reached",
+    );
+    server.stop().await;
+}

@@ -1,0 +1,139 @@
+//! Starts orders on a fresh database, with a catalog beside it, and gives
+//! a v1 and a v2 client.
+
+use std::time::Duration;
+
+use kit::pb::ferrymesh::common::v1::{Address, PaymentCard};
+use kit::testing::{TestDatabase, TestServer};
+use orders::pb::ferrymesh::orders::{v1, v2};
+use tonic::transport::Channel;
+
+pub(crate) struct Orders {
+    catalog: TestServer,
+    pub(crate) server: TestServer,
+    v1: v1::orders_service_client::OrdersServiceClient<Channel>,
+    v2: v2::orders_service_client::OrdersServiceClient<Channel>,
+}
+
+impl Orders {
+    pub(crate) async fn start(db: TestDatabase) -> Self {
+        let catalog =
+            TestServer::start::<catalog::migrations::Migrator>(TestDatabase::sqlite(), catalog::service_with)
+                .await;
+        let upstream = kit::client::Upstream::new(&catalog.uri(), Duration::from_secs(2)).unwrap();
+        let server = TestServer::start::<orders::migrations::Migrator>(db, |conn, args| {
+            orders::service_with(conn, upstream, args)
+        })
+        .await;
+        let channel = server.channel().await;
+        Orders {
+            catalog,
+            server,
+            v1: v1::orders_service_client::OrdersServiceClient::new(channel.clone()),
+            v2: v2::orders_service_client::OrdersServiceClient::new(channel),
+        }
+    }
+
+    pub(crate) fn v1(&self) -> v1::orders_service_client::OrdersServiceClient<Channel> {
+        self.v1.clone()
+    }
+
+    pub(crate) fn v2(&self) -> v2::orders_service_client::OrdersServiceClient<Channel> {
+        self.v2.clone()
+    }
+
+    pub(crate) async fn stop(self) {
+        self.server.stop().await;
+        self.catalog.stop().await;
+    }
+
+    pub(crate) async fn place_v2(&self, request: v2::PlaceOrderRequest) -> Result<v2::Order, tonic::Status> {
+        self.v2()
+            .place_order(request)
+            .await
+            .map(|r| r.into_inner().order.unwrap())
+    }
+
+    pub(crate) async fn get_v1(&self, order_id: &str) -> v1::Order {
+        let request = v1::GetOrderRequest {
+            order_id: order_id.into(),
+        };
+        self.v1()
+            .get_order(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap()
+    }
+
+    pub(crate) async fn get_v2(&self, order_id: &str) -> v2::Order {
+        let request = v2::GetOrderRequest {
+            order_id: order_id.into(),
+        };
+        self.v2()
+            .get_order(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap()
+    }
+}
+
+pub(crate) const EMAIL: &str = "ada@example.com";
+
+pub(crate) fn address() -> Address {
+    Address {
+        recipient_name: "Ada Lovelace".into(),
+        street_lines: vec!["1 Infinite Loop".into()],
+        city: "Cupertino".into(),
+        region: "CA".into(),
+        postal_code: "95014".into(),
+        country_code: "US".into(),
+    }
+}
+
+pub(crate) fn card() -> PaymentCard {
+    PaymentCard {
+        number: "4242 4242 4242 4242".into(),
+        expiry_month: 12,
+        expiry_year: 2099,
+        cvc: "123".into(),
+        holder_name: "Ada Lovelace".into(),
+    }
+}
+
+pub(crate) fn v1_request(request_id: &str, items: &[(&str, i32)]) -> v1::PlaceOrderRequest {
+    v1::PlaceOrderRequest {
+        request_id: request_id.into(),
+        customer_email: EMAIL.into(),
+        items: items
+            .iter()
+            .map(|(id, quantity)| v1::LineItem {
+                product_id: id.to_string(),
+                quantity: *quantity,
+                unit_price: None,
+            })
+            .collect(),
+        shipping_address: Some(address()),
+        card: Some(card()),
+    }
+}
+
+pub(crate) fn v2_request(key: &str, items: &[(&str, i32)]) -> v2::PlaceOrderRequest {
+    v2::PlaceOrderRequest {
+        idempotency_key: key.into(),
+        customer_email: EMAIL.into(),
+        items: items
+            .iter()
+            .map(|(id, quantity)| v2::PlaceOrderItem {
+                product_id: id.to_string(),
+                quantity: *quantity,
+            })
+            .collect(),
+        shipping_address: Some(address()),
+        shipping_option: v2::ShippingOption::Standard as i32,
+        card: Some(card()),
+    }
+}
