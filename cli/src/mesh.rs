@@ -12,14 +12,23 @@ pub(crate) struct MeshService {
     pub(crate) port: u16,
     /// Whether it keeps a database.
     pub(crate) has_database: bool,
+    /// The services it calls: (its flag naming the address, the service).
+    pub(crate) calls: &'static [(&'static str, &'static str)],
 }
 
-/// Every service `ferrymesh up` starts, in start order.
-pub(crate) const SERVICES: &[MeshService] = &[MeshService {
-    name: "catalog",
-    port: catalog::DEFAULT_PORT,
-    has_database: true,
-}];
+const fn service(name: &'static str, port: u16) -> MeshService {
+    MeshService { name, port, has_database: true, calls: &[] }
+}
+
+/// Every service `ferrymesh up` starts, in start order: a service starts
+/// after the services it calls.
+pub(crate) const SERVICES: &[MeshService] = &[
+    service("catalog", catalog::DEFAULT_PORT),
+    service("inventory", inventory::DEFAULT_PORT),
+    service("payments", payments::DEFAULT_PORT),
+    service("shipping", shipping::DEFAULT_PORT),
+    MeshService { calls: &[("--catalog-url", "catalog")], ..service("orders", orders::DEFAULT_PORT) },
+];
 
 /// The service names.
 pub(crate) fn names() -> Vec<&'static str> {
@@ -31,6 +40,10 @@ pub(crate) fn serve(name: &str, args: Vec<OsString>) -> ExitCode {
     let argv: Vec<OsString> = std::iter::once(OsString::from(name)).chain(args).collect();
     match name {
         "catalog" => kit::server::main::<catalog::Config, _, _>(argv, catalog::service),
+        "inventory" => kit::server::main::<inventory::Config, _, _>(argv, inventory::service),
+        "payments" => kit::server::main::<payments::Config, _, _>(argv, payments::service),
+        "shipping" => kit::server::main::<shipping::Config, _, _>(argv, shipping::service),
+        "orders" => kit::server::main::<orders::Config, _, _>(argv, orders::service),
         other => {
             eprintln!(
                 "ferrymesh: no service named {other}; the services are {}",

@@ -79,6 +79,7 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             .arg(&args.data_dir)
             .arg("--log-format")
             .arg(log_format)
+            .args(upstream_flags(service, &plan))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,6 +133,19 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
     };
     let clean = stop_all(started).await;
     if clean { stop } else { ExitCode::FAILURE }
+}
+
+/// `--catalog-url http://ADDR` and the like, for the services `service` calls.
+fn upstream_flags(service: &MeshService, plan: &[(MeshService, SocketAddr)]) -> Vec<String> {
+    service
+        .calls
+        .iter()
+        .filter_map(|(flag, callee)| {
+            let (_, addr) = plan.iter().find(|(s, _)| s.name == *callee)?;
+            Some([flag.to_string(), format!("http://{addr}")])
+        })
+        .flatten()
+        .collect()
 }
 
 /// Copies a child's output to ours, each line prefixed by the service name;
