@@ -101,3 +101,30 @@ fn adding_a_field_passes_the_checks() {
     let (passed, said) = check(copy.path());
     assert!(passed, "{said}");
 }
+
+#[test]
+fn every_shipped_package_is_guarded_too() {
+    let copy = workspace_copy();
+    edit(
+        copy.path(),
+        "ferrymesh/orders/v2/orders.proto",
+        "string idempotency_key = 1;",
+        "int64 idempotency_key = 1;",
+    );
+    edit(
+        copy.path(),
+        "ferrymesh/inventory/v1/inventory.proto",
+        "  RESERVATION_STATUS_RELEASED = 3;\n",
+        "",
+    );
+    let (passed, said) = check(copy.path());
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains(r#"changed type from "string" to "int64""#),
+        "{said}"
+    );
+    assert!(
+        said.contains(r#"Previously present enum value "3" on enum "ReservationStatus" was deleted"#),
+        "{said}"
+    );
+}

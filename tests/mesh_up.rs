@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use crate::support::{Process, ferrymesh, free_port_offset, grpcurl, text};
 
 #[tokio::test]
-async fn up_serves_catalog_to_grpcurl_through_reflection_and_stops_cleanly() {
+async fn up_serves_every_service_to_grpcurl_through_reflection_and_stops_cleanly() {
     let data = tempfile::tempdir().unwrap();
     let offset = free_port_offset();
     let catalog = format!("127.0.0.1:{}", 50051 + offset);
@@ -150,6 +150,45 @@ async fn up_serves_catalog_to_grpcurl_through_reflection_and_stops_cleanly() {
         "{}",
         text(&echoed)
     );
+
+    // orders serves both major versions, and prices from the catalog across processes.
+    let orders = format!("127.0.0.1:{}", 50055 + offset);
+    let listed = text(&grpcurl(&["-plaintext", &orders, "list"]));
+    assert!(
+        listed.contains("ferrymesh.orders.v1.OrdersService\nferrymesh.orders.v2.OrdersService"),
+        "{listed}"
+    );
+    let placed = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"request_id": "e2e-1", "customer_email": "ada@example.com",
+            "items": [{"product_id": "mug", "quantity": 2}],
+            "shipping_address": {"recipient_name": "Ada", "street_lines": ["1 Main St"], "city": "Springfield",
+                                 "postal_code": "12345", "country_code": "US"},
+            "card": {"number": "4242 4242 4242 4242", "expiry_month": 12, "expiry_year": 2099, "cvc": "123"}}"#,
+        &orders,
+        "ferrymesh.orders.v1.OrdersService/PlaceOrder",
+    ]);
+    assert!(placed.status.success(), "{}", text(&placed));
+    let placed: serde_json::Value = serde_json::from_slice(&placed.stdout).unwrap();
+    assert_eq!(
+        placed["order"]["total"]["units"], "17",
+        "2 x 8.99 from the catalog"
+    );
+    let order_id = placed["order"]["orderId"].as_str().unwrap();
+    let read = grpcurl(&[
+        "-plaintext",
+        "-d",
+        &format!(r#"{{"order_id": "{order_id}"}}"#),
+        &orders,
+        "ferrymesh.orders.v2.OrdersService/GetOrder",
+    ]);
+    let read: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(
+        read["order"]["items"][0]["productName"], "Mug",
+        "the v1 order read through v2"
+    );
+    assert_eq!(read["order"]["status"], "ORDER_STATUS_PENDING");
 
     up.signal(Signal::SIGTERM);
     let status = up.wait_exit(Duration::from_secs(45)).await;

@@ -201,7 +201,7 @@ async fn server_spans_continue_the_callers_trace_over_otlp() {
     );
 
     // The JSON log line of the call carries the same trace and its own span.
-    let span_id: String = span.span_id.iter().map(|b| format!("{b:02x}")).collect();
+    let span_id = hex_of(&span.span_id);
     let logged = catalog
         .lines()
         .into_iter()
@@ -218,4 +218,134 @@ async fn server_spans_continue_the_callers_trace_over_otlp() {
 
     catalog.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(catalog.wait_exit(Duration::from_secs(15)).await.success());
+}
+
+/// A span's id as hex, as logs print it.
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
+    use orders::pb::ferrymesh::orders::v2;
+
+    let (collector, endpoint) = Collector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    let (mut catalog, catalog_addr) = serve("catalog", data.path(), &["--log-format", "json"], &env).await;
+    let catalog_url = format!("http://{catalog_addr}");
+    let (mut orders, orders_addr) = serve(
+        "orders",
+        data.path(),
+        &["--log-format", "json", "--catalog-url", &catalog_url],
+        &env,
+    )
+    .await;
+
+    let mut client = v2::orders_service_client::OrdersServiceClient::connect(format!("http://{orders_addr}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(v2::PlaceOrderRequest {
+        idempotency_key: "traced-1".into(),
+        customer_email: "ada@example.com".into(),
+        items: vec![v2::PlaceOrderItem {
+            product_id: "mug".into(),
+            quantity: 1,
+        }],
+        shipping_address: Some(kit::pb::ferrymesh::common::v1::Address {
+            recipient_name: "Ada".into(),
+            street_lines: vec!["1 Main St".into()],
+            city: "Springfield".into(),
+            region: String::new(),
+            postal_code: "12345".into(),
+            country_code: "US".into(),
+        }),
+        shipping_option: v2::ShippingOption::Standard as i32,
+        card: Some(kit::pb::ferrymesh::common::v1::PaymentCard {
+            number: "4242424242424242".into(),
+            expiry_month: 12,
+            expiry_year: 2099,
+            cvc: "123".into(),
+            holder_name: String::new(),
+        }),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01").parse().unwrap(),
+    );
+    request
+        .metadata_mut()
+        .insert("x-correlation-id", "checkout-7".parse().unwrap());
+    client.place_order(request).await.expect("order placed");
+
+    let trace = hex(TRACE_ID);
+    let (orders_resource, place) = collector
+        .span_named("ferrymesh.orders.v2.OrdersService/PlaceOrder", &trace)
+        .await;
+    let get_product = "ferrymesh.catalog.v1.CatalogService/GetProduct";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (client_side, server_side) = loop {
+        let spans = collector.spans.lock().unwrap().clone();
+        let of_kind = |kind: span::SpanKind| {
+            spans
+                .iter()
+                .find(|(_, s)| s.name == get_product && s.trace_id == trace && s.kind == kind as i32)
+                .cloned()
+        };
+        if let (Some(c), Some(s)) = (of_kind(span::SpanKind::Client), of_kind(span::SpanKind::Server)) {
+            break (c, s);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no client and server GetProduct spans; got {:?}",
+            collector.names()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // caller -> orders (server) -> orders calling catalog (client) -> catalog (server)
+    assert_eq!(
+        attribute(&orders_resource, "service.name").cloned(),
+        string("orders")
+    );
+    assert_eq!(place.parent_span_id, hex(CALLER_SPAN_ID));
+    assert_eq!(
+        attribute(&client_side.0, "service.name").cloned(),
+        string("orders")
+    );
+    assert_eq!(
+        client_side.1.parent_span_id, place.span_id,
+        "the outgoing call is a child of the handler's span"
+    );
+    assert_eq!(
+        attribute(&client_side.1.attributes, "rpc.grpc.status_code").cloned(),
+        Some(any_value::Value::IntValue(0))
+    );
+    assert_eq!(
+        attribute(&server_side.0, "service.name").cloned(),
+        string("catalog")
+    );
+    assert_eq!(
+        server_side.1.parent_span_id, client_side.1.span_id,
+        "the catalog continues the trace it was sent"
+    );
+
+    // The correlation id the caller chose reaches the catalog's logs.
+    let logged = catalog
+        .lines()
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|v| v["message"] == "rpc handled" && v["rpc.method"] == "GetProduct")
+        .unwrap_or_else(|| panic!("catalog logged the call; output:\n{}", catalog.output()));
+    assert_eq!(logged["correlation_id"], "checkout-7");
+    assert_eq!(logged["trace_id"], TRACE_ID);
+    assert_eq!(logged["span_id"], hex_of(&server_side.1.span_id).as_str());
+
+    for process in [&mut orders, &mut catalog] {
+        process.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(process.wait_exit(Duration::from_secs(15)).await.success());
+    }
 }

@@ -17,7 +17,12 @@ pub(crate) struct MeshService {
 }
 
 const fn service(name: &'static str, port: u16) -> MeshService {
-    MeshService { name, port, has_database: true, calls: &[] }
+    MeshService {
+        name,
+        port,
+        has_database: true,
+        calls: &[],
+    }
 }
 
 /// Every service `ferrymesh up` starts, in start order: a service starts
@@ -27,7 +32,10 @@ pub(crate) const SERVICES: &[MeshService] = &[
     service("inventory", inventory::DEFAULT_PORT),
     service("payments", payments::DEFAULT_PORT),
     service("shipping", shipping::DEFAULT_PORT),
-    MeshService { calls: &[("--catalog-url", "catalog")], ..service("orders", orders::DEFAULT_PORT) },
+    MeshService {
+        calls: &[("--catalog-url", "catalog")],
+        ..service("orders", orders::DEFAULT_PORT)
+    },
 ];
 
 /// The service names.
