@@ -220,3 +220,80 @@ async fn up_names_the_service_whose_port_is_taken_and_exits_non_zero() {
     assert!(up.output().contains(&expected), "{}", up.output());
     drop(taken);
 }
+
+/// Every `grpcurl` line of the README, pasted as a newcomer would (ports
+/// shifted to this test's mesh): the README stays true.
+#[tokio::test]
+async fn the_readme_grpcurl_examples_work_when_pasted() {
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let examples: Vec<&str> = readme.lines().filter(|l| l.starts_with("grpcurl ")).collect();
+    assert!(
+        examples.len() >= 15,
+        "the README shows grpcurl for every service: {}",
+        examples.len()
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let offset = free_port_offset();
+    let mut command = ferrymesh();
+    command
+        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
+        .arg(data.path());
+    let mut up = Process::spawn(command);
+    up.wait_for_line(
+        |l| l.contains("all services are SERVING"),
+        Duration::from_secs(90),
+    )
+    .await;
+
+    let tools = crate::support::root().join(".tools/bin");
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut order_id = String::new();
+    for example in examples {
+        let mut line = example.replace("ORDER_ID", &order_id);
+        for port in crate::support::MESH_PORTS {
+            line = line.replace(
+                &format!("127.0.0.1:{port} "),
+                &format!("127.0.0.1:{} ", port + offset),
+            );
+        }
+        // WatchOrder streams until the order is final; two seconds show its first message.
+        let line = if line.contains("/WatchOrder") {
+            format!("timeout 2 {line}")
+        } else {
+            line
+        };
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&line)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let said = text(&output);
+        let meant_to_fail = line.contains(r#""page_size": -1"#) || line.contains("4000 0000 0000 0002");
+        if meant_to_fail {
+            assert!(
+                !output.status.success() && said.contains("Code: "),
+                "{line}\n{said}"
+            );
+        } else if line.contains("/WatchOrder") {
+            assert!(
+                said.contains(&order_id) && said.contains("ORDER_STATUS_PENDING"),
+                "{line}\n{said}"
+            );
+        } else {
+            assert!(output.status.success(), "{line}\n{said}");
+        }
+        if line.contains("OrdersService/PlaceOrder") {
+            let placed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
+        }
+    }
+
+    up.signal(Signal::SIGTERM);
+    assert!(up.wait_exit(Duration::from_secs(45)).await.success());
+}
