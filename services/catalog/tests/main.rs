@@ -20,6 +20,7 @@ kit::on_sqlite_and_postgres!(
     unknown_product_is_not_found,
     rejects_empty_and_overlong_searches,
     reports_serving_on_health,
+    refuses_messages_over_the_size_limit,
     lists_its_services_over_reflection_v1_and_v1alpha,
     migrating_again_changes_nothing,
 );

@@ -259,6 +259,34 @@ pub(crate) async fn rejects_empty_and_overlong_searches(catalog: &Catalog) {
     assert_invalid(&status, "query", "must be at most 200 characters, got 201");
 }
 
+pub(crate) async fn refuses_messages_over_the_size_limit(catalog: &Catalog) {
+    // 5 MiB is over the default 4 MiB limit: refused before any handler runs.
+    let request = SearchProductsRequest {
+        query: "x".repeat(5 * 1024 * 1024),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let status = catalog
+        .client()
+        .search_products(request)
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("message length too large"),
+        "{}",
+        status.message()
+    );
+    // The server is unharmed.
+    catalog
+        .client()
+        .get_product(GetProductRequest {
+            product_id: "mug".into(),
+        })
+        .await
+        .expect("still serving");
+}
+
 pub(crate) async fn reports_serving_on_health(catalog: &Catalog) {
     let channel = tonic::transport::Endpoint::from_shared(catalog.server.uri())
         .unwrap()

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, TransactionTrait,
 };
 
 use crate::domain::{
@@ -125,7 +125,9 @@ impl Store {
         let mut attempt = 0;
         loop {
             match self.try_reserve(request).await {
-                Err(InventoryError::Store(e)) if is_unique_violation(&e) && attempt < 3 => attempt += 1,
+                Err(InventoryError::Store(e)) if kit::db::is_unique_violation(&e) && attempt < 3 => {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -311,8 +313,4 @@ async fn load(
         create_micros: row.create_micros,
         update_micros: row.update_micros,
     }))
-}
-
-fn is_unique_violation(error: &DbErr) -> bool {
-    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }

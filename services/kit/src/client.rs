@@ -122,11 +122,39 @@ impl Service<Request<Body>> for Upstream {
             let sent = tracing::Instrument::instrument(channel.call(request), span.clone());
             match tokio::time::timeout(budget, sent).await {
                 Ok(Ok(response)) => {
-                    if let Some(code) = grpc_status(response.headers()) {
+                    // tonic servers answer an expired grpc-timeout with CANCELLED; after
+                    // our own deadline has passed, that is DEADLINE_EXCEEDED.
+                    let code = grpc_status(response.headers());
+                    if code == Some(tonic::Code::Cancelled as i32) && started.elapsed() >= budget {
+                        finish(
+                            &span,
+                            SpanKind::Client,
+                            tonic::Code::DeadlineExceeded as i32,
+                            started.elapsed(),
+                        );
+                        let status = tonic::Status::deadline_exceeded(format!(
+                            "{path} did not answer within {budget:?}"
+                        ));
+                        return Ok(status.into_http());
+                    }
+                    if let Some(code) = code {
                         finish(&span, SpanKind::Client, code, started.elapsed());
                         return Ok(response);
                     }
                     Ok(traced(response, span, SpanKind::Client, started))
+                }
+                // The channel enforces the grpc-timeout it sends and fails with
+                // TimeoutExpired, which tonic would show as CANCELLED; it is a deadline.
+                Ok(Err(error)) if timed_out(&error) => {
+                    finish(
+                        &span,
+                        SpanKind::Client,
+                        tonic::Code::DeadlineExceeded as i32,
+                        started.elapsed(),
+                    );
+                    let status =
+                        tonic::Status::deadline_exceeded(format!("{path} did not answer within {budget:?}"));
+                    Ok(status.into_http())
                 }
                 Ok(Err(error)) => {
                     finish(
@@ -151,6 +179,17 @@ impl Service<Request<Body>> for Upstream {
             }
         })
     }
+}
+
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Writes W3C trace context into HTTP/2 headers (gRPC metadata).

@@ -85,6 +85,15 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Database
     Ok(db)
 }
 
+/// Whether an insert failed because the key is taken: how the stores tell a
+/// concurrent first call (answer as a retry) from a real failure.
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
 /// The URL with any password replaced, for logs and errors.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

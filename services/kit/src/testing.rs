@@ -114,10 +114,21 @@ impl TestServer {
         db: TestDatabase,
         build: impl FnOnce(DatabaseConnection, &ServerArgs) -> Service,
     ) -> Self {
+        Self::start_with::<M>(db, |_| {}, build).await
+    }
+
+    /// As [`TestServer::start`], with the server's flags changed by `configure`
+    /// (faults, limits).
+    pub async fn start_with<M: MigratorTrait>(
+        db: TestDatabase,
+        configure: impl FnOnce(&mut ServerArgs),
+        build: impl FnOnce(DatabaseConnection, &ServerArgs) -> Service,
+    ) -> Self {
         let conn = crate::db::connect_and_migrate::<M>(&db.url)
             .await
             .unwrap_or_else(|e| panic!("open the {} test database: {e}", db.backend()));
-        let args = ServerArgs::for_tests(db.url.clone());
+        let mut args = ServerArgs::for_tests(db.url.clone());
+        configure(&mut args);
         let running = crate::server::spawn(build(conn, &args), &args, 0)
             .await
             .expect("start the service");

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::domain::{LineStatus, Order, OrderQuery, OrderStatus, OrdersError, PricedLine, ShippingOption};
@@ -104,7 +104,7 @@ impl Store {
         };
         match order::Entity::insert(row).exec(&txn).await {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Ok(false),
+            Err(e) if kit::db::is_unique_violation(&e) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         order_item::Entity::insert_many(order.lines.iter().enumerate().map(|(i, line)| {
@@ -269,8 +269,4 @@ async fn load_all(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Result<
             })
         })
         .collect()
-}
-
-fn is_unique_violation(error: &DbErr) -> bool {
-    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }

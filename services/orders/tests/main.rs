@@ -41,3 +41,36 @@ async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
+    use kit::testing::{TestDatabase, TestServer};
+    // Every GetProduct takes 3s; orders gives each catalog call 300ms.
+    let catalog = TestServer::start_with::<catalog::migrations::Migrator>(
+        TestDatabase::sqlite(),
+        |args| args.fault = vec!["GetProduct:latency=3s".parse().unwrap()],
+        catalog::service_with,
+    )
+    .await;
+    let upstream = kit::client::Upstream::new(&catalog.uri(), std::time::Duration::from_millis(300)).unwrap();
+    let server = TestServer::start::<orders::migrations::Migrator>(TestDatabase::sqlite(), |conn, args| {
+        orders::service_with(conn, upstream, args)
+    })
+    .await;
+    let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(
+        server.channel().await,
+    );
+    let started = std::time::Instant::now();
+    let status = v1
+        .place_order(support::v1_request("", &[("mug", 1)]))
+        .await
+        .unwrap_err();
+    kit::testing::assert_status(&status, tonic::Code::Unavailable, "DeadlineExceeded");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "cut off, not waited out: {:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+    catalog.stop().await;
+}

@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 
 use crate::domain::{CardBehaviour, Charge, Payment, PaymentsError, Refund, RefundRequest, behaviour_of};
@@ -137,7 +137,7 @@ impl Store {
         match inserted {
             Ok(_) => {}
             // A concurrent first call won; answer as a retry would.
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if kit::db::is_unique_violation(&e) => {
                 return self.existing_charge(charge).await?.ok_or(PaymentsError::Store(e));
             }
             Err(e) => return Err(e.into()),
@@ -175,7 +175,9 @@ impl Store {
         let mut attempt = 0;
         loop {
             match self.try_refund(request).await {
-                Err(PaymentsError::Store(e)) if is_unique_violation(&e) && attempt < 3 => attempt += 1,
+                Err(PaymentsError::Store(e)) if kit::db::is_unique_violation(&e) && attempt < 3 => {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -289,8 +291,4 @@ fn to_refund(charged: &Amount, row: refund::Model) -> Refund {
         reason: row.reason,
         create_micros: row.create_micros,
     }
-}
-
-fn is_unique_violation(error: &DbErr) -> bool {
-    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }

@@ -213,6 +213,27 @@ pub(crate) async fn concurrent_refunds_never_exceed_the_charge(payments: &Paymen
         .unwrap();
     assert_eq!(payment.refunded_amount, Some(usd(10, 0)));
     assert_eq!(payment.refunds.len(), 5);
+
+    // One refund retried concurrently is one refund.
+    payments
+        .charge(charge_request("pay-10", usd(10, 0), GOOD_CARD))
+        .await
+        .unwrap();
+    let retries = (0..10).map(|_| payments.refund("same-refund", "pay-10", usd(3, 0)));
+    let answers: Vec<_> = join_all(retries).await.into_iter().map(Result::unwrap).collect();
+    assert!(answers.iter().all(|a| a.refund == answers[0].refund));
+    let payment = payments
+        .client()
+        .get_payment(GetPaymentRequest {
+            payment_id: "pay-10".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(payment.refunded_amount, Some(usd(3, 0)));
+    assert_eq!(payment.refunds.len(), 1);
 }
 
 pub(crate) async fn bad_input_names_the_field(payments: &Payments) {

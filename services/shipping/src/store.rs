@@ -1,7 +1,7 @@
 //! The shipping tables and queries (sea-orm), on SQLite and PostgreSQL.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::domain::{NewShipment, Shipment, ShipmentStatus, ShippingError, quote};
 use kit::values::Amount;
@@ -74,7 +74,7 @@ impl Store {
         match inserted {
             Ok(_) => {}
             // A concurrent first call won; answer as a retry would.
-            Err(e) if is_unique_violation(&e) => {}
+            Err(e) if kit::db::is_unique_violation(&e) => {}
             Err(e) => return Err(e.into()),
         }
         let stored = self.find(&request.shipment_id).await?;
@@ -152,10 +152,6 @@ fn to_shipment(row: shipment::Model) -> Result<Shipment, ShippingError> {
         create_micros: row.create_micros,
         update_micros: row.update_micros,
     })
-}
-
-fn is_unique_violation(error: &DbErr) -> bool {
-    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 /// JSON for the columns that hold structured values.
