@@ -24,3 +24,42 @@ kit::on_sqlite_and_postgres!(
     lists_its_services_over_reflection_v1_and_v1alpha,
     migrating_again_changes_nothing,
 );
+
+#[tokio::test]
+async fn the_concurrency_limit_queues_calls_beyond_it() {
+    use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
+    use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
+    use kit::testing::{TestDatabase, TestServer};
+
+    // One call at a time, each held 400ms: three calls cannot all finish in under 1.2s.
+    let server = TestServer::start_with::<catalog::migrations::Migrator>(
+        TestDatabase::sqlite(),
+        |args| {
+            args.concurrency_limit = 1;
+            args.fault = vec!["GetProduct:latency=400ms".parse().unwrap()];
+        },
+        catalog::service_with,
+    )
+    .await;
+    let client = CatalogServiceClient::new(server.channel().await);
+    let started = std::time::Instant::now();
+    let calls = (0..3).map(|_| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_product(GetProductRequest {
+                    product_id: "mug".into(),
+                })
+                .await
+        }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("queued calls are served, not refused");
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}

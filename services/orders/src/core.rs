@@ -164,7 +164,12 @@ impl Core {
                 return;
             }
             loop {
-                match changes.recv().await {
+                let change = tokio::select! {
+                    // The watcher hung up: stop waiting for a change it will never read.
+                    () = tx.closed() => return,
+                    change = changes.recv() => change,
+                };
+                match change {
                     Ok(id) if id != order_id => continue,
                     // Lagged behind: re-read rather than trust what was missed.
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}

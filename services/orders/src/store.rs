@@ -157,7 +157,15 @@ impl Store {
         if let Some(status) = query.status {
             select = select.filter(order::Column::Status.eq(status.as_str()));
         }
-        if let Some((micros, id)) = query.page.after.as_deref().and_then(parse_cursor) {
+        if let Some(after) = query.page.after.as_deref() {
+            let Some((micros, id)) = parse_cursor(after) else {
+                let mut v = kit::Violations::new();
+                v.add(
+                    "page_token",
+                    "is not a token this service issued: pass back next_page_token unchanged",
+                );
+                return Err(v.into());
+            };
             select = select.filter(
                 Condition::any().add(order::Column::CreateMicros.lt(micros)).add(
                     Condition::all()
