@@ -19,7 +19,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
         "catalog",
         data.path(),
         // The fault slows GetProduct so it is surely in flight at SIGTERM.
-        &["--fault", "GetProduct:latency=3s", "--drain-delay", "1s"],
+        &["--fault", "GetProduct:latency=4s", "--drain-delay", "2s"],
         &[],
     )
     .await;
@@ -58,7 +58,7 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
     let response = in_flight.await.unwrap().expect("the call in flight completes");
     assert_eq!(response.into_inner().product.unwrap().name, "Mug");
     assert!(
-        started.elapsed() >= Duration::from_secs(3),
+        started.elapsed() >= Duration::from_secs(4),
         "the call ran its full injected latency"
     );
 
