@@ -87,15 +87,33 @@ impl TestDatabase {
     }
 
     /// Drops the database (PostgreSQL) or its directory (SQLite).
-    pub async fn cleanup(self) {
-        if let Some((admin_url, name)) = &self.postgres
-            && let Ok(admin) = Database::connect(admin_url.as_str()).await
-        {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await;
-            let _ = admin.close().await;
+    pub async fn cleanup(mut self) {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            drop_postgres(&admin_url, &name).await;
         }
+    }
+}
+
+impl Drop for TestDatabase {
+    /// A test that panicked never reached `cleanup`; drop its database anyway.
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            let dropping = std::thread::spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    runtime.block_on(drop_postgres(&admin_url, &name));
+                }
+            });
+            let _ = dropping.join();
+        }
+    }
+}
+
+async fn drop_postgres(admin_url: &str, name: &str) {
+    if let Ok(admin) = Database::connect(admin_url).await {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+        let _ = admin.close().await;
     }
 }
 
