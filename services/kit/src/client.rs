@@ -205,3 +205,55 @@ impl Injector for HeaderInjector<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::Upstream;
+    use crate::rpc_telemetry::{CallContext, in_call};
+    use crate::{ServerArgs, Service};
+
+    /// A server whose health check takes 3s, standing in for a slow upstream.
+    async fn slow_upstream() -> crate::Running {
+        let mut args = ServerArgs::for_tests("sqlite::memory:");
+        args.fault = vec!["grpc.health.v1.Health/Check:latency=3s".parse().unwrap()];
+        crate::server::spawn(Service::new("slow"), &args, 0)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_callers_remaining_deadline_caps_the_call() {
+        let slow = slow_upstream().await;
+        // The channel alone would wait 10s; the call being handled has 300ms left.
+        let mut health = HealthClient::new(Upstream::new(&slow.uri(), Duration::from_secs(10)).unwrap());
+        let call = CallContext {
+            correlation_id: "test".into(),
+            deadline: Some(Instant::now() + Duration::from_millis(300)),
+        };
+        let started = Instant::now();
+        let status = in_call(call, health.check(HealthCheckRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "cut at the caller's deadline: {:?}",
+            started.elapsed()
+        );
+        slow.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_call_outside_any_request_gets_the_channel_timeout() {
+        let slow = slow_upstream().await;
+        let mut health = HealthClient::new(Upstream::new(&slow.uri(), Duration::from_millis(200)).unwrap());
+        let status = health.check(HealthCheckRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        slow.stop().await.unwrap();
+    }
+}

@@ -33,6 +33,12 @@ tokio::task_local! {
     static CALL: CallContext;
 }
 
+/// Runs `future` as if it handled a call with `context`, for work that
+/// serves a call outside the RPC task (and for tests).
+pub async fn in_call<F: std::future::Future>(context: CallContext, future: F) -> F::Output {
+    CALL.scope(context, future).await
+}
+
 /// The context of the call being handled on this task, if any.
 pub fn current_call() -> Option<CallContext> {
     CALL.try_with(Clone::clone).ok()
