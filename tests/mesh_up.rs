@@ -297,3 +297,50 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     up.signal(Signal::SIGTERM);
     assert!(up.wait_exit(Duration::from_secs(45)).await.success());
 }
+
+/// The pid of the process whose command line contains every one of `parts`.
+fn pid_of(parts: &[&str]) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            parts.iter().all(|p| cmdline.contains(p)).then_some(pid)
+        })
+}
+
+#[tokio::test]
+async fn up_stops_the_mesh_when_a_service_dies() {
+    let data = tempfile::tempdir().unwrap();
+    let offset = free_port_offset();
+    let mut command = ferrymesh();
+    command
+        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
+        .arg(data.path());
+    let mut up = Process::spawn(command);
+    up.wait_for_line(
+        |l| l.contains("all services are SERVING"),
+        Duration::from_secs(90),
+    )
+    .await;
+
+    let inventory = format!("127.0.0.1:{}", 50052 + offset);
+    let pid = pid_of(&["serve", "inventory", &inventory]).expect("the inventory process");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+
+    let status = up.wait_exit(Duration::from_secs(45)).await;
+    assert!(!status.success(), "a dead service fails the mesh");
+    assert!(
+        up.output()
+            .contains("ferrymesh: inventory exited; stopping the others"),
+        "{}",
+        up.output()
+    );
+    let catalog = format!("127.0.0.1:{}", 50051 + offset);
+    assert!(
+        pid_of(&["serve", "catalog", &catalog]).is_none(),
+        "the other services were stopped"
+    );
+}
