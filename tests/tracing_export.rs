@@ -255,7 +255,7 @@ async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
             product_id: "mug".into(),
             quantity: 1,
         }],
-        shipping_address: Some(kit::pb::ferrymesh::common::v1::Address {
+        shipping_address: Some(kit_values::pb::ferrymesh::common::v1::Address {
             recipient_name: "Ada".into(),
             street_lines: vec!["1 Main St".into()],
             city: "Springfield".into(),
@@ -264,7 +264,7 @@ async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
             country_code: "US".into(),
         }),
         shipping_option: v2::ShippingOption::Standard as i32,
-        card: Some(kit::pb::ferrymesh::common::v1::PaymentCard {
+        card: Some(kit_values::pb::ferrymesh::common::v1::PaymentCard {
             number: "4242424242424242".into(),
             expiry_month: 12,
             expiry_year: 2099,

@@ -97,9 +97,9 @@ const COMMON: &str = "ferrymesh.common.v1";
 pub struct Contracts {
     serve: Vec<String>,
     call: Vec<String>,
-    /// Whether `ferrymesh.common.v1` comes from the kit crate instead of
+    /// Whether `ferrymesh.common.v1` comes from the kit-values crate instead of
     /// being generated again, so every service shares one `Money` type.
-    common_from_kit: bool,
+    common_from_values: bool,
 }
 
 impl Contracts {
@@ -108,13 +108,13 @@ impl Contracts {
         Contracts {
             serve: packages.iter().map(|p| p.to_string()).collect(),
             call: Vec::new(),
-            common_from_kit: true,
+            common_from_values: true,
         }
     }
 
-    /// Generates `ferrymesh.common.v1` itself; only the kit crate does.
+    /// Generates `ferrymesh.common.v1` itself; only the kit-values crate does.
     pub fn generate_common(mut self) -> Self {
-        self.common_from_kit = false;
+        self.common_from_values = false;
         self
     }
 
@@ -141,19 +141,19 @@ impl Contracts {
         let mut generated: BTreeSet<String> = BTreeSet::new();
         if !self.serve.is_empty() {
             generated.extend(packages_of(&served));
-            generate(served, true, self.common_from_kit, out_dir)?;
+            generate(served, true, self.common_from_values, out_dir)?;
         }
         if !self.call.is_empty() {
             let called = descriptor_set(root, &self.call)?;
             generated.extend(packages_of(&called));
-            generate(called, false, self.common_from_kit, out_dir)?;
+            generate(called, false, self.common_from_values, out_dir)?;
         }
-        if self.common_from_kit {
+        if self.common_from_values {
             generated.remove(COMMON);
         }
         fs::write(
             out_dir.join("ferrymesh.rs"),
-            include_file(&generated, self.common_from_kit),
+            include_file(&generated, self.common_from_values),
         )?;
         Ok(())
     }
@@ -209,12 +209,12 @@ fn packages_of(fds: &FileDescriptorSet) -> impl Iterator<Item = String> + '_ {
 fn generate(
     fds: FileDescriptorSet,
     server: bool,
-    common_from_kit: bool,
+    common_from_values: bool,
     out_dir: &Path,
 ) -> Result<(), Error> {
     let mut builder = tonic_prost_build::configure();
-    if common_from_kit {
-        builder = builder.extern_path(format!(".{COMMON}"), "::kit::pb::ferrymesh::common::v1");
+    if common_from_values {
+        builder = builder.extern_path(format!(".{COMMON}"), "::kit_values::pb::ferrymesh::common::v1");
     }
     builder
         .build_server(server)
@@ -226,8 +226,8 @@ fn generate(
 }
 
 /// Nests `include!`s of the per-package files in one module per package
-/// segment; `ferrymesh::common` re-exports the kit's when it comes from there.
-fn include_file(packages: &BTreeSet<String>, common_from_kit: bool) -> String {
+/// segment; `ferrymesh::common` re-exports kit-values' when it comes from there.
+fn include_file(packages: &BTreeSet<String>, common_from_values: bool) -> String {
     #[derive(Default)]
     struct Node(BTreeMap<String, Node>, Option<String>);
     let mut root = Node::default();
@@ -238,10 +238,10 @@ fn include_file(packages: &BTreeSet<String>, common_from_kit: bool) -> String {
         }
         node.1 = Some(package.clone());
     }
-    fn write(node: &Node, depth: usize, common_from_kit: bool, out: &mut String) {
+    fn write(node: &Node, depth: usize, common_from_values: bool, out: &mut String) {
         let pad = "    ".repeat(depth);
-        if common_from_kit && depth == 1 {
-            out.push_str(&format!("{pad}pub use ::kit::pb::ferrymesh::common;\n"));
+        if common_from_values && depth == 1 {
+            out.push_str(&format!("{pad}pub use ::kit_values::pb::ferrymesh::common;\n"));
         }
         if let Some(package) = &node.1 {
             out.push_str(&format!(
@@ -250,7 +250,7 @@ fn include_file(packages: &BTreeSet<String>, common_from_kit: bool) -> String {
         }
         for (name, child) in &node.0 {
             out.push_str(&format!("{pad}pub mod {name} {{\n"));
-            write(child, depth + 1, common_from_kit, out);
+            write(child, depth + 1, common_from_values, out);
             out.push_str(&format!("{pad}}}\n"));
         }
     }
@@ -260,10 +260,10 @@ fn include_file(packages: &BTreeSet<String>, common_from_kit: bool) -> String {
          pub const FILE_DESCRIPTOR_SET: &[u8] =\n    \
          include_bytes!(concat!(env!(\"OUT_DIR\"), \"/ferrymesh_descriptor.bin\"));\n\n",
     );
-    if common_from_kit && root.0.is_empty() {
-        out.push_str("pub mod ferrymesh {\n    pub use ::kit::pb::ferrymesh::common;\n}\n");
+    if common_from_values && root.0.is_empty() {
+        out.push_str("pub mod ferrymesh {\n    pub use ::kit_values::pb::ferrymesh::common;\n}\n");
     }
-    write(&root, 0, common_from_kit, &mut out);
+    write(&root, 0, common_from_values, &mut out);
     out
 }
 

@@ -14,27 +14,40 @@ pub(crate) struct MeshService {
     pub(crate) has_database: bool,
     /// The services it calls: (its flag naming the address, the service).
     pub(crate) calls: &'static [(&'static str, &'static str)],
+    /// Runs it in this process: its flags (the first is the program name) to an exit code.
+    pub(crate) run: fn(Vec<OsString>) -> ExitCode,
 }
 
-const fn service(name: &'static str, port: u16) -> MeshService {
+const fn service(name: &'static str, port: u16, run: fn(Vec<OsString>) -> ExitCode) -> MeshService {
     MeshService {
         name,
         port,
         has_database: true,
         calls: &[],
+        run,
     }
 }
 
 /// Every service `ferrymesh up` starts, in start order: a service starts
 /// after the services it calls.
 pub(crate) const SERVICES: &[MeshService] = &[
-    service("catalog", catalog::DEFAULT_PORT),
-    service("inventory", inventory::DEFAULT_PORT),
-    service("payments", payments::DEFAULT_PORT),
-    service("shipping", shipping::DEFAULT_PORT),
+    service("catalog", catalog::DEFAULT_PORT, |argv| {
+        kit::server::main::<catalog::Config, _, _>(argv, catalog::service)
+    }),
+    service("inventory", inventory::DEFAULT_PORT, |argv| {
+        kit::server::main::<inventory::Config, _, _>(argv, inventory::service)
+    }),
+    service("payments", payments::DEFAULT_PORT, |argv| {
+        kit::server::main::<payments::Config, _, _>(argv, payments::service)
+    }),
+    service("shipping", shipping::DEFAULT_PORT, |argv| {
+        kit::server::main::<shipping::Config, _, _>(argv, shipping::service)
+    }),
     MeshService {
         calls: &[("--catalog-url", "catalog")],
-        ..service("orders", orders::DEFAULT_PORT)
+        ..service("orders", orders::DEFAULT_PORT, |argv| {
+            kit::server::main::<orders::Config, _, _>(argv, orders::service)
+        })
     },
 ];
 
@@ -46,15 +59,11 @@ pub(crate) fn names() -> Vec<&'static str> {
 /// Runs one service in this process with its own flags.
 pub(crate) fn serve(name: &str, args: Vec<OsString>) -> ExitCode {
     let argv: Vec<OsString> = std::iter::once(OsString::from(name)).chain(args).collect();
-    match name {
-        "catalog" => kit::server::main::<catalog::Config, _, _>(argv, catalog::service),
-        "inventory" => kit::server::main::<inventory::Config, _, _>(argv, inventory::service),
-        "payments" => kit::server::main::<payments::Config, _, _>(argv, payments::service),
-        "shipping" => kit::server::main::<shipping::Config, _, _>(argv, shipping::service),
-        "orders" => kit::server::main::<orders::Config, _, _>(argv, orders::service),
-        other => {
+    match SERVICES.iter().find(|s| s.name == name) {
+        Some(service) => (service.run)(argv),
+        None => {
             eprintln!(
-                "ferrymesh: no service named {other}; the services are {}",
+                "ferrymesh: no service named {name}; the services are {}",
                 names().join(", ")
             );
             ExitCode::from(2)

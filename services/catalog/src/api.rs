@@ -7,17 +7,17 @@ use crate::domain::{
 };
 use crate::pb::ferrymesh::catalog::v1 as pb;
 use crate::pb::ferrymesh::common::v1::Money;
-use crate::store::{Store, matching};
-use kit::Violations;
-use kit::paging::{self, PageRequest};
+use crate::store::Snapshot;
+use kit_store::paging::PageRequest;
+use kit_values::Violations;
 
 pub(crate) struct CatalogApi {
-    store: Store,
+    snapshot: Snapshot,
 }
 
 impl CatalogApi {
-    pub(crate) fn new(store: Store) -> Self {
-        CatalogApi { store }
+    pub(crate) fn new(snapshot: Snapshot) -> Self {
+        CatalogApi { snapshot }
     }
 }
 
@@ -28,8 +28,8 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         request: Request<pb::ListProductsRequest>,
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
         let list = ListProducts::try_from(request.into_inner())?;
-        let page = self.store.page(sea_orm::Condition::all(), &list.page).await?;
-        let (products, next_page_token, total_size) = to_pb_page(page);
+        let page = self.snapshot.current().page(None, &list.page);
+        let (products, next_page_token, total_size) = to_pb_page(page, &list.page);
         Ok(Response::new(pb::ListProductsResponse {
             products,
             next_page_token,
@@ -49,9 +49,10 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         let Some(id) = id else {
             return Err(Status::internal("product id lost in validation"));
         };
-        let product = self.store.get(&id).await?;
+        let catalog = self.snapshot.current();
+        let product = catalog.get(&id).ok_or(CatalogError::NotFound(id.clone()))?;
         Ok(Response::new(pb::GetProductResponse {
-            product: Some(to_pb(product)),
+            product: Some(to_pb(product.clone())),
         }))
     }
 
@@ -60,11 +61,8 @@ impl pb::catalog_service_server::CatalogService for CatalogApi {
         request: Request<pb::SearchProductsRequest>,
     ) -> Result<Response<pb::SearchProductsResponse>, Status> {
         let search = SearchProducts::try_from(request.into_inner())?;
-        let page = self
-            .store
-            .page(matching(&search.query.words), &search.page)
-            .await?;
-        let (products, next_page_token, total_size) = to_pb_page(page);
+        let page = self.snapshot.current().page(Some(&search.query), &search.page);
+        let (products, next_page_token, total_size) = to_pb_page(page, &search.page);
         Ok(Response::new(pb::SearchProductsResponse {
             products,
             next_page_token,
@@ -78,7 +76,7 @@ impl TryFrom<pb::ListProductsRequest> for ListProducts {
 
     fn try_from(request: pb::ListProductsRequest) -> Result<Self, CatalogError> {
         let mut violations = Violations::new();
-        let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
+        let page = PageRequest::parse(request.page_size, &request.page_token, "list", &mut violations);
         match page {
             Some(page) if violations.is_empty() => Ok(ListProducts { page }),
             _ => Err(violations.into()),
@@ -94,7 +92,12 @@ impl TryFrom<pb::SearchProductsRequest> for SearchProducts {
         let query = SearchQuery::parse(&request.query)
             .map_err(|reason| violations.add("query", reason))
             .ok();
-        let page = PageRequest::parse(request.page_size, &request.page_token, &mut violations);
+        // A token is good only for the same words.
+        let filter = match &query {
+            Some(q) => format!("search:{}", q.words.join(" ")),
+            None => String::new(),
+        };
+        let page = PageRequest::parse(request.page_size, &request.page_token, &filter, &mut violations);
         match (query, page) {
             (Some(query), Some(page)) if violations.is_empty() => Ok(SearchProducts { query, page }),
             _ => Err(violations.into()),
@@ -102,8 +105,12 @@ impl TryFrom<pb::SearchProductsRequest> for SearchProducts {
     }
 }
 
-fn to_pb_page(page: ProductPage) -> (Vec<pb::Product>, String, i32) {
-    let token = page.next_after.as_deref().map(paging::encode).unwrap_or_default();
+fn to_pb_page(page: ProductPage, request: &PageRequest) -> (Vec<pb::Product>, String, i32) {
+    let token = page
+        .next_after
+        .as_deref()
+        .map(|key| request.next_token(key))
+        .unwrap_or_default();
     let total = i32::try_from(page.total).unwrap_or(i32::MAX);
     (page.products.into_iter().map(to_pb).collect(), token, total)
 }

@@ -1,8 +1,8 @@
 //! The catalog's rules: what a product id, a price and a search look like.
 //! No tonic and no SQL here.
 
-use kit::Violations;
-use kit::paging::PageRequest;
+use kit_store::paging::PageRequest;
+use kit_values::Violations;
 
 /// Longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
@@ -15,7 +15,7 @@ pub struct ProductId(String);
 impl ProductId {
     /// Checks `text`, saying what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
-        kit::values::check_sku(text)?;
+        kit_values::check_sku(text)?;
         Ok(ProductId(text.to_string()))
     }
 
@@ -91,6 +91,85 @@ pub struct ProductPage {
     pub total: u64,
 }
 
+/// The whole catalog, in memory: it is small and read-mostly, so every read
+/// is served from here instead of queueing for a database connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Catalog {
+    /// By id.
+    products: Vec<Product>,
+    /// Per product, its name, description and categories, lowercased, for search.
+    searchable: Vec<String>,
+}
+
+impl Catalog {
+    /// A catalog of `products`, in any order.
+    pub fn new(mut products: Vec<Product>) -> Self {
+        products.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let searchable = products
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}\n{}\n{}",
+                    p.name.to_lowercase(),
+                    p.description.to_lowercase(),
+                    p.categories.join(",").to_lowercase()
+                )
+            })
+            .collect();
+        Catalog { products, searchable }
+    }
+
+    /// How many products there are.
+    pub fn len(&self) -> usize {
+        self.products.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty()
+    }
+
+    /// The product with `id`.
+    pub fn get(&self, id: &ProductId) -> Option<&Product> {
+        self.products
+            .binary_search_by(|p| p.id.as_str().cmp(id.as_str()))
+            .ok()
+            .and_then(|i| self.products.get(i))
+    }
+
+    /// A page of the products, by id, that match `query` (all of them when `None`):
+    /// every word must appear in the name, the description or a category.
+    pub fn page(&self, query: Option<&SearchQuery>, page: &PageRequest) -> ProductPage {
+        let matching = |i: &usize| match query {
+            None => true,
+            Some(q) => q.words.iter().all(|w| self.searchable[*i].contains(w.as_str())),
+        };
+        let total = (0..self.products.len()).filter(matching).count();
+        let start = match &page.after {
+            Some(after) => self.products.partition_point(|p| p.id.as_str() <= after.as_str()),
+            None => 0,
+        };
+        let size = page.size as usize;
+        let mut found: Vec<Product> = (start..self.products.len())
+            .filter(matching)
+            .take(size + 1)
+            .map(|i| self.products[i].clone())
+            .collect();
+        let more = found.len() > size;
+        found.truncate(size);
+        let next_after = if more {
+            found.last().map(|p| p.id.as_str().to_string())
+        } else {
+            None
+        };
+        ProductPage {
+            products: found,
+            next_after,
+            total: total as u64,
+        }
+    }
+}
+
 /// A validated ListProducts request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListProducts {
@@ -146,6 +225,53 @@ mod tests {
         assert!(ProductId::parse("-mug").is_err());
         assert!(ProductId::parse("ab").is_err());
         assert!(ProductId::parse(&"a".repeat(65)).is_err());
+    }
+
+    fn product(id: &str, name: &str, categories: &[&str]) -> Product {
+        Product {
+            id: ProductId::parse(id).unwrap(),
+            name: name.into(),
+            description: format!("A {name}."),
+            picture: String::new(),
+            price: Price {
+                currency_code: "USD".into(),
+                units: 1,
+                nanos: 0,
+            },
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+            weight_grams: 100,
+        }
+    }
+
+    #[test]
+    fn the_catalog_pages_and_searches_in_memory() {
+        let catalog = Catalog::new(vec![
+            product("mug", "Mug", &["kitchen"]),
+            product("bowl", "Bowl", &["kitchen"]),
+            product("lamp", "Lamp", &["living-room"]),
+        ]);
+        let mut v = Violations::new();
+        let first = PageRequest::parse(1, "", "", &mut v).unwrap();
+        let page = catalog.page(None, &first);
+        assert_eq!((page.products[0].id.as_str(), page.total), ("bowl", 3));
+        let token = first.next_token(page.next_after.as_deref().unwrap());
+        let second = PageRequest::parse(1, &token, "", &mut v).unwrap();
+        assert_eq!(catalog.page(None, &second).products[0].id.as_str(), "lamp");
+        let kitchen = SearchQuery::parse("KITCHEN").unwrap();
+        let all = PageRequest::parse(0, "", "", &mut v).unwrap();
+        let found = catalog.page(Some(&kitchen), &all);
+        let ids: Vec<&str> = found.products.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            (ids, found.total, found.next_after),
+            (vec!["bowl", "mug"], 2, None)
+        );
+        assert_eq!(
+            catalog
+                .get(&ProductId::parse("lamp").unwrap())
+                .map(|p| p.name.as_str()),
+            Some("Lamp")
+        );
+        assert!(catalog.get(&ProductId::parse("sofa").unwrap()).is_none());
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
 }
 
+use std::time::Duration;
+
 use pb::ferrymesh::catalog::v1::catalog_service_server::CatalogServiceServer;
 
 /// The catalog's default port.
@@ -24,6 +26,9 @@ pub struct Config {
     /// Flags every service takes.
     #[command(flatten)]
     pub server: kit::ServerArgs,
+    /// How often the in-memory catalog is re-read from the database.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
+    pub snapshot_refresh: Duration,
 }
 
 impl kit::ServiceConfig for Config {
@@ -38,18 +43,30 @@ impl kit::ServiceConfig for Config {
 /// Opens (and migrates) the catalog's database and builds the service.
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("catalog");
-    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
-    Ok(service_with(db, &config.server))
+    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    serve_snapshot(db, &config.server, config.snapshot_refresh).await
 }
 
 /// The service over an open, migrated database.
-pub fn service_with(db: sea_orm::DatabaseConnection, args: &kit::ServerArgs) -> kit::Service {
-    let api = api::CatalogApi::new(store::Store::new(db));
-    kit::Service::new("catalog")
+pub async fn service_with(db: kit_store::Db, args: &kit::ServerArgs) -> Result<kit::Service, kit::BoxError> {
+    serve_snapshot(db, args, SNAPSHOT_REFRESH).await
+}
+
+/// How often the in-memory catalog is re-read, unless `--snapshot-refresh` says otherwise.
+pub const SNAPSHOT_REFRESH: Duration = Duration::from_secs(2);
+
+async fn serve_snapshot(
+    db: kit_store::Db,
+    args: &kit::ServerArgs,
+    refresh: Duration,
+) -> Result<kit::Service, kit::BoxError> {
+    let snapshot = store::Snapshot::start(store::Store::new(db), refresh).await?;
+    let api = api::CatalogApi::new(snapshot);
+    Ok(kit::Service::new("catalog")
         .serving(
             CatalogServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)
                 .max_encoding_message_size(args.max_message_bytes),
         )
-        .reflect(pb::FILE_DESCRIPTOR_SET)
+        .reflect(pb::FILE_DESCRIPTOR_SET))
 }

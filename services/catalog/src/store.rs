@@ -1,13 +1,19 @@
-//! The catalog's tables and queries (sea-orm). Runs on SQLite and PostgreSQL alike.
+//! The catalog's table (sea-orm), on SQLite and PostgreSQL alike, and the
+//! in-memory snapshot of it that serves every read.
+//!
+//! The catalog is small and read-mostly: it is read whole at start-up and
+//! re-read every refresh interval; when what is stored changed (a price
+//! edited in the database, a migration that adds products), the new
+//! snapshot replaces the old one for the calls that follow.
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::domain::{CatalogError, Price, Product, ProductId, ProductPage};
-use kit::paging::PageRequest;
+use kit_store::Db;
+use sea_orm::{EntityTrait, QueryOrder};
+use tokio::sync::watch;
+
+use crate::domain::{Catalog, CatalogError, Price, Product, ProductId};
 
 /// The `products` table.
 #[allow(unreachable_pub)] // the derive macros make public items
@@ -37,87 +43,73 @@ pub(crate) mod product {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Reads the catalog.
+/// Reads the catalog's table.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
-    db: DatabaseConnection,
+    db: Db,
 }
 
 impl Store {
-    pub(crate) fn new(db: DatabaseConnection) -> Self {
+    pub(crate) fn new(db: Db) -> Self {
         Store { db }
     }
 
-    pub(crate) async fn get(&self, id: &ProductId) -> Result<Product, CatalogError> {
-        let row = product::Entity::find_by_id(id.as_str().to_string())
-            .one(&self.db)
-            .await?;
-        row.map(to_product)
-            .transpose()?
-            .ok_or_else(|| CatalogError::NotFound(id.clone()))
-    }
-
-    /// A page of the products matching `filter`, by id.
-    pub(crate) async fn page(
-        &self,
-        filter: Condition,
-        page: &PageRequest,
-    ) -> Result<ProductPage, CatalogError> {
-        let total = product::Entity::find()
-            .filter(filter.clone())
-            .count(&self.db)
-            .await?;
-        let mut query = product::Entity::find().filter(filter);
-        if let Some(after) = &page.after {
-            query = query.filter(product::Column::Id.gt(after.as_str()));
-        }
-        // One row more than asked tells whether another page follows.
-        let mut rows = query
+    /// Every product, by id.
+    pub(crate) async fn all(&self) -> Result<Vec<Product>, CatalogError> {
+        let rows = product::Entity::find()
             .order_by_asc(product::Column::Id)
-            .limit(u64::from(page.size) + 1)
-            .all(&self.db)
+            .all(self.db.read())
             .await?;
-        let more = rows.len() > page.size as usize;
-        rows.truncate(page.size as usize);
-        let next_after = if more {
-            rows.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
-        let products = rows.into_iter().map(to_product).collect::<Result<Vec<_>, _>>()?;
-        Ok(ProductPage {
-            products,
-            next_after,
-            total,
-        })
+        rows.into_iter().map(to_product).collect()
     }
 }
 
-/// Every word must appear, ignoring case, in the name, description or categories.
-pub(crate) fn matching(words: &[String]) -> Condition {
-    words.iter().fold(Condition::all(), |all, word| {
-        let pattern = format!("%{}%", escape_like(word));
-        let in_column = |column: product::Column| {
-            Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(pattern.clone()).escape('\\'))
-        };
-        all.add(
-            Condition::any()
-                .add(in_column(product::Column::Name))
-                .add(in_column(product::Column::Description))
-                .add(in_column(product::Column::Categories)),
-        )
-    })
+/// The catalog as last read from the database; cheap to read from any task.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    current: watch::Receiver<Arc<Catalog>>,
 }
 
-fn escape_like(word: &str) -> String {
-    let mut escaped = String::with_capacity(word.len());
-    for c in word.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
+impl Snapshot {
+    /// Reads the catalog, then re-reads it every `refresh` on a task that
+    /// ends when the last `Snapshot` is dropped.
+    pub(crate) async fn start(store: Store, refresh: Duration) -> Result<Self, CatalogError> {
+        let first = Catalog::new(store.all().await?);
+        tracing::info!(products = first.len(), "catalog loaded");
+        let (publish, current) = watch::channel(Arc::new(first));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = publish.closed() => return,
+                    () = tokio::time::sleep(refresh) => {}
+                }
+                match store.all().await {
+                    Ok(products) => {
+                        let fresh = Catalog::new(products);
+                        publish.send_if_modified(|held| {
+                            let changed = **held != fresh;
+                            if changed {
+                                tracing::info!(
+                                    products = fresh.len(),
+                                    "catalog changed: serving the new snapshot"
+                                );
+                                *held = Arc::new(fresh);
+                            }
+                            changed
+                        });
+                    }
+                    // Keep serving the last good snapshot; the next refresh tries again.
+                    Err(error) => tracing::warn!(error = %error, "catalog refresh failed"),
+                }
+            }
+        });
+        Ok(Snapshot { current })
     }
-    escaped
+
+    /// The catalog now.
+    pub(crate) fn current(&self) -> Arc<Catalog> {
+        self.current.borrow().clone()
+    }
 }
 
 fn to_product(row: product::Model) -> Result<Product, CatalogError> {

@@ -6,7 +6,7 @@
 mod scenarios;
 mod support;
 
-kit::on_sqlite_and_postgres!(
+kit_testing::on_sqlite_and_postgres!(
     crate::support::Catalog::start;
     lists_every_seeded_product_in_pages,
     page_size_zero_means_twenty,
@@ -29,7 +29,7 @@ kit::on_sqlite_and_postgres!(
 async fn the_concurrency_limit_queues_calls_beyond_it() {
     use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
     use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
-    use kit::testing::{TestDatabase, TestServer};
+    use kit_testing::{TestDatabase, TestServer};
 
     // One call at a time, each held 400ms: three calls cannot all finish in under 1.2s.
     let server = TestServer::start_with::<catalog::migrations::Migrator>(

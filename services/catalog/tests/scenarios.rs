@@ -316,7 +316,7 @@ pub(crate) async fn reports_serving_on_health(catalog: &Catalog) {
 
 pub(crate) async fn migrating_again_changes_nothing(catalog: &Catalog) {
     // A restart runs the migrator again over the same database.
-    let again = kit::db::connect_and_migrate::<catalog::migrations::Migrator>(&catalog.server.db.url)
+    let again = kit_store::connect_and_migrate::<catalog::migrations::Migrator>(&catalog.server.db.url)
         .await
         .expect("migrate again");
     let _ = again.close().await;

@@ -1,10 +1,10 @@
 //! Starts the catalog on a fresh database and gives a client for it.
 
 use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
-use kit::testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestServer};
 use tonic::transport::Channel;
 
-pub(crate) use kit::testing::assert_invalid;
+pub(crate) use kit_testing::assert_invalid;
 
 pub(crate) struct Catalog {
     pub(crate) server: TestServer,

@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use crate::domain::{InventoryError, Reservation, ReservationStatus, ReserveStock};
 use crate::pb::ferrymesh::inventory::v1 as pb;
 use crate::store::Store;
-use kit::Violations;
-use kit::values::{check_request_id, check_sku, timestamp};
+use kit_values::Violations;
+use kit_values::{check_request_id, check_sku, timestamp};
 
 /// Most SKUs in one GetStock.
 const MAX_STOCK_QUERY: usize = 100;
@@ -154,7 +154,9 @@ impl From<InventoryError> for Status {
             InventoryError::WrongState { .. } => {
                 e::failed_precondition("RESERVATION_STATE", "inventory.ferrymesh", &[], error.to_string())
             }
-            InventoryError::Store(_) | InventoryError::Corrupt(_) => e::internal(&error),
+            InventoryError::Store(_) | InventoryError::Idempotency(_) | InventoryError::Corrupt(_) => {
+                e::internal(&error)
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The inventory's rules: reservations hold stock all-or-nothing, and a
 //! reservation moves from RESERVED to COMMITTED or RELEASED, never back.
 
-use kit::Violations;
-use kit::values::{check_request_id, check_sku};
+use kit_values::Violations;
+use kit_values::{check_request_id, check_sku};
 
 /// Most items in one reservation.
 pub const MAX_ITEMS: usize = 100;
@@ -10,7 +10,7 @@ pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i32 = 10_000;
 
 /// A quantity of one SKU.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// The SKU.
     pub sku: String,
@@ -73,8 +73,20 @@ impl ReserveStock {
     }
 }
 
+impl ReserveStock {
+    /// The request's content, exactly: a repeat with the same id must match it.
+    pub fn fingerprint(&self) -> String {
+        let items: Vec<String> = self
+            .items
+            .iter()
+            .map(|i| format!("{}={}", i.sku, i.quantity))
+            .collect();
+        items.join(",")
+    }
+}
+
 /// Where a reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReservationStatus {
     /// Units held.
     Reserved,
@@ -106,7 +118,7 @@ impl ReservationStatus {
 }
 
 /// A hold on stock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reservation {
     /// The caller's id.
     pub reservation_id: String,
@@ -180,6 +192,9 @@ pub enum InventoryError {
     /// The database failed.
     #[error("inventory store: {0}")]
     Store(#[from] sea_orm::DbErr),
+    /// Claiming or replaying an id failed.
+    #[error("inventory store: {0}")]
+    Idempotency(#[from] kit_store::IdempotencyError),
     /// A stored row does not make sense.
     #[error("inventory store holds an invalid row: {0}")]
     Corrupt(String),

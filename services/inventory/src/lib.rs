@@ -41,18 +41,18 @@ impl kit::ServiceConfig for Config {
 /// Opens (and migrates) the inventory's database and builds the service.
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("inventory");
-    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
-    Ok(service_with(db, &config.server))
+    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    service_with(db, &config.server).await
 }
 
 /// The service over an open, migrated database.
-pub fn service_with(db: sea_orm::DatabaseConnection, args: &kit::ServerArgs) -> kit::Service {
+pub async fn service_with(db: kit_store::Db, args: &kit::ServerArgs) -> Result<kit::Service, kit::BoxError> {
     let api = api::InventoryApi::new(store::Store::new(db));
-    kit::Service::new("inventory")
+    Ok(kit::Service::new("inventory")
         .serving(
             InventoryServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)
                 .max_encoding_message_size(args.max_message_bytes),
         )
-        .reflect(pb::FILE_DESCRIPTOR_SET)
+        .reflect(pb::FILE_DESCRIPTOR_SET))
 }

@@ -3,15 +3,14 @@
 //! Stock is only ever changed by conditional updates inside transactions
 //! (`reserved = reserved + q WHERE on_hand - reserved >= q`), so concurrent
 //! reservations can never take more than there is; a CHECK constraint in the
-//! schema guards the same rule once more.
+//! schema guards the same rule once more. Every change claims its id first
+//! through [`kit_store::idempotency`], so a repeated call has one effect.
 
 use std::collections::BTreeMap;
 
+use kit_store::{Claim, Db, IdempotencyError};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::domain::{
     InventoryError, Item, Reservation, ReservationStatus, ReserveStock, Shortfall, StockLevel,
@@ -83,12 +82,12 @@ pub(crate) mod reservation_item {
 /// Reads and changes stock and reservations.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Db,
 }
 
 impl Store {
     /// A store over a migrated database.
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: Db) -> Self {
         Store { db }
     }
 
@@ -96,7 +95,7 @@ impl Store {
     pub async fn levels(&self, skus: &[String]) -> Result<Vec<StockLevel>, InventoryError> {
         let rows = stock::Entity::find()
             .filter(stock::Column::Sku.is_in(skus.iter().cloned()))
-            .all(&self.db)
+            .all(self.db.read())
             .await?;
         let by_sku: BTreeMap<String, stock::Model> = rows.into_iter().map(|r| (r.sku.clone(), r)).collect();
         let unknown: Vec<String> = skus
@@ -118,40 +117,30 @@ impl Store {
             .collect())
     }
 
-    /// Holds every item or none; the same id with the same items returns the first result.
+    /// Holds every item or none; the same id with the same items answers the first result.
     pub async fn reserve(&self, request: &ReserveStock) -> Result<Reservation, InventoryError> {
-        // Two first calls with one id race to insert it; the loser sees the
-        // winner's row on its second pass and answers from it.
-        let mut attempt = 0;
-        loop {
-            match self.try_reserve(request).await {
-                Err(InventoryError::Store(e)) if kit::db::is_unique_violation(&e) && attempt < 3 => {
-                    attempt += 1
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn try_reserve(&self, request: &ReserveStock) -> Result<Reservation, InventoryError> {
-        let txn = self.db.begin().await?;
-        if let Some(existing) = load(&txn, &request.reservation_id).await? {
-            txn.commit().await?;
-            return if existing.items == request.items {
-                Ok(existing)
-            } else {
-                Err(InventoryError::Conflict(request.reservation_id.clone()))
-            };
-        }
+        let claim: Claim<Reservation> = kit_store::claim(
+            &self.db,
+            "inventory.reserve",
+            &request.reservation_id,
+            &request.fingerprint(),
+        )
+        .await
+        .map_err(|e| conflict_as(e, &request.reservation_id))?;
+        let pending = match claim {
+            // Answered as it stands now, committed or released since.
+            Claim::Replay(reservation) => return self.get(&reservation.reservation_id).await,
+            Claim::Won(pending) => pending,
+        };
+        let txn = pending.txn();
         let skus: Vec<String> = request.items.iter().map(|i| i.sku.clone()).collect();
         let rows = stock::Entity::find()
             .filter(stock::Column::Sku.is_in(skus.clone()))
-            .all(&txn)
+            .all(txn)
             .await?;
         let by_sku: BTreeMap<String, stock::Model> = rows.into_iter().map(|r| (r.sku.clone(), r)).collect();
         let unknown: Vec<String> = skus.into_iter().filter(|s| !by_sku.contains_key(s)).collect();
         if !unknown.is_empty() {
-            txn.rollback().await?;
             return Err(InventoryError::UnknownSkus(unknown));
         }
 
@@ -168,7 +157,7 @@ impl Store {
                         .sub(Expr::col(stock::Column::Reserved))
                         .gte(item.quantity),
                 )
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             if taken.rows_affected == 0 {
                 let available = by_sku
@@ -183,18 +172,18 @@ impl Store {
             }
         }
         if !shortfalls.is_empty() {
-            txn.rollback().await?;
+            // Dropping the claim rolls back what was taken, and frees the id.
             return Err(InventoryError::Insufficient(shortfalls));
         }
 
-        let now = kit::values::now_micros();
+        let now = kit_values::now_micros();
         reservation::Entity::insert(reservation::ActiveModel {
             reservation_id: Set(request.reservation_id.clone()),
             status: Set(ReservationStatus::Reserved.as_str().to_string()),
             create_micros: Set(now),
             update_micros: Set(now),
         })
-        .exec(&txn)
+        .exec(txn)
         .await?;
         reservation_item::Entity::insert_many(request.items.iter().map(|item| {
             reservation_item::ActiveModel {
@@ -203,16 +192,24 @@ impl Store {
                 quantity: Set(item.quantity),
             }
         }))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-        txn.commit().await?;
-        Ok(Reservation {
+        let reservation = Reservation {
             reservation_id: request.reservation_id.clone(),
             items: request.items.clone(),
             status: ReservationStatus::Reserved,
             create_micros: now,
             update_micros: now,
-        })
+        };
+        pending.complete(&reservation).await?;
+        Ok(reservation)
+    }
+
+    /// A reservation by id.
+    pub async fn get(&self, reservation_id: &str) -> Result<Reservation, InventoryError> {
+        load(self.db.read(), reservation_id)
+            .await?
+            .ok_or_else(|| InventoryError::NotFound(reservation_id.to_string()))
     }
 
     /// RESERVED becomes COMMITTED (the units leave on_hand); repeating is harmless.
@@ -230,18 +227,28 @@ impl Store {
         reservation_id: &str,
         to: ReservationStatus,
     ) -> Result<Reservation, InventoryError> {
-        let txn = self.db.begin().await?;
-        let now = kit::values::now_micros();
-        // Only one caller can move the reservation out of RESERVED.
+        let scope = match to {
+            ReservationStatus::Committed => "inventory.commit",
+            _ => "inventory.release",
+        };
+        let claim = kit_store::claim(&self.db, scope, reservation_id, to.as_str())
+            .await
+            .map_err(|e| conflict_as(e, reservation_id))?;
+        let pending = match claim {
+            Claim::Replay(reservation) => return Ok(reservation),
+            Claim::Won(pending) => pending,
+        };
+        let txn = pending.txn();
+        let now = kit_values::now_micros();
+        // Only one of a Commit and a Release can move the reservation out of RESERVED.
         let moved = reservation::Entity::update_many()
             .col_expr(reservation::Column::Status, Expr::value(to.as_str()))
             .col_expr(reservation::Column::UpdateMicros, Expr::value(now))
             .filter(reservation::Column::ReservationId.eq(reservation_id))
             .filter(reservation::Column::Status.eq(ReservationStatus::Reserved.as_str()))
-            .exec(&txn)
+            .exec(txn)
             .await?;
-        let Some(current) = load(&txn, reservation_id).await? else {
-            txn.rollback().await?;
+        let Some(current) = load(txn, reservation_id).await? else {
             return Err(InventoryError::NotFound(reservation_id.to_string()));
         };
         if moved.rows_affected == 1 {
@@ -258,32 +265,36 @@ impl Store {
                 }
                 update
                     .filter(stock::Column::Sku.eq(item.sku.as_str()))
-                    .exec(&txn)
+                    .exec(txn)
                     .await?;
             }
-            txn.commit().await?;
-            return Ok(current);
-        }
-        txn.commit().await?;
-        if current.status == to {
-            Ok(current)
-        } else {
+        } else if current.status != to {
             let wanted = if to == ReservationStatus::Committed {
                 "committed"
             } else {
                 "released"
             };
-            Err(InventoryError::WrongState {
+            return Err(InventoryError::WrongState {
                 id: reservation_id.to_string(),
                 status: current.status,
                 wanted,
-            })
+            });
         }
+        pending.complete(&current).await?;
+        Ok(current)
+    }
+}
+
+/// A reused id is the inventory's own conflict; the rest are store failures.
+fn conflict_as(error: IdempotencyError, reservation_id: &str) -> InventoryError {
+    match error {
+        IdempotencyError::Conflict { .. } => InventoryError::Conflict(reservation_id.to_string()),
+        other => InventoryError::Idempotency(other),
     }
 }
 
 async fn load(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     reservation_id: &str,
 ) -> Result<Option<Reservation>, InventoryError> {
     let Some(row) = reservation::Entity::find_by_id(reservation_id.to_string())

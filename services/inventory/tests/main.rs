@@ -6,7 +6,7 @@
 mod scenarios;
 mod support;
 
-kit::on_sqlite_and_postgres!(
+kit_testing::on_sqlite_and_postgres!(
     crate::support::Inventory::start;
     reserves_and_reports_stock,
     reservations_are_all_or_nothing,

@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use inventory::pb::ferrymesh::inventory::v1::{
     CommitReservationRequest, GetStockRequest, ReleaseReservationRequest, ReservationStatus,
 };
-use kit::testing::{assert_invalid, assert_status};
+use kit_testing::{assert_invalid, assert_status};
 use tonic::Code;
 use tonic_types::StatusExt;
 

@@ -4,7 +4,7 @@ use inventory::pb::ferrymesh::inventory::v1::inventory_service_client::Inventory
 use inventory::pb::ferrymesh::inventory::v1::{
     GetStockRequest, ReservationItem, ReserveStockRequest, ReserveStockResponse, StockLevel,
 };
-use kit::testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestServer};
 use sea_orm::EntityTrait;
 use tonic::transport::Channel;
 

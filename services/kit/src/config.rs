@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::duration::parse_duration;
 use crate::fault::FaultRule;
 
 /// How log lines are written to stderr.
@@ -49,6 +50,10 @@ pub struct ServerArgs {
     /// refusing new calls, so load balancers can stop sending (e.g. 5s in Kubernetes).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub drain_delay: Duration,
+    /// Longest a call may be handled before it is answered DEADLINE_EXCEEDED,
+    /// when the caller's own `grpc-timeout` is not shorter.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub handler_timeout: Duration,
     /// On SIGTERM, how long in-flight calls may take to finish.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub shutdown_timeout: Duration,
@@ -85,6 +90,7 @@ impl ServerArgs {
             max_message_bytes: 4 * 1024 * 1024,
             concurrency_limit: 512,
             drain_delay: Duration::ZERO,
+            handler_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             fault: Vec::new(),
         }
@@ -120,46 +126,4 @@ where
     });
     let matches = command.try_get_matches_from(args)?;
     C::from_arg_matches(&matches)
-}
-
-/// Parses `250ms`, `2s`, `1m` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. 250ms, 2s or 1m"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{text}` must be a duration of zero or more"));
-    }
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("`{text}` has unit `{unit}`: use ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("-1s").is_err());
-        assert_eq!(
-            parse_duration("5d"),
-            Err("`5d` has unit `d`: use ms, s, m or h".into())
-        );
-    }
 }

@@ -14,7 +14,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// One `--fault` rule: which methods it hits and what it does to them.
 #[derive(Debug, Clone, PartialEq)]

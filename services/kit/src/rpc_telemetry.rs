@@ -17,6 +17,8 @@ use tower::{Layer, Service};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::deadline::{deadline, grpc_timeout};
+
 /// The metadata key of the correlation id.
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
@@ -44,14 +46,17 @@ pub fn current_call() -> Option<CallContext> {
     CALL.try_with(Clone::clone).ok()
 }
 
-/// Wraps every call in a server span and a [`CallContext`].
-#[derive(Debug, Clone, Default)]
-pub struct RpcTelemetryLayer;
+/// Wraps every call in a server span and a [`CallContext`], and answers
+/// DEADLINE_EXCEEDED when the handler outlives the call's deadline.
+#[derive(Debug, Clone)]
+pub struct RpcTelemetryLayer {
+    handler_timeout: Duration,
+}
 
 impl RpcTelemetryLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        RpcTelemetryLayer
+    /// The layer; no call is handled longer than `handler_timeout`.
+    pub fn new(handler_timeout: Duration) -> Self {
+        RpcTelemetryLayer { handler_timeout }
     }
 }
 
@@ -59,7 +64,10 @@ impl<S> Layer<S> for RpcTelemetryLayer {
     type Service = RpcTelemetry<S>;
 
     fn layer(&self, inner: S) -> RpcTelemetry<S> {
-        RpcTelemetry { inner }
+        RpcTelemetry {
+            inner,
+            handler_timeout: self.handler_timeout,
+        }
     }
 }
 
@@ -67,6 +75,7 @@ impl<S> Layer<S> for RpcTelemetryLayer {
 #[derive(Debug, Clone)]
 pub struct RpcTelemetry<S> {
     inner: S,
+    handler_timeout: Duration,
 }
 
 impl<S> Service<Request<Body>> for RpcTelemetry<S>
@@ -97,9 +106,10 @@ where
             // Handlers read the id from metadata like any other.
             request.headers_mut().insert(CORRELATION_ID, value);
         }
+        let deadline = deadline(started, grpc_timeout(request.headers()), self.handler_timeout);
         let call = CallContext {
             correlation_id: correlation_id.clone(),
-            deadline: grpc_timeout(request.headers()).map(|t| started + t),
+            deadline: Some(deadline),
         };
 
         // Health probes and reflection would drown the traces; they get no span.
@@ -140,7 +150,16 @@ where
                 call,
                 tracing::Instrument::instrument(inner.call(request), span.clone()),
             );
-            let mut response = handled.await?;
+            // Bounds the wait for the response head; a stream, once started, runs on.
+            let mut response = match tokio::time::timeout_at(deadline.into(), handled).await {
+                Ok(response) => response?,
+                Err(_) => tonic::Status::deadline_exceeded(format!(
+                    "{} was not answered within its deadline ({:?})",
+                    path.trim_start_matches('/'),
+                    deadline.saturating_duration_since(started)
+                ))
+                .into_http(),
+            };
             if let Ok(value) = HeaderValue::from_str(&correlation_id) {
                 response.headers_mut().insert(CORRELATION_ID, value);
             }
@@ -287,22 +306,6 @@ pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
-/// Parses `grpc-timeout` (`<digits><unit>`, unit one of H M S m u n).
-pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
 /// `/package.Service/Method` as (`package.Service`, `Method`).
 pub(crate) fn split_path(path: &str) -> (String, String) {
     let trimmed = path.trim_start_matches('/');
@@ -328,17 +331,6 @@ impl Extractor for HeaderExtractor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse() {
-        let mut headers = HeaderMap::new();
-        headers.insert("grpc-timeout", HeaderValue::from_static("250m"));
-        assert_eq!(grpc_timeout(&headers), Some(Duration::from_millis(250)));
-        headers.insert("grpc-timeout", HeaderValue::from_static("3S"));
-        assert_eq!(grpc_timeout(&headers), Some(Duration::from_secs(3)));
-        headers.insert("grpc-timeout", HeaderValue::from_static("x"));
-        assert_eq!(grpc_timeout(&headers), None);
-    }
 
     #[test]
     fn paths_split_into_service_and_method() {

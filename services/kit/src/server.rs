@@ -202,7 +202,7 @@ pub async fn serve(
     let (stop, stopped) = oneshot::channel::<()>();
     let layers = tower::ServiceBuilder::new()
         // Outermost, so the span covers queueing, faults and the handler.
-        .layer(RpcTelemetryLayer::new())
+        .layer(RpcTelemetryLayer::new(args.handler_timeout))
         // Bounds the work in progress across all connections; calls past it wait.
         .layer(GlobalConcurrencyLimitLayer::new(args.concurrency_limit))
         // Inside the limit, so injected latency occupies a slot as real work would.

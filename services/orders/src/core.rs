@@ -10,9 +10,9 @@ use crate::domain::{LineStatus, Order, OrderQuery, OrderStatus, OrdersError, Pla
 use crate::pb::ferrymesh::catalog::v1::GetProductRequest;
 use crate::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
 use crate::store::Store;
-use kit::Violations;
 use kit::client::Upstream;
-use kit::values::{Amount, NANOS_PER_UNIT, now_micros};
+use kit_values::Violations;
+use kit_values::{Amount, NANOS_PER_UNIT, now_micros};
 
 /// The orders use cases.
 #[derive(Debug)]
@@ -39,9 +39,9 @@ impl Core {
     pub async fn place(&self, request: PlaceOrder) -> Result<Order, OrdersError> {
         let fingerprint = request.fingerprint();
         if let Some(key) = &request.idempotency_key
-            && let Some(existing) = self.same_key(key, &fingerprint).await?
+            && let Some(placed) = self.store.placed_with(key, &fingerprint).await?
         {
-            return Ok(existing);
+            return Ok(placed);
         }
         let lines = self.price(&request).await?;
         let now = now_micros();
@@ -60,23 +60,11 @@ impl Core {
         };
         // Refuse what cannot be totalled before it is stored.
         order.totals()?;
-        if self.store.insert(&order, &fingerprint).await? {
-            tracing::info!(order_id = %order.order_id, "order placed");
-            return Ok(order);
-        }
-        // A concurrent call with the same key won; answer as a retry would.
-        let key = order.idempotency_key.unwrap_or_default();
-        self.same_key(&key, &fingerprint)
-            .await?
-            .ok_or(OrdersError::Conflict(key))
-    }
-
-    async fn same_key(&self, key: &str, fingerprint: &str) -> Result<Option<Order>, OrdersError> {
-        match self.store.by_key(key).await? {
-            Some((order, stored)) if stored == fingerprint => Ok(Some(order)),
-            Some(_) => Err(OrdersError::Conflict(key.to_string())),
-            None => Ok(None),
-        }
+        // A concurrent call with the same key may win the claim; then this
+        // answers the order it placed.
+        let placed = self.store.place(order, &fingerprint).await?;
+        tracing::info!(order_id = %placed.order_id, "order placed");
+        Ok(placed)
     }
 
     /// Prices every line from the catalog, one call per product, all at once.

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kit::Violations;
-use kit::paging::PageRequest;
-use kit::values::{Amount, Card, NANOS_PER_UNIT, PostalAddress, check_request_id, check_sku};
+use kit_store::paging::PageRequest;
+use kit_values::Violations;
+use kit_values::{Amount, Card, NANOS_PER_UNIT, PostalAddress, check_request_id, check_sku};
 
 /// Most lines in one order.
 pub const MAX_ITEMS: usize = 100;
@@ -13,7 +13,7 @@ pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i32 = 1000;
 
 /// Where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OrderStatus {
     /// The workflow is running.
     Pending,
@@ -55,7 +55,7 @@ impl OrderStatus {
 }
 
 /// Where one line stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LineStatus {
     /// Waiting.
     Pending,
@@ -84,7 +84,7 @@ impl LineStatus {
 }
 
 /// How fast an order ships, and what that costs the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ShippingOption {
     /// Free.
     Standard,
@@ -155,11 +155,11 @@ pub struct PlaceOrderParts<'a> {
     /// (product_id, quantity) pairs.
     pub items: Vec<(&'a str, i32)>,
     /// The address.
-    pub address: Option<&'a kit::pb::ferrymesh::common::v1::Address>,
+    pub address: Option<&'a kit_values::pb::ferrymesh::common::v1::Address>,
     /// The shipping option.
     pub shipping: ShippingOption,
     /// The card.
-    pub card: Option<&'a kit::pb::ferrymesh::common::v1::PaymentCard>,
+    pub card: Option<&'a kit_values::pb::ferrymesh::common::v1::PaymentCard>,
 }
 
 impl PlaceOrder {
@@ -201,7 +201,7 @@ impl PlaceOrder {
             });
         }
         let address = PostalAddress::parse("shipping_address", parts.address, &mut v);
-        let card = Card::parse("card", parts.card, kit::values::current_year_month(), &mut v);
+        let card = Card::parse("card", parts.card, kit_values::current_year_month(), &mut v);
         match (address, card) {
             (Some(address), Some(card)) if v.is_empty() => Ok(PlaceOrder {
                 idempotency_key,
@@ -254,7 +254,7 @@ pub fn check_email(email: &str, v: &mut Violations) {
 }
 
 /// A product line priced from the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PricedLine {
     /// The product (SKU).
     pub product_id: String,
@@ -276,7 +276,7 @@ impl PricedLine {
 }
 
 /// An order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     /// Assigned by the service.
     pub order_id: String,
@@ -368,6 +368,9 @@ pub enum OrdersError {
     /// The database failed.
     #[error("orders store: {0}")]
     Store(#[from] sea_orm::DbErr),
+    /// Claiming or replaying an idempotency key failed.
+    #[error("orders store: {0}")]
+    Idempotency(#[from] kit_store::IdempotencyError),
     /// A stored row does not make sense.
     #[error("orders store holds an invalid row: {0}")]
     Corrupt(String),

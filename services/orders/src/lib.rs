@@ -37,7 +37,7 @@ pub struct Config {
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50051")]
     pub catalog_url: String,
     /// Longest wait for one catalog call.
-    #[arg(long, value_name = "DURATION", value_parser = kit::config::parse_duration, default_value = "2s")]
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
     pub catalog_timeout: Duration,
 }
 
@@ -53,20 +53,20 @@ impl kit::ServiceConfig for Config {
 /// Opens (and migrates) the orders database and builds the service.
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("orders");
-    let db = kit::db::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
     let catalog = kit::client::Upstream::new(&config.catalog_url, config.catalog_timeout)?;
-    Ok(service_with(db, catalog, &config.server))
+    service_with(db, catalog, &config.server).await
 }
 
 /// The service over an open, migrated database and a catalog channel.
-pub fn service_with(
-    db: sea_orm::DatabaseConnection,
+pub async fn service_with(
+    db: kit_store::Db,
     catalog: kit::client::Upstream,
     args: &kit::ServerArgs,
-) -> kit::Service {
+) -> Result<kit::Service, kit::BoxError> {
     let core = Arc::new(core::Core::new(store::Store::new(db), catalog));
     let max = args.max_message_bytes;
-    kit::Service::new("orders")
+    Ok(kit::Service::new("orders")
         .serving(
             V1Server::new(api::v1::OrdersV1::new(core.clone()))
                 .max_decoding_message_size(max)
@@ -77,5 +77,5 @@ pub fn service_with(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .reflect(pb::FILE_DESCRIPTOR_SET)
+        .reflect(pb::FILE_DESCRIPTOR_SET))
 }

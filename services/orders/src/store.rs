@@ -1,15 +1,18 @@
 //! The orders tables and queries (sea-orm), on SQLite and PostgreSQL.
+//! Placing with an idempotency key claims it first through
+//! [`kit_store::idempotency`], so a repeated call places one order.
 
 use std::collections::BTreeMap;
 
+use kit_store::{Claim, Db, IdempotencyError};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use crate::domain::{LineStatus, Order, OrderQuery, OrderStatus, OrdersError, PricedLine, ShippingOption};
-use kit::values::Amount;
+use kit_values::Amount;
 
 /// The `orders` table.
 #[allow(unreachable_pub)] // the derive macros make public items
@@ -73,79 +76,61 @@ pub mod order_item {
 /// Reads and records orders.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Db,
 }
+
+/// The idempotency scope of PlaceOrder's keys.
+const PLACE: &str = "orders.place";
 
 impl Store {
     /// A store over a migrated database.
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: Db) -> Self {
         Store { db }
     }
 
-    /// Stores a new order with its lines; false when another order already
-    /// holds its idempotency key.
-    pub async fn insert(&self, order: &Order, fingerprint: &str) -> Result<bool, OrdersError> {
-        let txn = self.db.begin().await?;
-        let row = order::ActiveModel {
-            order_id: Set(order.order_id.clone()),
-            idempotency_key: Set(order.idempotency_key.clone()),
-            fingerprint: Set(fingerprint.to_string()),
-            customer_email: Set(order.customer_email.clone()),
-            address: Set(
-                serde_json::to_string(&order.address).map_err(|e| OrdersError::Corrupt(e.to_string()))?
-            ),
-            shipping_option: Set(order.shipping.as_str().to_string()),
-            shipping_currency: Set(order.shipping_cost.currency().to_string()),
-            shipping_nanos: Set(order.shipping_cost.nanos()),
-            status: Set(order.status.as_str().to_string()),
-            status_reason: Set(order.status_reason.clone()),
-            create_micros: Set(order.create_micros),
-            update_micros: Set(order.update_micros),
-        };
-        match order::Entity::insert(row).exec(&txn).await {
-            Ok(_) => {}
-            Err(e) if kit::db::is_unique_violation(&e) => return Ok(false),
-            Err(e) => return Err(e.into()),
+    /// The order an earlier call with the same idempotency key placed, if it
+    /// finished; a look before the work, to spare a retry the catalog calls.
+    pub async fn placed_with(&self, key: &str, fingerprint: &str) -> Result<Option<Order>, OrdersError> {
+        let placed: Option<Order> = kit_store::idempotency::stored(&self.db, PLACE, key, fingerprint)
+            .await
+            .map_err(|e| conflict_as(e, key))?;
+        match placed {
+            Some(order) => self.get(&order.order_id).await.map(Some),
+            None => Ok(None),
         }
-        order_item::Entity::insert_many(order.lines.iter().enumerate().map(|(i, line)| {
-            order_item::ActiveModel {
-                order_id: Set(order.order_id.clone()),
-                line_no: Set(i32::try_from(i).unwrap_or(i32::MAX)),
-                product_id: Set(line.product_id.clone()),
-                product_name: Set(line.product_name.clone()),
-                quantity: Set(line.quantity),
-                currency: Set(line.unit_price.currency().to_string()),
-                unit_price_nanos: Set(line.unit_price.nanos()),
-                status: Set(line.status.as_str().to_string()),
+    }
+
+    /// Stores a new order with its lines. With an idempotency key, the key
+    /// is claimed first: a call that finds it taken answers the order placed
+    /// with it.
+    pub async fn place(&self, order: Order, fingerprint: &str) -> Result<Order, OrdersError> {
+        let Some(key) = order.idempotency_key.clone() else {
+            let txn = self.db.begin().await?;
+            insert(&txn, &order, fingerprint).await?;
+            txn.commit().await?;
+            return Ok(order);
+        };
+        let claim: Claim<Order> = kit_store::claim(&self.db, PLACE, &key, fingerprint)
+            .await
+            .map_err(|e| conflict_as(e, &key))?;
+        match claim {
+            // Answered as it stands now: confirmed, failed or cancelled since.
+            Claim::Replay(order) => self.get(&order.order_id).await,
+            Claim::Won(pending) => {
+                insert(pending.txn(), &order, fingerprint).await?;
+                pending.complete(&order).await?;
+                Ok(order)
             }
-        }))
-        .exec(&txn)
-        .await?;
-        txn.commit().await?;
-        Ok(true)
+        }
     }
 
     /// An order by id.
     pub async fn get(&self, order_id: &str) -> Result<Order, OrdersError> {
         let row = order::Entity::find_by_id(order_id.to_string())
-            .one(&self.db)
+            .one(self.db.read())
             .await?;
         let row = row.ok_or_else(|| OrdersError::NotFound(order_id.to_string()))?;
-        Ok(load_all(&self.db, vec![row]).await?.remove(0))
-    }
-
-    /// The order placed with an idempotency key, and the fingerprint of its request.
-    pub async fn by_key(&self, key: &str) -> Result<Option<(Order, String)>, OrdersError> {
-        let row = order::Entity::find()
-            .filter(order::Column::IdempotencyKey.eq(key))
-            .one(&self.db)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let fingerprint = row.fingerprint.clone();
-        Ok(Some((
-            load_all(&self.db, vec![row]).await?.remove(0),
-            fingerprint,
-        )))
+        Ok(load_all(self.db.read(), vec![row]).await?.remove(0))
     }
 
     /// A page of orders, newest first, and the key to resume after.
@@ -159,7 +144,7 @@ impl Store {
         }
         if let Some(after) = query.page.after.as_deref() {
             let Some((micros, id)) = parse_cursor(after) else {
-                let mut v = kit::Violations::new();
+                let mut v = kit_values::Violations::new();
                 v.add(
                     "page_token",
                     "is not a token this service issued: pass back next_page_token unchanged",
@@ -178,7 +163,7 @@ impl Store {
             .order_by_desc(order::Column::CreateMicros)
             .order_by_desc(order::Column::OrderId)
             .limit(u64::from(query.page.size) + 1)
-            .all(&self.db)
+            .all(self.db.read())
             .await?;
         let more = rows.len() > query.page.size as usize;
         rows.truncate(query.page.size as usize);
@@ -187,7 +172,7 @@ impl Store {
         } else {
             None
         };
-        Ok((load_all(&self.db, rows).await?, next))
+        Ok((load_all(self.db.read(), rows).await?, next))
     }
 
     /// PENDING becomes CANCELLED; cancelling again changes nothing.
@@ -199,10 +184,7 @@ impl Store {
                 Expr::value(OrderStatus::Cancelled.as_str()),
             )
             .col_expr(order::Column::StatusReason, Expr::value(reason))
-            .col_expr(
-                order::Column::UpdateMicros,
-                Expr::value(kit::values::now_micros()),
-            )
+            .col_expr(order::Column::UpdateMicros, Expr::value(kit_values::now_micros()))
             .filter(order::Column::OrderId.eq(order_id))
             .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
             .exec(&txn)
@@ -227,6 +209,47 @@ impl Store {
             }),
         }
     }
+}
+
+/// A reused key is the orders' own conflict; the rest are store failures.
+fn conflict_as(error: IdempotencyError, key: &str) -> OrdersError {
+    match error {
+        IdempotencyError::Conflict { .. } => OrdersError::Conflict(key.to_string()),
+        other => OrdersError::Idempotency(other),
+    }
+}
+
+async fn insert(txn: &DatabaseTransaction, order: &Order, fingerprint: &str) -> Result<(), OrdersError> {
+    let row = order::ActiveModel {
+        order_id: Set(order.order_id.clone()),
+        idempotency_key: Set(order.idempotency_key.clone()),
+        fingerprint: Set(fingerprint.to_string()),
+        customer_email: Set(order.customer_email.clone()),
+        address: Set(serde_json::to_string(&order.address).map_err(|e| OrdersError::Corrupt(e.to_string()))?),
+        shipping_option: Set(order.shipping.as_str().to_string()),
+        shipping_currency: Set(order.shipping_cost.currency().to_string()),
+        shipping_nanos: Set(order.shipping_cost.nanos()),
+        status: Set(order.status.as_str().to_string()),
+        status_reason: Set(order.status_reason.clone()),
+        create_micros: Set(order.create_micros),
+        update_micros: Set(order.update_micros),
+    };
+    order::Entity::insert(row).exec(txn).await?;
+    order_item::Entity::insert_many(order.lines.iter().enumerate().map(|(i, line)| {
+        order_item::ActiveModel {
+            order_id: Set(order.order_id.clone()),
+            line_no: Set(i32::try_from(i).unwrap_or(i32::MAX)),
+            product_id: Set(line.product_id.clone()),
+            product_name: Set(line.product_name.clone()),
+            quantity: Set(line.quantity),
+            currency: Set(line.unit_price.currency().to_string()),
+            unit_price_nanos: Set(line.unit_price.nanos()),
+            status: Set(line.status.as_str().to_string()),
+        }
+    }))
+    .exec(txn)
+    .await?;
+    Ok(())
 }
 
 fn parse_cursor(cursor: &str) -> Option<(i64, String)> {

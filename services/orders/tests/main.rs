@@ -6,7 +6,7 @@
 mod scenarios;
 mod support;
 
-kit::on_sqlite_and_postgres!(
+kit_testing::on_sqlite_and_postgres!(
     crate::support::Orders::start;
     v1_and_v2_clients_read_each_others_orders_field_by_field,
     prices_come_from_the_catalog_not_from_the_client,
@@ -19,12 +19,12 @@ kit::on_sqlite_and_postgres!(
 
 #[tokio::test]
 async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
-    let db = kit::testing::TestDatabase::sqlite();
+    let db = kit_testing::TestDatabase::sqlite();
     // Nothing listens on port 9 of loopback (discard), so every catalog call fails fast.
     let catalog =
         kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
-    let server = kit::testing::TestServer::start::<orders::migrations::Migrator>(db, |conn, args| {
-        orders::service_with(conn, catalog, args)
+    let server = kit_testing::TestServer::start::<orders::migrations::Migrator>(db, async |conn, args| {
+        orders::service_with(conn, catalog, args).await
     })
     .await;
     let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(
@@ -34,7 +34,7 @@ async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
         .place_order(support::v1_request("", &[("mug", 1)]))
         .await
         .unwrap_err();
-    kit::testing::assert_status(
+    kit_testing::assert_status(
         &status,
         tonic::Code::Unavailable,
         "the catalog could not be reached",
@@ -44,7 +44,7 @@ async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
 
 #[tokio::test]
 async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
-    use kit::testing::{TestDatabase, TestServer};
+    use kit_testing::{TestDatabase, TestServer};
     // Every GetProduct takes 3s; orders gives each catalog call 300ms.
     let catalog = TestServer::start_with::<catalog::migrations::Migrator>(
         TestDatabase::sqlite(),
@@ -53,10 +53,11 @@ async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
     )
     .await;
     let upstream = kit::client::Upstream::new(&catalog.uri(), std::time::Duration::from_millis(300)).unwrap();
-    let server = TestServer::start::<orders::migrations::Migrator>(TestDatabase::sqlite(), |conn, args| {
-        orders::service_with(conn, upstream, args)
-    })
-    .await;
+    let server =
+        TestServer::start::<orders::migrations::Migrator>(TestDatabase::sqlite(), async |conn, args| {
+            orders::service_with(conn, upstream, args).await
+        })
+        .await;
     let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(
         server.channel().await,
     );
@@ -65,7 +66,7 @@ async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
         .place_order(support::v1_request("", &[("mug", 1)]))
         .await
         .unwrap_err();
-    kit::testing::assert_status(&status, tonic::Code::Unavailable, "DeadlineExceeded");
+    kit_testing::assert_status(&status, tonic::Code::Unavailable, "DeadlineExceeded");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(2),
         "cut off, not waited out: {:?}",

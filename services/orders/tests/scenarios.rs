@@ -1,8 +1,8 @@
 //! What callers of orders see through v1 and v2, one scenario per function.
 
 use futures_util::future::join_all;
-use kit::pb::ferrymesh::common::v1::Money;
-use kit::testing::{assert_invalid, assert_status};
+use kit_testing::{assert_invalid, assert_status};
+use kit_values::pb::ferrymesh::common::v1::Money;
 use orders::pb::ferrymesh::orders::{v1, v2};
 use tonic::Code;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use kit::pb::ferrymesh::common::v1::{Address, PaymentCard};
-use kit::testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestServer};
+use kit_values::pb::ferrymesh::common::v1::{Address, PaymentCard};
 use orders::pb::ferrymesh::orders::{v1, v2};
 use tonic::transport::Channel;
 
@@ -21,8 +21,8 @@ impl Orders {
             TestServer::start::<catalog::migrations::Migrator>(TestDatabase::sqlite(), catalog::service_with)
                 .await;
         let upstream = kit::client::Upstream::new(&catalog.uri(), Duration::from_secs(2)).unwrap();
-        let server = TestServer::start::<orders::migrations::Migrator>(db, |conn, args| {
-            orders::service_with(conn, upstream, args)
+        let server = TestServer::start::<orders::migrations::Migrator>(db, async |conn, args| {
+            orders::service_with(conn, upstream, args).await
         })
         .await;
         let channel = server.channel().await;

@@ -5,12 +5,13 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Charge, Payment, PaymentStatus, PaymentsError, Refund, RefundRequest, check_order_id, positive_amount,
+    CardBehaviour, Charge, Payment, PaymentStatus, PaymentsError, Refund, RefundRequest, behaviour_of,
+    check_order_id, positive_amount,
 };
 use crate::pb::ferrymesh::payments::v1 as pb;
 use crate::store::Store;
-use kit::Violations;
-use kit::values::{Card, check_request_id, current_year_month, timestamp};
+use kit_values::Violations;
+use kit_values::{Card, check_request_id, current_year_month, timestamp};
 
 pub(crate) struct PaymentsApi {
     store: Store,
@@ -29,6 +30,20 @@ impl pb::payments_service_server::PaymentsService for PaymentsApi {
         request: Request<pb::ChargeRequest>,
     ) -> Result<Response<pb::ChargeResponse>, Status> {
         let charge = Charge::try_from(request.into_inner())?;
+        // The test cards behave as the README says, before anything is stored.
+        match behaviour_of(&charge.card.number) {
+            CardBehaviour::Declined(reason) => {
+                return Err(PaymentsError::Declined {
+                    reason,
+                    last4: charge.card.last4().to_string(),
+                }
+                .into());
+            }
+            CardBehaviour::FailsOnce if self.store.first_attempt(&charge.payment_id).await? => {
+                return Err(PaymentsError::Transient(charge.payment_id.clone()).into());
+            }
+            CardBehaviour::FailsOnce | CardBehaviour::Succeeds => {}
+        }
         let payment = self.store.charge(&charge).await?;
         Ok(Response::new(pb::ChargeResponse {
             payment: Some(to_pb(payment)),
@@ -132,7 +147,7 @@ impl From<PaymentsError> for Status {
             PaymentsError::ExceedsCharge { .. } => {
                 e::failed_precondition("REFUND_EXCEEDS_CHARGE", "payments.ferrymesh", &[], message)
             }
-            PaymentsError::Store(_) => e::internal(&error),
+            PaymentsError::Store(_) | PaymentsError::Idempotency(_) => e::internal(&error),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! refunds never exceed the charge, and only a card's brand and last four
 //! digits are kept. Test cards behave as documented in the README.
 
-use kit::Violations;
-use kit::values::{Amount, Card, check_request_id};
+use kit_values::Violations;
+use kit_values::{Amount, Card, check_request_id};
 
 /// How a card number behaves, in the manner of the card networks' test numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +42,11 @@ pub struct Charge {
 impl Charge {
     /// What a repeated call must match to count as the same charge.
     pub fn fingerprint(&self) -> String {
+        // The exact amount: 30.009 and 30.001 are different charges.
         format!(
             "{}|{}|{}|{}",
             self.order_id,
-            self.amount,
+            self.amount.exact(),
             self.card.brand,
             self.card.last4()
         )
@@ -67,7 +68,7 @@ pub fn check_order_id(text: &str, violations: &mut Violations) -> Option<String>
 /// Checks an amount that must be more than zero.
 pub fn positive_amount(
     field: &str,
-    money: Option<&kit::pb::ferrymesh::common::v1::Money>,
+    money: Option<&kit_values::pb::ferrymesh::common::v1::Money>,
     v: &mut Violations,
 ) -> Option<Amount> {
     let amount = Amount::parse(field, money, v)?;
@@ -92,11 +93,16 @@ pub struct RefundRequest {
 }
 
 impl RefundRequest {
+    /// What a repeated call must match to count as the same refund.
+    pub fn fingerprint(&self) -> String {
+        format!("{}|{}", self.payment_id, self.amount.exact())
+    }
+
     /// Checks the parts of a Refund request.
     pub fn parse(
         refund_id: &str,
         payment_id: &str,
-        amount: Option<&kit::pb::ferrymesh::common::v1::Money>,
+        amount: Option<&kit_values::pb::ferrymesh::common::v1::Money>,
         reason: &str,
     ) -> Result<Self, PaymentsError> {
         let mut v = Violations::new();
@@ -119,7 +125,7 @@ impl RefundRequest {
 }
 
 /// A refund of (part of) a payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refund {
     /// The caller's id.
     pub refund_id: String,
@@ -132,7 +138,7 @@ pub struct Refund {
 }
 
 /// A captured payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
     /// The caller's id.
     pub payment_id: String,
@@ -225,6 +231,9 @@ pub enum PaymentsError {
     /// The database failed.
     #[error("payments store: {0}")]
     Store(#[from] sea_orm::DbErr),
+    /// Claiming or replaying an id failed.
+    #[error("payments store: {0}")]
+    Idempotency(#[from] kit_store::IdempotencyError),
 }
 
 #[cfg(test)]
@@ -245,7 +254,7 @@ mod tests {
             "4000000000000119",
             "5555555555554444",
         ] {
-            assert!(kit::values::luhn_valid(number), "{number} is a valid test number");
+            assert!(kit_values::luhn_valid(number), "{number} is a valid test number");
         }
     }
 }

@@ -1,14 +1,14 @@
 //! The payments tables and queries (sea-orm), on SQLite and PostgreSQL.
 //! No card number is ever stored: only the brand and the last four digits.
+//! Charges and refunds claim their ids first through
+//! [`kit_store::idempotency`], so a repeated call has one effect.
 
+use kit_store::{Claim, Db, IdempotencyError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::domain::{CardBehaviour, Charge, Payment, PaymentsError, Refund, RefundRequest, behaviour_of};
-use kit::values::Amount;
+use crate::domain::{Charge, Payment, PaymentsError, Refund, RefundRequest};
+use kit_values::Amount;
 
 /// The `payments` table.
 #[allow(unreachable_pub)] // the derive macros make public items
@@ -81,47 +81,48 @@ pub(crate) mod charge_attempt {
 /// Reads and records payments.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Db,
 }
 
 impl Store {
     /// A store over a migrated database.
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: Db) -> Self {
         Store { db }
     }
 
-    /// Charges once per payment id; a repeat with the same details returns the payment.
+    /// Records an attempt to charge `payment_id`; true for the first one.
+    pub async fn first_attempt(&self, payment_id: &str) -> Result<bool, PaymentsError> {
+        let inserted = charge_attempt::Entity::insert(charge_attempt::ActiveModel {
+            payment_id: Set(payment_id.to_string()),
+            create_micros: Set(kit_values::now_micros()),
+        })
+        .on_conflict(
+            OnConflict::column(charge_attempt::Column::PaymentId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self.db.write())
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    /// Charges once per payment id; a repeat with the same details answers the first result.
     pub async fn charge(&self, charge: &Charge) -> Result<Payment, PaymentsError> {
-        if let Some(existing) = self.existing_charge(charge).await? {
-            return Ok(existing);
-        }
-        match behaviour_of(&charge.card.number) {
-            CardBehaviour::Declined(reason) => {
-                return Err(PaymentsError::Declined {
-                    reason,
-                    last4: charge.card.last4().to_string(),
-                });
-            }
-            CardBehaviour::FailsOnce => {
-                let first = charge_attempt::Entity::insert(charge_attempt::ActiveModel {
-                    payment_id: Set(charge.payment_id.clone()),
-                    create_micros: Set(kit::values::now_micros()),
-                })
-                .on_conflict(
-                    OnConflict::column(charge_attempt::Column::PaymentId)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.db)
-                .await?;
-                if first == 1 {
-                    return Err(PaymentsError::Transient(charge.payment_id.clone()));
-                }
-            }
-            CardBehaviour::Succeeds => {}
-        }
-        let now = kit::values::now_micros();
-        let inserted = payment::Entity::insert(payment::ActiveModel {
+        let claim: Claim<Payment> = kit_store::claim(
+            &self.db,
+            "payments.charge",
+            &charge.payment_id,
+            &charge.fingerprint(),
+        )
+        .await
+        .map_err(|e| conflict_as(e, "payment", &charge.payment_id))?;
+        let pending = match claim {
+            // Answered as it stands now, with the refunds made since.
+            Claim::Replay(payment) => return self.get(&payment.payment_id).await,
+            Claim::Won(pending) => pending,
+        };
+        let now = kit_values::now_micros();
+        payment::Entity::insert(payment::ActiveModel {
             payment_id: Set(charge.payment_id.clone()),
             order_id: Set(charge.order_id.clone()),
             currency: Set(charge.amount.currency().to_string()),
@@ -132,61 +133,44 @@ impl Store {
             fingerprint: Set(charge.fingerprint()),
             create_micros: Set(now),
         })
-        .exec(&self.db)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // A concurrent first call won; answer as a retry would.
-            Err(e) if kit::db::is_unique_violation(&e) => {
-                return self.existing_charge(charge).await?.ok_or(PaymentsError::Store(e));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.get(&charge.payment_id).await
-    }
-
-    async fn existing_charge(&self, charge: &Charge) -> Result<Option<Payment>, PaymentsError> {
-        let Some(row) = payment::Entity::find_by_id(charge.payment_id.clone())
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
+        .exec(pending.txn())
+        .await?;
+        let payment = Payment {
+            payment_id: charge.payment_id.clone(),
+            order_id: charge.order_id.clone(),
+            refunded: Amount::zero(charge.amount.currency()),
+            amount: charge.amount.clone(),
+            card_brand: charge.card.brand.to_string(),
+            card_last4: charge.card.last4().to_string(),
+            refunds: Vec::new(),
+            create_micros: now,
         };
-        if row.fingerprint != charge.fingerprint() {
-            return Err(PaymentsError::Conflict {
-                kind: "payment",
-                id: charge.payment_id.clone(),
-            });
-        }
-        Ok(Some(load(&self.db, row).await?))
+        pending.complete(&payment).await?;
+        Ok(payment)
     }
 
     /// A payment with its refunds.
     pub async fn get(&self, payment_id: &str) -> Result<Payment, PaymentsError> {
-        let row = payment::Entity::find_by_id(payment_id.to_string())
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| PaymentsError::NotFound(payment_id.to_string()))?;
-        load(&self.db, row).await
+        find(self.db.read(), payment_id).await
     }
 
     /// Refunds once per refund id, never more than is left of the charge.
     pub async fn refund(&self, request: &RefundRequest) -> Result<(Refund, Payment), PaymentsError> {
-        let mut attempt = 0;
-        loop {
-            match self.try_refund(request).await {
-                Err(PaymentsError::Store(e)) if kit::db::is_unique_violation(&e) && attempt < 3 => {
-                    attempt += 1
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn try_refund(&self, request: &RefundRequest) -> Result<(Refund, Payment), PaymentsError> {
-        let txn = self.db.begin().await?;
+        let claim: Claim<(Refund, Payment)> = kit_store::claim(
+            &self.db,
+            "payments.refund",
+            &request.refund_id,
+            &request.fingerprint(),
+        )
+        .await
+        .map_err(|e| conflict_as(e, "refund", &request.refund_id))?;
+        let pending = match claim {
+            Claim::Replay((refund, _)) => return Ok((refund, self.get(&request.payment_id).await?)),
+            Claim::Won(pending) => pending,
+        };
+        let txn = pending.txn();
         let Some(row) = payment::Entity::find_by_id(request.payment_id.clone())
-            .one(&txn)
+            .one(txn)
             .await?
         else {
             return Err(PaymentsError::NotFound(request.payment_id.clone()));
@@ -197,20 +181,6 @@ impl Store {
                 charged: row.currency,
                 refund: request.amount.currency().to_string(),
             });
-        }
-        if let Some(existing) = refund::Entity::find_by_id(request.refund_id.clone())
-            .one(&txn)
-            .await?
-        {
-            txn.commit().await?;
-            if existing.payment_id != request.payment_id || existing.amount_nanos != request.amount.nanos() {
-                return Err(PaymentsError::Conflict {
-                    kind: "refund",
-                    id: request.refund_id.clone(),
-                });
-            }
-            let payment = self.get(&request.payment_id).await?;
-            return Ok((to_refund(&payment.amount, existing), payment));
         }
         // Only as much as is left: concurrent refunds cannot add up to more.
         let taken = payment::Entity::update_many()
@@ -224,11 +194,10 @@ impl Store {
                     .sub(Expr::col(payment::Column::RefundedNanos))
                     .gte(request.amount.nanos()),
             )
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if taken.rows_affected == 0 {
-            txn.rollback().await?;
-            let payment = self.get(&request.payment_id).await?;
+            let payment = find(txn, &request.payment_id).await?;
             let refundable = payment
                 .amount
                 .checked_sub(&payment.refunded)
@@ -239,7 +208,7 @@ impl Store {
                 refundable,
             });
         }
-        let now = kit::values::now_micros();
+        let now = kit_values::now_micros();
         refund::Entity::insert(refund::ActiveModel {
             refund_id: Set(request.refund_id.clone()),
             payment_id: Set(request.payment_id.clone()),
@@ -247,18 +216,38 @@ impl Store {
             reason: Set(request.reason.clone()),
             create_micros: Set(now),
         })
-        .exec(&txn)
+        .exec(txn)
         .await?;
-        txn.commit().await?;
-        let payment = self.get(&request.payment_id).await?;
+        let payment = find(txn, &request.payment_id).await?;
         let refund = Refund {
             refund_id: request.refund_id.clone(),
             amount: request.amount.clone(),
             reason: request.reason.clone(),
             create_micros: now,
         };
-        Ok((refund, payment))
+        let outcome = (refund, payment);
+        pending.complete(&outcome).await?;
+        Ok(outcome)
     }
+}
+
+/// A reused id is the payments' own conflict; the rest are store failures.
+fn conflict_as(error: IdempotencyError, kind: &'static str, id: &str) -> PaymentsError {
+    match error {
+        IdempotencyError::Conflict { .. } => PaymentsError::Conflict {
+            kind,
+            id: id.to_string(),
+        },
+        other => PaymentsError::Idempotency(other),
+    }
+}
+
+async fn find(db: &impl ConnectionTrait, payment_id: &str) -> Result<Payment, PaymentsError> {
+    let row = payment::Entity::find_by_id(payment_id.to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| PaymentsError::NotFound(payment_id.to_string()))?;
+    load(db, row).await
 }
 
 async fn load(db: &impl ConnectionTrait, row: payment::Model) -> Result<Payment, PaymentsError> {

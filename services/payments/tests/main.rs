@@ -6,7 +6,7 @@
 mod scenarios;
 mod support;
 
-kit::on_sqlite_and_postgres!(
+kit_testing::on_sqlite_and_postgres!(
     crate::support::Payments::start;
     charges_a_card_and_keeps_only_brand_and_last_four,
     a_repeated_charge_has_the_effect_of_one,

@@ -1,7 +1,7 @@
 //! What a caller of payments sees, one scenario per function.
 
 use futures_util::future::join_all;
-use kit::testing::{assert_invalid, assert_status};
+use kit_testing::{assert_invalid, assert_status};
 use payments::pb::ferrymesh::payments::v1::{GetPaymentRequest, PaymentStatus};
 use sea_orm::EntityTrait;
 use tonic::Code;
@@ -248,7 +248,7 @@ pub(crate) async fn bad_input_names_the_field(payments: &Payments) {
         .unwrap_err();
     assert_invalid(&status, "card.number", "must be 12 to 19 digits");
     let mut expired = charge_request("pay-x", usd(10, 0), GOOD_CARD);
-    expired.card = Some(kit::pb::ferrymesh::common::v1::PaymentCard {
+    expired.card = Some(kit_values::pb::ferrymesh::common::v1::PaymentCard {
         expiry_year: 2020,
         ..card(GOOD_CARD)
     });
@@ -279,7 +279,7 @@ pub(crate) async fn bad_input_names_the_field(payments: &Payments) {
         .charge(charge_request("pay-y", usd(10, 0), GOOD_CARD))
         .await
         .unwrap();
-    let euros = kit::pb::ferrymesh::common::v1::Money {
+    let euros = kit_values::pb::ferrymesh::common::v1::Money {
         currency_code: "EUR".into(),
         units: 1,
         nanos: 0,

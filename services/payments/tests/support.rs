@@ -1,7 +1,7 @@
 //! Starts payments on a fresh database and gives a client for it.
 
-use kit::pb::ferrymesh::common::v1::{Money, PaymentCard};
-use kit::testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestServer};
+use kit_values::pb::ferrymesh::common::v1::{Money, PaymentCard};
 use payments::pb::ferrymesh::payments::v1::payments_service_client::PaymentsServiceClient;
 use payments::pb::ferrymesh::payments::v1::{ChargeRequest, Payment, RefundRequest, RefundResponse};
 use tonic::transport::Channel;

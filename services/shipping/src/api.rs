@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use crate::domain::{NewShipment, ParcelItem, Shipment, ShipmentStatus, ShippingError, parse_items, quote};
 use crate::pb::ferrymesh::shipping::v1 as pb;
 use crate::store::Store;
-use kit::Violations;
-use kit::values::{PostalAddress, check_request_id, timestamp};
+use kit_values::Violations;
+use kit_values::{PostalAddress, check_request_id, timestamp};
 
 pub(crate) struct ShippingApi {
     store: Store,
@@ -130,7 +130,9 @@ impl From<ShippingError> for Status {
             ShippingError::Invalid(violations) => e::invalid_argument(violations),
             ShippingError::NotFound(id) => e::not_found("shipment", &id),
             ShippingError::Conflict(ref id) => e::already_exists("shipment", id, error.to_string()),
-            ShippingError::Store(_) | ShippingError::Corrupt(_) => e::internal(&error),
+            ShippingError::Store(_) | ShippingError::Idempotency(_) | ShippingError::Corrupt(_) => {
+                e::internal(&error)
+            }
         }
     }
 }

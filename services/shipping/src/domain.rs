@@ -1,8 +1,8 @@
 //! The shipping rules: deterministic prices from weight and zone, shipments
 //! idempotent by id, and a cancelled shipment stays cancelled.
 
-use kit::Violations;
-use kit::values::{Amount, NANOS_PER_UNIT, PostalAddress, check_request_id, check_sku};
+use kit_values::Violations;
+use kit_values::{Amount, NANOS_PER_UNIT, PostalAddress, check_request_id, check_sku};
 
 /// Most items in one parcel.
 pub const MAX_ITEMS: usize = 100;
@@ -128,7 +128,7 @@ pub fn quote(address: &PostalAddress, items: &[ParcelItem]) -> Quote {
 }
 
 /// A validated CreateShipment request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewShipment {
     /// The caller's idempotency id.
     pub shipment_id: String,
@@ -145,7 +145,7 @@ impl NewShipment {
     pub fn parse(
         shipment_id: &str,
         order_id: &str,
-        address: Option<&kit::pb::ferrymesh::common::v1::Address>,
+        address: Option<&kit_values::pb::ferrymesh::common::v1::Address>,
         items: &[(String, i32, i32)],
     ) -> Result<Self, ShippingError> {
         let mut v = Violations::new();
@@ -181,7 +181,7 @@ impl NewShipment {
 }
 
 /// Where a shipment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ShipmentStatus {
     /// Booked.
     Created,
@@ -200,7 +200,7 @@ impl ShipmentStatus {
 }
 
 /// A booked shipment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shipment {
     /// What was asked for.
     pub request: NewShipment,
@@ -233,6 +233,9 @@ pub enum ShippingError {
     /// The database failed.
     #[error("shipping store: {0}")]
     Store(#[from] sea_orm::DbErr),
+    /// Claiming or replaying an id failed.
+    #[error("shipping store: {0}")]
+    Idempotency(#[from] kit_store::IdempotencyError),
     /// A stored row does not make sense.
     #[error("shipping store holds an invalid row: {0}")]
     Corrupt(String),

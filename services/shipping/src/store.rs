@@ -1,10 +1,13 @@
 //! The shipping tables and queries (sea-orm), on SQLite and PostgreSQL.
+//! Creating and cancelling claim the shipment id first through
+//! [`kit_store::idempotency`], so a repeated call has one effect.
 
+use kit_store::{Claim, Db, IdempotencyError};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::domain::{NewShipment, Shipment, ShipmentStatus, ShippingError, quote};
-use kit::values::Amount;
+use kit_values::Amount;
 
 /// The `shipments` table.
 #[allow(unreachable_pub)] // the derive macros make public items
@@ -40,52 +43,69 @@ pub mod shipment {
 /// Reads and records shipments.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Db,
 }
 
 impl Store {
     /// A store over a migrated database.
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: Db) -> Self {
         Store { db }
     }
 
-    /// Books a shipment once per id; a repeat with the same details returns it.
+    /// Books a shipment once per id; a repeat with the same details answers the first result.
     pub async fn create(&self, request: &NewShipment) -> Result<Shipment, ShippingError> {
-        if let Some(existing) = self.find(&request.shipment_id).await? {
-            return same(existing, request);
-        }
+        let claim: Claim<Shipment> = kit_store::claim(
+            &self.db,
+            "shipping.create",
+            &request.shipment_id,
+            &to_json(request)?,
+        )
+        .await
+        .map_err(|e| conflict_as(e, &request.shipment_id))?;
+        let pending = match claim {
+            // Answered as it stands now: a retried creation does not revive a cancelled one.
+            Claim::Replay(shipment) => return self.get(&shipment.request.shipment_id).await,
+            Claim::Won(pending) => pending,
+        };
         let quote = quote(&request.address, &request.items);
-        let now = kit::values::now_micros();
-        let inserted = shipment::Entity::insert(shipment::ActiveModel {
+        let now = kit_values::now_micros();
+        let shipment = Shipment {
+            request: request.clone(),
+            cost: quote.cost,
+            tracking_number: request.tracking_number(),
+            status: ShipmentStatus::Created,
+            cancel_reason: String::new(),
+            create_micros: now,
+            update_micros: now,
+        };
+        shipment::Entity::insert(shipment::ActiveModel {
             shipment_id: Set(request.shipment_id.clone()),
             order_id: Set(request.order_id.clone()),
             address: Set(to_json(&request.address)?),
             items: Set(to_json(&request.items)?),
-            cost_currency: Set(quote.cost.currency().to_string()),
-            cost_nanos: Set(quote.cost.nanos()),
-            tracking_number: Set(request.tracking_number()),
+            cost_currency: Set(shipment.cost.currency().to_string()),
+            cost_nanos: Set(shipment.cost.nanos()),
+            tracking_number: Set(shipment.tracking_number.clone()),
             status: Set(ShipmentStatus::Created.as_str().to_string()),
             cancel_reason: Set(String::new()),
             create_micros: Set(now),
             update_micros: Set(now),
         })
-        .exec(&self.db)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // A concurrent first call won; answer as a retry would.
-            Err(e) if kit::db::is_unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let stored = self.find(&request.shipment_id).await?;
-        same(
-            stored.ok_or_else(|| ShippingError::NotFound(request.shipment_id.clone()))?,
-            request,
-        )
+        .exec(pending.txn())
+        .await?;
+        pending.complete(&shipment).await?;
+        Ok(shipment)
     }
 
-    /// Cancels a shipment; cancelling again changes nothing.
+    /// Cancels a shipment; cancelling again answers the first cancellation.
     pub async fn cancel(&self, shipment_id: &str, reason: &str) -> Result<Shipment, ShippingError> {
+        let claim = kit_store::claim(&self.db, "shipping.cancel", shipment_id, "cancel")
+            .await
+            .map_err(|e| conflict_as(e, shipment_id))?;
+        let pending = match claim {
+            Claim::Replay(shipment) => return Ok(shipment),
+            Claim::Won(pending) => pending,
+        };
         shipment::Entity::update_many()
             .col_expr(
                 shipment::Column::Status,
@@ -94,36 +114,39 @@ impl Store {
             .col_expr(shipment::Column::CancelReason, Expr::value(reason))
             .col_expr(
                 shipment::Column::UpdateMicros,
-                Expr::value(kit::values::now_micros()),
+                Expr::value(kit_values::now_micros()),
             )
             .filter(shipment::Column::ShipmentId.eq(shipment_id))
             .filter(shipment::Column::Status.eq(ShipmentStatus::Created.as_str()))
-            .exec(&self.db)
+            .exec(pending.txn())
             .await?;
-        self.get(shipment_id).await
+        let shipment = find(pending.txn(), shipment_id)
+            .await?
+            .ok_or_else(|| ShippingError::NotFound(shipment_id.to_string()))?;
+        pending.complete(&shipment).await?;
+        Ok(shipment)
     }
 
     /// A shipment by id.
     pub async fn get(&self, shipment_id: &str) -> Result<Shipment, ShippingError> {
-        self.find(shipment_id)
+        find(self.db.read(), shipment_id)
             .await?
             .ok_or_else(|| ShippingError::NotFound(shipment_id.to_string()))
     }
-
-    async fn find(&self, shipment_id: &str) -> Result<Option<Shipment>, ShippingError> {
-        let row = shipment::Entity::find_by_id(shipment_id.to_string())
-            .one(&self.db)
-            .await?;
-        row.map(to_shipment).transpose()
-    }
 }
 
-/// The stored shipment when it was made by the same request, else a conflict.
-fn same(shipment: Shipment, request: &NewShipment) -> Result<Shipment, ShippingError> {
-    if shipment.request == *request {
-        Ok(shipment)
-    } else {
-        Err(ShippingError::Conflict(request.shipment_id.clone()))
+async fn find(db: &impl ConnectionTrait, shipment_id: &str) -> Result<Option<Shipment>, ShippingError> {
+    let row = shipment::Entity::find_by_id(shipment_id.to_string())
+        .one(db)
+        .await?;
+    row.map(to_shipment).transpose()
+}
+
+/// A reused id is shipping's own conflict; the rest are store failures.
+fn conflict_as(error: IdempotencyError, shipment_id: &str) -> ShippingError {
+    match error {
+        IdempotencyError::Conflict { .. } => ShippingError::Conflict(shipment_id.to_string()),
+        other => ShippingError::Idempotency(other),
     }
 }
 

@@ -6,7 +6,7 @@
 mod scenarios;
 mod support;
 
-kit::on_sqlite_and_postgres!(
+kit_testing::on_sqlite_and_postgres!(
     crate::support::Shipping::start;
     quotes_follow_weight_and_zone,
     a_repeated_shipment_has_the_effect_of_one,

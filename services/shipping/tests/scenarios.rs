@@ -1,8 +1,8 @@
 //! What a caller of shipping sees, one scenario per function.
 
 use futures_util::future::join_all;
-use kit::pb::ferrymesh::common::v1::Money;
-use kit::testing::{assert_invalid, assert_status};
+use kit_testing::{assert_invalid, assert_status};
+use kit_values::pb::ferrymesh::common::v1::Money;
 use shipping::pb::ferrymesh::shipping::v1::{
     CancelShipmentRequest, GetQuoteRequest, GetShipmentRequest, ShipmentStatus,
 };
@@ -140,7 +140,7 @@ pub(crate) async fn bad_input_names_the_field(shipping: &Shipping) {
     );
 
     let mut request = create_request("ship-x", "US");
-    request.address = Some(kit::pb::ferrymesh::common::v1::Address {
+    request.address = Some(kit_values::pb::ferrymesh::common::v1::Address {
         street_lines: vec![],
         city: String::new(),
         ..address("US")

@@ -1,7 +1,7 @@
 //! Starts shipping on a fresh database and gives a client for it.
 
-use kit::pb::ferrymesh::common::v1::Address;
-use kit::testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestServer};
+use kit_values::pb::ferrymesh::common::v1::Address;
 use shipping::pb::ferrymesh::shipping::v1::shipping_service_client::ShippingServiceClient;
 use shipping::pb::ferrymesh::shipping::v1::{CreateShipmentRequest, Shipment, ShipmentItem};
 use tonic::transport::Channel;

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_tables::Migration),
             Box::new(m20261125_000002_seed_stock::Migration),
+            Box::new(kit_store::idempotency::migration::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ pub(crate) mod v2;
 /// Checks an order id as both versions receive it.
 fn order_id(text: &str) -> Result<String, OrdersError> {
     if text.is_empty() || text.len() > 64 {
-        let mut v = kit::Violations::new();
+        let mut v = kit_values::Violations::new();
         v.add(
             "order_id",
             format!("must be 1 to 64 characters, such as \"ord-…\" from PlaceOrder; got {text:?}"),
@@ -22,12 +22,15 @@ fn order_id(text: &str) -> Result<String, OrdersError> {
 }
 
 /// Checks a page request and an optional customer filter.
+/// The customer filter and the page; `filters` names the other filters of
+/// the list, so a page token works only for the query it was issued for.
 fn page_and_customer(
     customer_email: &str,
+    filters: &str,
     page_size: i32,
     page_token: &str,
-    v: &mut kit::Violations,
-) -> (Option<String>, Option<kit::paging::PageRequest>) {
+    v: &mut kit_values::Violations,
+) -> (Option<String>, Option<kit_store::paging::PageRequest>) {
     let customer = if customer_email.is_empty() {
         None
     } else {
@@ -36,7 +39,12 @@ fn page_and_customer(
     };
     (
         customer,
-        kit::paging::PageRequest::parse(page_size, page_token, v),
+        kit_store::paging::PageRequest::parse(
+            page_size,
+            page_token,
+            &format!("customer={customer_email};{filters}"),
+            v,
+        ),
     )
 }
 
@@ -53,12 +61,14 @@ impl From<OrdersError> for Status {
                 e::failed_precondition("ORDER_NOT_CANCELLABLE", "orders.ferrymesh", &[], message)
             }
             OrdersError::TooLarge => {
-                let mut v = kit::Violations::new();
+                let mut v = kit_values::Violations::new();
                 v.add("items", message);
                 e::invalid_argument(v)
             }
             OrdersError::CatalogUnavailable(_) => e::unavailable(message, std::time::Duration::from_secs(1)),
-            OrdersError::Store(_) | OrdersError::Corrupt(_) => e::internal(&error),
+            OrdersError::Store(_) | OrdersError::Idempotency(_) | OrdersError::Corrupt(_) => {
+                e::internal(&error)
+            }
         }
     }
 }

@@ -12,8 +12,8 @@ use crate::domain::{
     Order, OrderQuery, OrderStatus, OrdersError, PlaceOrder, PlaceOrderParts, ShippingOption,
 };
 use crate::pb::ferrymesh::orders::v1 as pb;
-use kit::Violations;
-use kit::values::timestamp;
+use kit_values::Violations;
+use kit_values::timestamp;
 
 pub(crate) struct OrdersV1 {
     core: Arc<Core>,
@@ -68,21 +68,20 @@ impl pb::orders_service_server::OrdersService for OrdersV1 {
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let r = request.into_inner();
         let mut v = Violations::new();
-        let (customer_email, page) = page_and_customer(&r.customer_email, r.page_size, &r.page_token, &mut v);
+        let (customer_email, page) =
+            page_and_customer(&r.customer_email, "v1", r.page_size, &r.page_token, &mut v);
         let Some(page) = page.filter(|_| v.is_empty()) else {
             return Err(OrdersError::from(v).into());
         };
-        let (orders, next) = self
-            .core
-            .list(&OrderQuery {
-                customer_email,
-                status: None,
-                page,
-            })
-            .await?;
+        let query = OrderQuery {
+            customer_email,
+            status: None,
+            page,
+        };
+        let (orders, next) = self.core.list(&query).await?;
         Ok(Response::new(pb::ListOrdersResponse {
             orders: orders.into_iter().map(to_v1).collect::<Result<_, _>>()?,
-            next_page_token: next.as_deref().map(kit::paging::encode).unwrap_or_default(),
+            next_page_token: next.map(|key| query.page.next_token(&key)).unwrap_or_default(),
         }))
     }
 }

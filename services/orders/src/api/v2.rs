@@ -11,8 +11,8 @@ use crate::domain::{
     LineStatus, Order, OrderQuery, OrderStatus, OrdersError, PlaceOrder, PlaceOrderParts, ShippingOption,
 };
 use crate::pb::ferrymesh::orders::v2 as pb;
-use kit::Violations;
-use kit::values::timestamp;
+use kit_values::Violations;
+use kit_values::timestamp;
 
 pub(crate) struct OrdersV2 {
     core: Arc<Core>,
@@ -85,7 +85,13 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let r = request.into_inner();
         let mut v = Violations::new();
-        let (customer_email, page) = page_and_customer(&r.customer_email, r.page_size, &r.page_token, &mut v);
+        let (customer_email, page) = page_and_customer(
+            &r.customer_email,
+            &format!("v2;status={}", r.status),
+            r.page_size,
+            &r.page_token,
+            &mut v,
+        );
         let status = match pb::OrderStatus::try_from(r.status) {
             Ok(pb::OrderStatus::Unspecified) => None,
             Ok(pb::OrderStatus::Pending) => Some(OrderStatus::Pending),
@@ -100,17 +106,15 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         let Some(page) = page.filter(|_| v.is_empty()) else {
             return Err(OrdersError::from(v).into());
         };
-        let (orders, next) = self
-            .core
-            .list(&OrderQuery {
-                customer_email,
-                status,
-                page,
-            })
-            .await?;
+        let query = OrderQuery {
+            customer_email,
+            status,
+            page,
+        };
+        let (orders, next) = self.core.list(&query).await?;
         Ok(Response::new(pb::ListOrdersResponse {
             orders: orders.into_iter().map(to_v2).collect::<Result<_, _>>()?,
-            next_page_token: next.as_deref().map(kit::paging::encode).unwrap_or_default(),
+            next_page_token: next.map(|key| query.page.next_token(&key)).unwrap_or_default(),
         }))
     }
 

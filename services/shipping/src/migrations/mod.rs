@@ -13,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_shipments::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_shipments::Migration),
+            Box::new(kit_store::idempotency::migration::Migration),
+        ]
     }
 }

@@ -6,13 +6,16 @@
 //! `FERRYMESH_SKIP_POSTGRES=1` to skip the PostgreSQL half on a machine
 //! without one; CI never sets it.
 
+#![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+pub mod fixtures;
+
+use kit::{Running, ServerArgs, Service};
+use kit_store::Db;
+use sea_orm::{ConnectionTrait, Database};
 use sea_orm_migration::MigratorTrait;
 use tonic_types::StatusExt;
-
-use crate::{Running, ServerArgs, Service};
 
 /// The PostgreSQL server the tests create their databases on.
 pub fn postgres_admin_url() -> String {
@@ -130,7 +133,7 @@ impl TestServer {
     /// Migrates `db` with `M` and serves what `build` makes of it on port 0.
     pub async fn start<M: MigratorTrait>(
         db: TestDatabase,
-        build: impl FnOnce(DatabaseConnection, &ServerArgs) -> Service,
+        build: impl AsyncFnOnce(Db, &ServerArgs) -> Result<Service, kit::BoxError>,
     ) -> Self {
         Self::start_with::<M>(db, |_| {}, build).await
     }
@@ -140,14 +143,15 @@ impl TestServer {
     pub async fn start_with<M: MigratorTrait>(
         db: TestDatabase,
         configure: impl FnOnce(&mut ServerArgs),
-        build: impl FnOnce(DatabaseConnection, &ServerArgs) -> Service,
+        build: impl AsyncFnOnce(Db, &ServerArgs) -> Result<Service, kit::BoxError>,
     ) -> Self {
-        let conn = crate::db::connect_and_migrate::<M>(&db.url)
+        let conn = kit_store::connect_and_migrate::<M>(&db.url)
             .await
             .unwrap_or_else(|e| panic!("open the {} test database: {e}", db.backend()));
         let mut args = ServerArgs::for_tests(db.url.clone());
         configure(&mut args);
-        let running = crate::server::spawn(build(conn, &args), &args, 0)
+        let service = build(conn, &args).await.expect("build the service");
+        let running = kit::server::spawn(service, &args, 0)
             .await
             .expect("start the service");
         TestServer { running, db }
@@ -223,7 +227,7 @@ macro_rules! on_sqlite_and_postgres {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let fixture = $start($crate::testing::TestDatabase::sqlite()).await;
+                    let fixture = $start($crate::TestDatabase::sqlite()).await;
                     crate::scenarios::$name(&fixture).await;
                     fixture.stop().await;
                 }
@@ -233,7 +237,7 @@ macro_rules! on_sqlite_and_postgres {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let Some(db) = $crate::testing::TestDatabase::postgres(env!("CARGO_PKG_NAME")).await else {
+                    let Some(db) = $crate::TestDatabase::postgres(env!("CARGO_PKG_NAME")).await else {
                         return;
                     };
                     let fixture = $start(db).await;

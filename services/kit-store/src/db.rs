@@ -1,0 +1,205 @@
+//! Database connections and migrations with sea-orm: a SQLite file (WAL mode)
+//! by default, PostgreSQL when given a `postgres://` URL.
+//!
+//! A [`Db`] has a writer for transactions and readers for queries. On
+//! PostgreSQL both are the same pool. On SQLite, which allows one writer and
+//! many readers beside it in WAL mode, the writer is one connection (so write
+//! transactions queue in the process instead of failing with SQLITE_BUSY)
+//! and the readers are a pool of their own, so a read never waits for a
+//! write or for another read.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbOpenError {
+    /// The URL's scheme is neither sqlite nor postgres.
+    #[error("database URL `{0}` is not supported: use sqlite://FILE or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create the directory for SQLite file {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL, without its password.
+        url: String,
+        /// The cause.
+        source: DbErr,
+    },
+    /// A migration failed.
+    #[error("migrating {url} failed: {source}")]
+    Migrate {
+        /// The URL, without its password.
+        url: String,
+        /// The cause.
+        source: DbErr,
+    },
+}
+
+/// Readers in a SQLite [`Db`]'s read pool.
+pub const SQLITE_READERS: u32 = 8;
+
+/// An open, migrated database: a writer for transactions, readers for queries.
+#[derive(Debug, Clone)]
+pub struct Db {
+    write: DatabaseConnection,
+    read: DatabaseConnection,
+}
+
+impl Db {
+    /// A `Db` whose reads and writes share one connection pool.
+    pub fn single(conn: DatabaseConnection) -> Self {
+        Db {
+            read: conn.clone(),
+            write: conn,
+        }
+    }
+
+    /// For queries that change nothing; on SQLite, a pool beside the writer.
+    pub fn read(&self) -> &DatabaseConnection {
+        &self.read
+    }
+
+    /// For statements that change something, outside a transaction.
+    pub fn write(&self) -> &DatabaseConnection {
+        &self.write
+    }
+
+    /// A transaction on the writer.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.write.begin().await
+    }
+
+    /// SQLite or PostgreSQL.
+    pub fn backend(&self) -> DatabaseBackend {
+        self.write.get_database_backend()
+    }
+
+    /// Closes both pools.
+    pub async fn close(self) {
+        let _ = self.read.close().await;
+        let _ = self.write.close().await;
+    }
+}
+
+/// Connects to `url` and applies the migrations `M` that have not run yet.
+pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOpenError> {
+    let shown = redact(url);
+    let connect_error = |source| DbOpenError::Connect {
+        url: shown.clone(),
+        source,
+    };
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let file = path.split('?').next().unwrap_or(path);
+        let in_memory = file == ":memory:" || url.contains("mode=memory");
+        if !in_memory && let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbOpenError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let write = Database::connect(sqlite_options(url, 1, false))
+            .await
+            .map_err(connect_error)?;
+        M::up(&write, None).await.map_err(|source| DbOpenError::Migrate {
+            url: shown.clone(),
+            source,
+        })?;
+        // An in-memory database exists once per connection: it cannot have readers of its own.
+        if in_memory {
+            return Ok(Db::single(write));
+        }
+        let read = Database::connect(sqlite_options(url, SQLITE_READERS, true))
+            .await
+            .map_err(connect_error)?;
+        return Ok(Db { write, read });
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(DbOpenError::UnsupportedUrl(shown));
+    }
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .max_connections(16)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await.map_err(connect_error)?;
+    M::up(&db, None)
+        .await
+        .map_err(|source| DbOpenError::Migrate { url: shown, source })?;
+    Ok(Db::single(db))
+}
+
+fn sqlite_options(url: &str, connections: u32, read_only: bool) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .max_connections(connections)
+        .min_connections(if read_only { 1 } else { 0 })
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    options.map_sqlx_sqlite_opts(move |o| {
+        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+            // Another process (a second replica, a CLI) may hold the write lock for a moment.
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .create_if_missing(!read_only)
+            .read_only(read_only)
+    });
+    options
+}
+
+/// Whether an insert failed because the key is taken: how the stores tell a
+/// concurrent first call (answer as a retry) from a real failure.
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, and this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL at all: show nothing of it that could be a secret.
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite://data/catalog.db"), "sqlite://data/catalog.db");
+    }
+}

@@ -1,0 +1,79 @@
+//! Ids a caller sends: SKUs (the catalog's product ids) and the ids that make a
+//! call idempotent.
+
+use crate::Violations;
+
+/// Checks a SKU (also the catalog's product id): 3 to 64 lowercase letters,
+/// digits and hyphens, starting and ending with a letter or digit.
+pub fn check_sku(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("must not be empty: pass a product id such as \"vintage-typewriter\"".into());
+    }
+    let well_formed = (3..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if !well_formed {
+        return Err(format!(
+            "must be 3 to 64 lowercase letters, digits or hyphens, starting and ending with a letter or digit; got {text:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a caller-chosen id that makes a call idempotent (reservation_id,
+/// payment_id, ...): 1 to 128 letters, digits, '.', '_', ':' or '-'.
+pub fn check_request_id(field: &str, text: &str, violations: &mut Violations) -> Option<String> {
+    if text.is_empty() {
+        violations.add(
+            field,
+            "must not be empty: choose an id and reuse it when retrying",
+        );
+        return None;
+    }
+    if text.len() > 128
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        violations.add(
+            field,
+            format!("must be 1 to 128 letters, digits, '.', '_', ':' or '-'; got {text:?}"),
+        );
+        return None;
+    }
+    Some(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Ids are accepted exactly when they are 1 to 128 of the allowed characters.
+        #[test]
+        fn request_ids_are_bounded(text in "[A-Za-z0-9._:-]{0,140}|\\PC{0,20}") {
+            let mut v = Violations::new();
+            let allowed = !text.is_empty()
+                && text.len() <= 128
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+            let parsed = check_request_id("id", &text, &mut v);
+            prop_assert_eq!(parsed.is_some(), allowed);
+            prop_assert_eq!(v.is_empty(), allowed);
+        }
+
+        #[test]
+        fn skus_never_panic_and_bound_their_length(text in "[a-z0-9-]{0,70}|\\PC{0,20}") {
+            if check_sku(&text).is_ok() {
+                prop_assert!((3..=64).contains(&text.len()));
+                prop_assert!(!text.starts_with('-') && !text.ends_with('-'));
+            }
+        }
+    }
+}

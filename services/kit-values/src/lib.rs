@@ -1,0 +1,27 @@
+//! The shared value types of `ferrymesh.common.v1`, checked at the edge:
+//! amounts of money, postal addresses, payment cards, caller-chosen ids and
+//! timestamps, and the field violations that bad input becomes.
+//!
+//! A leaf crate: no server, no database, so any service or tool can use it.
+
+#![forbid(unsafe_code)]
+
+mod address;
+mod card;
+mod ids;
+mod money;
+mod time;
+mod violations;
+
+pub use address::PostalAddress;
+pub use card::{Card, luhn_valid};
+pub use ids::{check_request_id, check_sku};
+pub use money::{Amount, MAX_UNITS, NANOS_PER_UNIT};
+pub use time::{current_year_month, now_micros, timestamp};
+pub use violations::Violations;
+
+/// The generated `ferrymesh.common.v1` messages, shared by every service.
+#[allow(unreachable_pub, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
