@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bounded_input;
 mod contracts;
 mod mesh_up;
 mod shutdown;

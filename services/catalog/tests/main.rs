@@ -23,6 +23,8 @@ kit_testing::on_sqlite_and_postgres!(
     refuses_messages_over_the_size_limit,
     lists_its_services_over_reflection_v1_and_v1alpha,
     migrating_again_changes_nothing,
+    a_change_in_the_database_is_served_after_the_refresh,
+    a_page_token_works_only_for_its_own_search,
 );
 
 #[tokio::test]

@@ -382,3 +382,93 @@ pub(crate) async fn lists_its_services_over_reflection_v1_and_v1alpha(catalog: &
     };
     assert!(!files.file_descriptor_proto.is_empty());
 }
+
+/// The catalog serves reads from memory; a change made in its database (an
+/// operator's price edit, a product added) is served after the next refresh.
+pub(crate) async fn a_change_in_the_database_is_served_after_the_refresh(catalog: &Catalog) {
+    let db = &catalog.server.db;
+    db.execute("UPDATE products SET price_units = 99, price_nanos = 500000000 WHERE id = 'mug'")
+        .await;
+    db.execute(
+        "INSERT INTO products (id, name, description, picture, price_currency, price_units, price_nanos, categories, weight_grams) \
+         VALUES ('tea-pot', 'Tea Pot', 'Cast iron.', '/static/img/products/tea-pot.jpg', 'USD', 40, 0, 'kitchen', 900)",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + catalog::SNAPSHOT_REFRESH * 5;
+    loop {
+        let mug = catalog
+            .client()
+            .get_product(GetProductRequest {
+                product_id: "mug".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .product
+            .unwrap();
+        let price = mug.price.unwrap();
+        if (price.units, price.nanos) == (99, 500_000_000) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new price was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pot = catalog
+        .client()
+        .get_product(GetProductRequest {
+            product_id: "tea-pot".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!(pot.name, "Tea Pot");
+    let found = catalog
+        .client()
+        .search_products(SearchProductsRequest {
+            query: "cast iron".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.total_size, 1);
+}
+
+/// A page token carries the query it was issued for; with other words it is refused.
+pub(crate) async fn a_page_token_works_only_for_its_own_search(catalog: &Catalog) {
+    let first = catalog
+        .client()
+        .search_products(SearchProductsRequest {
+            query: "kitchen".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.next_page_token.is_empty());
+    let status = catalog
+        .client()
+        .search_products(SearchProductsRequest {
+            query: "garden".into(),
+            page_size: 1,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "page_token", "was issued for a query with other filters");
+    let status = catalog
+        .client()
+        .list_products(ListProductsRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "page_token", "was issued for a query with other filters");
+}

@@ -15,5 +15,6 @@ kit_testing::on_sqlite_and_postgres!(
     concurrent_retries_of_one_reservation_take_stock_once,
     committing_and_releasing_are_idempotent_and_final,
     concurrent_commits_and_releases_settle_once,
+    sixteen_identical_reservations_of_exactly_what_is_left_are_one,
     bad_input_names_the_field,
 );

@@ -89,6 +89,37 @@ impl TestDatabase {
         }
     }
 
+    /// Runs `SELECT COUNT(*) FROM {from_where}` past the service, to check
+    /// what is stored: `count("reservations WHERE reservation_id = 'r-1'")`.
+    pub async fn count(&self, from_where: &str) -> i64 {
+        let db = Database::connect(self.url.as_str())
+            .await
+            .expect("connect to the test database");
+        let sql = format!("SELECT COUNT(*) AS n FROM {from_where}");
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql.clone(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .expect("COUNT returns a row");
+        let n: i64 = row.try_get("", "n").expect("an integer count");
+        let _ = db.close().await;
+        n
+    }
+
+    /// Runs `sql` past the service, as an operator editing the database would.
+    pub async fn execute(&self, sql: &str) {
+        let db = Database::connect(self.url.as_str())
+            .await
+            .expect("connect to the test database");
+        db.execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = db.close().await;
+    }
+
     /// Drops the database (PostgreSQL) or its directory (SQLite).
     pub async fn cleanup(mut self) {
         if let Some((admin_url, name)) = self.postgres.take() {

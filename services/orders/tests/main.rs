@@ -11,6 +11,7 @@ kit_testing::on_sqlite_and_postgres!(
     v1_and_v2_clients_read_each_others_orders_field_by_field,
     prices_come_from_the_catalog_not_from_the_client,
     placing_again_with_the_same_key_has_the_effect_of_one,
+    sixteen_identical_placements_are_one_order,
     v2_requires_an_idempotency_key,
     bad_orders_name_the_field,
     a_watched_order_streams_its_cancellation_and_ends,

@@ -454,3 +454,30 @@ pub(crate) async fn lists_page_newest_first_and_filter(orders: &Orders) {
     let ids: Vec<&str> = cancelled.orders.iter().map(|o| o.order_id.as_str()).collect();
     assert_eq!(ids, [placed[0].as_str()]);
 }
+
+/// A checkout retried by a client that timed out: sixteen identical
+/// PlaceOrder calls with one idempotency key at once are one order, answered
+/// to every call, and stored once.
+pub(crate) async fn sixteen_identical_placements_are_one_order(orders: &Orders) {
+    for round in 0..3 {
+        let key = format!("checkout-limit-{round}");
+        let calls = (0..16).map(|_| orders.place_v2(v2_request(&key, &[("mug", 2), ("watch", 1)])));
+        let placed: Vec<_> = join_all(calls).await;
+        let first = placed[0]
+            .clone()
+            .unwrap_or_else(|s| panic!("round {round}: {s:?}"));
+        for answer in &placed {
+            assert_eq!(answer.as_ref().ok(), Some(&first), "round {round}: one order");
+        }
+        let db = &orders.server.db;
+        assert_eq!(
+            db.count(&format!("orders WHERE idempotency_key = '{key}'")).await,
+            1
+        );
+        assert_eq!(
+            db.count(&format!("order_items WHERE order_id = '{}'", first.order_id))
+                .await,
+            2
+        );
+    }
+}

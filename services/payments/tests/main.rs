@@ -14,5 +14,7 @@ kit_testing::on_sqlite_and_postgres!(
     the_flaky_card_fails_once_then_succeeds_on_retry,
     refunds_are_idempotent_and_never_exceed_the_charge,
     concurrent_refunds_never_exceed_the_charge,
+    sixteen_identical_calls_for_exactly_what_is_left_are_one,
+    a_retry_for_another_fraction_of_a_cent_is_another_charge,
     bad_input_names_the_field,
 );

@@ -296,3 +296,93 @@ pub(crate) async fn bad_input_names_the_field(payments: &Payments) {
         .unwrap_err();
     assert_status(&status, Code::NotFound, "payment `pay-nobody` does not exist");
 }
+
+/// The saga retries Charge and Refund with one id. Retries racing each other
+/// for exactly the amount left must all be that one refund, and identical
+/// charges one charge, on PostgreSQL as on SQLite.
+pub(crate) async fn sixteen_identical_calls_for_exactly_what_is_left_are_one(payments: &Payments) {
+    for round in 0..5 {
+        let payment_id = format!("pay-limit-{round}");
+        let charges = (0..16).map(|_| payments.charge(charge_request(&payment_id, usd(30, 0), GOOD_CARD)));
+        let charged: Vec<_> = join_all(charges).await;
+        let first = charged[0]
+            .clone()
+            .unwrap_or_else(|s| panic!("round {round}: {s:?}"));
+        for answer in &charged {
+            assert_eq!(answer.as_ref().ok(), Some(&first), "round {round}: one charge");
+        }
+        let db = &payments.server.db;
+        assert_eq!(
+            db.count(&format!("payments WHERE payment_id = '{payment_id}'"))
+                .await,
+            1
+        );
+
+        // Leave exactly 20.00, then refund exactly that, 16 times at once with one id.
+        payments
+            .refund(&format!("part-{round}"), &payment_id, usd(10, 0))
+            .await
+            .unwrap();
+        let refund_id = format!("rest-{round}");
+        let refunds = (0..16).map(|_| payments.refund(&refund_id, &payment_id, usd(20, 0)));
+        let answers: Vec<_> = join_all(refunds).await;
+        let first = answers[0]
+            .clone()
+            .unwrap_or_else(|s| panic!("round {round}: {s:?}"));
+        for answer in &answers {
+            assert_eq!(
+                answer.as_ref().ok().map(|a| &a.refund),
+                Some(&first.refund),
+                "round {round}: every call answers the one refund"
+            );
+        }
+        let payment = payments
+            .client()
+            .get_payment(GetPaymentRequest {
+                payment_id: payment_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .payment
+            .unwrap();
+        assert_eq!(payment.refunded_amount, Some(usd(30, 0)), "round {round}");
+        assert_eq!(payment.status, PaymentStatus::Refunded as i32);
+        assert_eq!(
+            db.count(&format!("refunds WHERE payment_id = '{payment_id}'"))
+                .await,
+            2
+        );
+    }
+}
+
+/// A retry must match the charge exactly: 30.009 is not 30.001, even though
+/// both print as 30.00.
+pub(crate) async fn a_retry_for_another_fraction_of_a_cent_is_another_charge(payments: &Payments) {
+    payments
+        .charge(charge_request("pay-fraction", usd(30, 1_000_000), GOOD_CARD))
+        .await
+        .unwrap();
+    let status = payments
+        .charge(charge_request("pay-fraction", usd(30, 9_000_000), GOOD_CARD))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::AlreadyExists,
+        "payment `pay-fraction` already exists with other details",
+    );
+    payments
+        .refund("ref-fraction", "pay-fraction", usd(1, 1))
+        .await
+        .unwrap();
+    let status = payments
+        .refund("ref-fraction", "pay-fraction", usd(1, 2))
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::AlreadyExists,
+        "refund `ref-fraction` already exists",
+    );
+}

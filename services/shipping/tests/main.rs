@@ -11,5 +11,6 @@ kit_testing::on_sqlite_and_postgres!(
     quotes_follow_weight_and_zone,
     a_repeated_shipment_has_the_effect_of_one,
     a_cancelled_shipment_stays_cancelled,
+    sixteen_identical_creates_and_cancels_are_one,
     bad_input_names_the_field,
 );

@@ -184,3 +184,58 @@ pub(crate) async fn bad_input_names_the_field(shipping: &Shipping) {
         .unwrap_err();
     assert_status(&status, Code::NotFound, "shipment `nowhere` does not exist");
 }
+
+/// The saga retries CreateShipment and, compensating, CancelShipment with one
+/// id: retries racing each other are one shipment and one cancellation.
+pub(crate) async fn sixteen_identical_creates_and_cancels_are_one(shipping: &Shipping) {
+    for round in 0..5 {
+        let id = format!("ship-limit-{round}");
+        let creates = (0..16).map(|_| shipping.create(create_request(&id, "DE")));
+        let created: Vec<_> = join_all(creates).await;
+        let first = created[0]
+            .clone()
+            .unwrap_or_else(|s| panic!("round {round}: {s:?}"));
+        for answer in &created {
+            assert_eq!(answer.as_ref().ok(), Some(&first), "round {round}: one shipment");
+        }
+        let db = &shipping.server.db;
+        assert_eq!(
+            db.count(&format!("shipments WHERE shipment_id = '{id}'")).await,
+            1
+        );
+
+        let cancels = (0..16).map(|i| {
+            let mut client = shipping.client();
+            let request = CancelShipmentRequest {
+                shipment_id: id.clone(),
+                reason: format!("payment failed ({i})"),
+            };
+            async move {
+                client
+                    .cancel_shipment(request)
+                    .await
+                    .map(|r| r.into_inner().shipment)
+            }
+        });
+        let cancelled: Vec<_> = join_all(cancels).await;
+        let first = cancelled[0]
+            .clone()
+            .unwrap_or_else(|s| panic!("round {round}: {s:?}"));
+        for answer in &cancelled {
+            assert_eq!(
+                answer.as_ref().ok(),
+                Some(&first),
+                "round {round}: one cancellation"
+            );
+        }
+        let first = first.unwrap();
+        assert_eq!(first.status, ShipmentStatus::Cancelled as i32);
+        assert_eq!(
+            db.count(&format!(
+                "shipments WHERE shipment_id = '{id}' AND status = 'CANCELLED'"
+            ))
+            .await,
+            1
+        );
+    }
+}
