@@ -138,7 +138,18 @@ async fn server_spans_continue_the_callers_trace_over_otlp() {
         // Export quickly instead of every five seconds.
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ];
-    let (mut catalog, addr) = serve("catalog", data.path(), &["--log-format", "json"], &env).await;
+    let (mut catalog, addr) = serve(
+        "catalog",
+        data.path(),
+        &[
+            "--log-format",
+            "json",
+            "--log-level",
+            "info,kit::rpc_telemetry=debug",
+        ],
+        &env,
+    )
+    .await;
     let mut client = CatalogServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -210,7 +221,7 @@ async fn server_spans_continue_the_callers_trace_over_otlp() {
         .unwrap_or_else(|| panic!("a JSON access log line; output:\n{}", catalog.output()));
     assert_eq!(logged["trace_id"], TRACE_ID);
     assert_eq!(logged["span_id"], span_id.as_str());
-    assert_eq!(logged["level"], "INFO");
+    assert_eq!(logged["level"], "DEBUG", "every call's access line is DEBUG");
     assert!(
         logged["correlation_id"].as_str().is_some_and(|c| !c.is_empty()),
         "{logged}"
@@ -235,7 +246,18 @@ async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ];
-    let (mut catalog, catalog_addr) = serve("catalog", data.path(), &["--log-format", "json"], &env).await;
+    let (mut catalog, catalog_addr) = serve(
+        "catalog",
+        data.path(),
+        &[
+            "--log-format",
+            "json",
+            "--log-level",
+            "info,kit::rpc_telemetry=debug",
+        ],
+        &env,
+    )
+    .await;
     let catalog_url = format!("http://{catalog_addr}");
     let (mut orders, orders_addr) = serve(
         "orders",

@@ -50,7 +50,7 @@ pub enum DbOpenError {
 }
 
 /// Readers in a SQLite [`Db`]'s read pool.
-pub const SQLITE_READERS: u32 = 8;
+pub const SQLITE_READERS: u32 = 16;
 
 /// An open, migrated database: a writer for transactions, readers for queries.
 #[derive(Debug, Clone)]
@@ -153,6 +153,10 @@ fn sqlite_options(url: &str, connections: u32, read_only: bool) -> ConnectOption
         .min_connections(if read_only { 1 } else { 0 })
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        // A SQLite connection is a file handle in this process, not a socket
+        // that can die: pinging it before each use only doubles the round
+        // trips to its worker thread.
+        .test_before_acquire(false)
         .sqlx_logging(false);
     options.map_sqlx_sqlite_opts(move |o| {
         o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

@@ -34,14 +34,17 @@ pub enum TelemetryError {
     AlreadyInitialised,
 }
 
-/// Keeps the tracer provider alive; [`Telemetry::shutdown`] flushes spans not yet sent.
+/// Keeps the tracer provider and the log writer alive; [`Telemetry::shutdown`]
+/// flushes spans not yet sent and log lines not yet written.
 #[derive(Debug)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    _logs: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Telemetry {
-    /// Sends the spans still buffered and stops the exporter.
+    /// Sends the spans still buffered and stops the exporter; then the log
+    /// writer writes what it holds and stops.
     pub async fn shutdown(self) {
         // The batch processor blocks while it flushes; keep that off the runtime's workers.
         let provider = self.provider;
@@ -102,15 +105,22 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
         .with_tracer(tracer)
         .with_filter(span_filter);
 
+    // Lines are written to stderr by a thread of their own, so a handler never
+    // waits on a write to a slow terminal or pipe. Never lossy: when the
+    // writer falls behind, logging waits rather than drops lines.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let logs = match format {
         LogFormat::Human => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .fmt_fields(JsonFields::new())
             .event_format(JsonLine)
             .with_filter(filter)
@@ -121,7 +131,10 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
         .with(logs)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        _logs: guard,
+    })
 }
 
 /// One JSON object per event: time, level, target, message and fields, and the
