@@ -9,11 +9,7 @@ use tonic::Code;
 use crate::support::{EMAIL, Orders, address, v1_request, v2_request};
 
 fn usd(units: i64, nanos: i32) -> Option<Money> {
-    Some(Money {
-        currency_code: "USD".into(),
-        units,
-        nanos,
-    })
+    Some(kit_testing::fixtures::usd(units, nanos))
 }
 
 pub(crate) async fn v1_and_v2_clients_read_each_others_orders_field_by_field(orders: &Orders) {

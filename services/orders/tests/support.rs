@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use kit_testing::{TestDatabase, TestServer};
-use kit_values::pb::ferrymesh::common::v1::{Address, PaymentCard};
+use kit_testing::{TestDatabase, TestServer, fixtures};
+use kit_values::pb::ferrymesh::common::v1::Address;
 use orders::pb::ferrymesh::orders::{v1, v2};
 use tonic::transport::Channel;
 
@@ -83,25 +83,9 @@ impl Orders {
 
 pub(crate) const EMAIL: &str = "ada@example.com";
 
+/// The shipping address every test order goes to.
 pub(crate) fn address() -> Address {
-    Address {
-        recipient_name: "Ada Lovelace".into(),
-        street_lines: vec!["1 Infinite Loop".into()],
-        city: "Cupertino".into(),
-        region: "CA".into(),
-        postal_code: "95014".into(),
-        country_code: "US".into(),
-    }
-}
-
-pub(crate) fn card() -> PaymentCard {
-    PaymentCard {
-        number: "4242 4242 4242 4242".into(),
-        expiry_month: 12,
-        expiry_year: 2099,
-        cvc: "123".into(),
-        holder_name: "Ada Lovelace".into(),
-    }
+    fixtures::address("US")
 }
 
 pub(crate) fn v1_request(request_id: &str, items: &[(&str, i32)]) -> v1::PlaceOrderRequest {
@@ -117,7 +101,7 @@ pub(crate) fn v1_request(request_id: &str, items: &[(&str, i32)]) -> v1::PlaceOr
             })
             .collect(),
         shipping_address: Some(address()),
-        card: Some(card()),
+        card: Some(fixtures::card(fixtures::GOOD_CARD)),
     }
 }
 
@@ -134,6 +118,6 @@ pub(crate) fn v2_request(key: &str, items: &[(&str, i32)]) -> v2::PlaceOrderRequ
             .collect(),
         shipping_address: Some(address()),
         shipping_option: v2::ShippingOption::Standard as i32,
-        card: Some(card()),
+        card: Some(fixtures::card(fixtures::GOOD_CARD)),
     }
 }

@@ -1,14 +1,12 @@
 //! Starts payments on a fresh database and gives a client for it.
 
 use kit_testing::{TestDatabase, TestServer};
-use kit_values::pb::ferrymesh::common::v1::{Money, PaymentCard};
+use kit_values::pb::ferrymesh::common::v1::Money;
 use payments::pb::ferrymesh::payments::v1::payments_service_client::PaymentsServiceClient;
 use payments::pb::ferrymesh::payments::v1::{ChargeRequest, Payment, RefundRequest, RefundResponse};
 use tonic::transport::Channel;
 
-pub(crate) const GOOD_CARD: &str = "4242 4242 4242 4242";
-pub(crate) const DECLINED_CARD: &str = "4000 0000 0000 0002";
-pub(crate) const FLAKY_CARD: &str = "4000 0000 0000 0119";
+pub(crate) use kit_testing::fixtures::{DECLINED_CARD, FLAKY_CARD, GOOD_CARD, card, usd};
 
 pub(crate) struct Payments {
     pub(crate) server: TestServer,
@@ -59,24 +57,6 @@ impl Payments {
             reason: "customer returned it".into(),
         };
         self.client().refund(request).await.map(|r| r.into_inner())
-    }
-}
-
-pub(crate) fn usd(units: i64, nanos: i32) -> Money {
-    Money {
-        currency_code: "USD".into(),
-        units,
-        nanos,
-    }
-}
-
-pub(crate) fn card(number: &str) -> PaymentCard {
-    PaymentCard {
-        number: number.into(),
-        expiry_month: 12,
-        expiry_year: 2099,
-        cvc: "123".into(),
-        holder_name: "Ada Lovelace".into(),
     }
 }
 

@@ -1,22 +1,14 @@
 //! What a caller of shipping sees, one scenario per function.
 
 use futures_util::future::join_all;
+use kit_testing::fixtures::usd;
 use kit_testing::{assert_invalid, assert_status};
-use kit_values::pb::ferrymesh::common::v1::Money;
 use shipping::pb::ferrymesh::shipping::v1::{
     CancelShipmentRequest, GetQuoteRequest, GetShipmentRequest, ShipmentStatus,
 };
 use tonic::Code;
 
 use crate::support::{Shipping, address, create_request, item};
-
-fn usd(units: i64, nanos: i32) -> Money {
-    Money {
-        currency_code: "USD".into(),
-        units,
-        nanos,
-    }
-}
 
 pub(crate) async fn quotes_follow_weight_and_zone(shipping: &Shipping) {
     let quote = |country: &str, items| {

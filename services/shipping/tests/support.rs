@@ -1,7 +1,7 @@
 //! Starts shipping on a fresh database and gives a client for it.
 
+pub(crate) use kit_testing::fixtures::address;
 use kit_testing::{TestDatabase, TestServer};
-use kit_values::pb::ferrymesh::common::v1::Address;
 use shipping::pb::ferrymesh::shipping::v1::shipping_service_client::ShippingServiceClient;
 use shipping::pb::ferrymesh::shipping::v1::{CreateShipmentRequest, Shipment, ShipmentItem};
 use tonic::transport::Channel;
@@ -31,17 +31,6 @@ impl Shipping {
             .create_shipment(request)
             .await
             .map(|r| r.into_inner().shipment.unwrap())
-    }
-}
-
-pub(crate) fn address(country: &str) -> Address {
-    Address {
-        recipient_name: "Ada Lovelace".into(),
-        street_lines: vec!["12 St James's Square".into()],
-        city: "London".into(),
-        region: String::new(),
-        postal_code: "SW1Y 4JH".into(),
-        country_code: country.into(),
     }
 }
 
