@@ -86,7 +86,18 @@ impl ReserveStock {
 }
 
 /// Where a reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationStatus {
     /// Units held.
     Reserved,
@@ -99,21 +110,12 @@ pub enum ReservationStatus {
 impl ReservationStatus {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ReservationStatus::Reserved => "RESERVED",
-            ReservationStatus::Committed => "COMMITTED",
-            ReservationStatus::Released => "RELEASED",
-        }
+        self.into()
     }
 
     /// From the stored name.
     pub fn from_stored(text: &str) -> Option<Self> {
-        match text {
-            "RESERVED" => Some(ReservationStatus::Reserved),
-            "COMMITTED" => Some(ReservationStatus::Committed),
-            "RELEASED" => Some(ReservationStatus::Released),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 

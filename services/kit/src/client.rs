@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::deadline::encode_grpc_timeout;
 use crate::rpc_telemetry::{CORRELATION_ID, SpanKind, current_call, finish, grpc_status, split_path, traced};
 
 /// Why a client could not be made.
@@ -102,7 +103,7 @@ impl Service<Request<Body>> for Upstream {
             .and_then(|c| c.deadline)
             .map(|d| d.saturating_duration_since(started));
         let budget = remaining.map_or(self.timeout, |r| r.min(self.timeout));
-        if let Ok(value) = HeaderValue::from_str(&format!("{}m", budget.as_millis().max(1))) {
+        if let Ok(value) = HeaderValue::from_str(&encode_grpc_timeout(budget)) {
             headers.insert("grpc-timeout", value);
         }
 

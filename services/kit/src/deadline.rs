@@ -35,6 +35,28 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// A `grpc-timeout` value for `timeout`: the finest unit whose amount fits
+/// in eight digits, rounded up, as grpc-go writes it. A timeout past the
+/// largest value (99,999,999 hours) is written as that value.
+pub fn encode_grpc_timeout(timeout: Duration) -> String {
+    const MAX: u128 = 99_999_999;
+    let nanos = timeout.as_nanos();
+    for (unit, nanos_per) in [
+        ('n', 1u128),
+        ('u', 1_000),
+        ('m', 1_000_000),
+        ('S', 1_000_000_000),
+        ('M', 60_000_000_000),
+        ('H', 3_600_000_000_000),
+    ] {
+        let amount = nanos.div_ceil(nanos_per);
+        if amount <= MAX {
+            return format!("{amount}{unit}");
+        }
+    }
+    format!("{MAX}H")
+}
+
 /// When a call that started at `started` must end: the sooner of the
 /// caller's timeout and the server's own limit. Checked: a deadline too far
 /// away to represent is no deadline from the caller, only the server's.
@@ -81,6 +103,14 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_are_encoded_in_the_finest_unit_that_fits() {
+        assert_eq!(encode_grpc_timeout(Duration::from_millis(250)), "250000u");
+        assert_eq!(encode_grpc_timeout(Duration::from_nanos(1)), "1n");
+        assert_eq!(encode_grpc_timeout(Duration::from_secs(7 * 24 * 3600)), "604800S");
+        assert_eq!(encode_grpc_timeout(Duration::MAX), "99999999H");
+    }
+
+    #[test]
     fn deadlines_never_overflow() {
         let now = Instant::now();
         let limit = Duration::from_secs(60);
@@ -105,6 +135,20 @@ mod tests {
                 prop_assert!((1..=MAX_TIMEOUT_DIGITS).contains(&digits));
             }
             let _ = deadline(Instant::now(), parse_grpc_timeout(&value), Duration::from_secs(60));
+        }
+
+        /// What we send is what the spec allows, and never a shorter deadline than asked.
+        #[test]
+        fn encoded_timeouts_are_in_spec_and_round_up(nanos in any::<u64>()) {
+            let timeout = Duration::from_nanos(nanos);
+            let text = encode_grpc_timeout(timeout);
+            let parsed = parse_grpc_timeout(&text);
+            prop_assert!(parsed.is_some(), "{text}");
+            let parsed = parsed.unwrap_or_default();
+            prop_assert!(parsed >= timeout, "{text}");
+            // Rounded up by less than one of the unit it chose.
+            let unit = parse_grpc_timeout(&format!("1{}", &text[text.len() - 1..])).unwrap_or_default();
+            prop_assert!(parsed - timeout < unit, "{text}");
         }
 
         #[test]

@@ -13,7 +13,18 @@ pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i32 = 1000;
 
 /// Where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// The workflow is running.
     Pending,
@@ -28,24 +39,12 @@ pub enum OrderStatus {
 impl OrderStatus {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "PENDING",
-            OrderStatus::Confirmed => "CONFIRMED",
-            OrderStatus::Failed => "FAILED",
-            OrderStatus::Cancelled => "CANCELLED",
-        }
+        self.into()
     }
 
     /// From the stored name.
     pub fn from_stored(text: &str) -> Option<Self> {
-        [
-            OrderStatus::Pending,
-            OrderStatus::Confirmed,
-            OrderStatus::Failed,
-            OrderStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 
     /// Whether the order can change no more.
@@ -55,7 +54,18 @@ impl OrderStatus {
 }
 
 /// Where one line stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum LineStatus {
     /// Waiting.
     Pending,
@@ -68,23 +78,28 @@ pub enum LineStatus {
 impl LineStatus {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            LineStatus::Pending => "PENDING",
-            LineStatus::Confirmed => "CONFIRMED",
-            LineStatus::Cancelled => "CANCELLED",
-        }
+        self.into()
     }
 
     /// From the stored name.
     pub fn from_stored(text: &str) -> Option<Self> {
-        [LineStatus::Pending, LineStatus::Confirmed, LineStatus::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 }
 
 /// How fast an order ships, and what that costs the customer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ShippingOption {
     /// Free.
     Standard,
@@ -95,17 +110,12 @@ pub enum ShippingOption {
 impl ShippingOption {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ShippingOption::Standard => "STANDARD",
-            ShippingOption::Express => "EXPRESS",
-        }
+        self.into()
     }
 
     /// From the stored name.
     pub fn from_stored(text: &str) -> Option<Self> {
-        [ShippingOption::Standard, ShippingOption::Express]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 
     /// The shop's price for this option.

@@ -181,7 +181,18 @@ impl NewShipment {
 }
 
 /// Where a shipment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ShipmentStatus {
     /// Booked.
     Created,
@@ -192,10 +203,12 @@ pub enum ShipmentStatus {
 impl ShipmentStatus {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ShipmentStatus::Created => "CREATED",
-            ShipmentStatus::Cancelled => "CANCELLED",
-        }
+        self.into()
+    }
+
+    /// From the stored name.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        text.parse().ok()
     }
 }
 

@@ -156,11 +156,7 @@ fn to_shipment(row: shipment::Model) -> Result<Shipment, ShippingError> {
     };
     let address = serde_json::from_str(&row.address).map_err(|e| corrupt("address", &e))?;
     let items = serde_json::from_str(&row.items).map_err(|e| corrupt("item list", &e))?;
-    let status = match row.status.as_str() {
-        "CREATED" => ShipmentStatus::Created,
-        "CANCELLED" => ShipmentStatus::Cancelled,
-        other => return Err(corrupt("status", &other)),
-    };
+    let status = ShipmentStatus::from_stored(&row.status).ok_or_else(|| corrupt("status", &row.status))?;
     Ok(Shipment {
         request: NewShipment {
             shipment_id: row.shipment_id.clone(),
