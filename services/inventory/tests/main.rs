@@ -16,5 +16,6 @@ kit_testing::on_sqlite_and_postgres!(
     committing_and_releasing_are_idempotent_and_final,
     concurrent_commits_and_releases_settle_once,
     sixteen_identical_reservations_of_exactly_what_is_left_are_one,
+    a_refused_reservation_leaves_its_id_free_for_the_retry,
     bad_input_names_the_field,
 );

@@ -406,3 +406,39 @@ pub(crate) async fn sixteen_identical_reservations_of_exactly_what_is_left_are_o
         );
     }
 }
+
+/// A refused call leaves nothing behind, not even its claim on the id: the
+/// saga's retry with the same id succeeds once the stock is there.
+pub(crate) async fn a_refused_reservation_leaves_its_id_free_for_the_retry(inventory: &Inventory) {
+    inventory.reserve("holder", &[("city-bike", 3)]).await.unwrap();
+    let status = inventory
+        .reserve("retry-me", &[("city-bike", 2)])
+        .await
+        .unwrap_err();
+    assert_status(
+        &status,
+        Code::FailedPrecondition,
+        "not enough stock: city-bike (requested 2, available 0)",
+    );
+    assert_eq!(
+        inventory
+            .server
+            .db
+            .count("idempotency_keys WHERE key = 'retry-me'")
+            .await,
+        0
+    );
+    inventory
+        .client()
+        .release_reservation(ReleaseReservationRequest {
+            reservation_id: "holder".into(),
+        })
+        .await
+        .unwrap();
+    let retried = inventory.reserve("retry-me", &[("city-bike", 2)]).await.unwrap();
+    assert_eq!(
+        retried.reservation.unwrap().status,
+        ReservationStatus::Reserved as i32
+    );
+    assert_eq!(inventory.level("city-bike").await.available, 1);
+}
