@@ -49,7 +49,8 @@ pub enum DbOpenError {
     },
 }
 
-/// Readers in a SQLite [`Db`]'s read pool.
+/// Readers in a SQLite [`Db`]'s read pool: the best of 2 to 64 measured by
+/// `bench/reads.sh` on two cores (each reader is a thread of sqlx's).
 pub const SQLITE_READERS: u32 = 16;
 
 /// An open, migrated database: a writer for transactions, readers for queries.
