@@ -171,3 +171,80 @@ async fn a_handler_never_runs_past_the_servers_own_limit() {
     catalog.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(catalog.wait_exit(Duration::from_secs(30)).await.success());
 }
+
+/// A huge bad value is refused with a short message: the message travels in
+/// a header (grpc-message), and echoing the value whole would break it.
+#[tokio::test]
+async fn a_huge_bad_value_gets_a_short_clear_refusal() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut catalog, addr) = serve("catalog", data.path(), &[], &[]).await;
+    let mut client = CatalogServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let huge = "X".repeat(200_000);
+    let status = client
+        .get_product(GetProductRequest { product_id: huge })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("invalid request: product_id: must be 3 to 64 lowercase letters"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("(199936 more characters)"),
+        "{}",
+        &status.message()[..200.min(status.message().len())]
+    );
+    assert!(status.message().len() < 400, "{} bytes", status.message().len());
+    catalog.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(catalog.wait_exit(Duration::from_secs(30)).await.success());
+}
+
+/// A request with far more items than allowed is refused at once, with the
+/// count named and the rest summed up, not checked item by item.
+#[tokio::test]
+async fn a_flood_of_items_is_refused_quickly_and_briefly() {
+    use inventory::pb::ferrymesh::inventory::v1::inventory_service_client::InventoryServiceClient;
+    use inventory::pb::ferrymesh::inventory::v1::{ReservationItem, ReserveStockRequest};
+
+    let data = tempfile::tempdir().unwrap();
+    let (mut inventory, addr) = serve("inventory", data.path(), &[], &[]).await;
+    let mut client = InventoryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let items = (0..100_000)
+        .map(|i| ReservationItem {
+            sku: if i % 2 == 0 { "mug".into() } else { String::new() },
+            quantity: 1,
+        })
+        .collect();
+    let started = Instant::now();
+    let status = client
+        .reserve_stock(ReserveStockRequest {
+            reservation_id: "flood".into(),
+            items,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("invalid request: items: must hold 1 to 100 items, got 100000"),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().ends_with(" more"), "{}", status.message());
+    assert!(status.message().len() < 4096, "{} bytes", status.message().len());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    inventory.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(inventory.wait_exit(Duration::from_secs(30)).await.success());
+}

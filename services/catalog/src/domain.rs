@@ -287,4 +287,25 @@ mod tests {
                 .contains("at most 200")
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any search text is refused or becomes 1+ lowercase words without
+        /// whitespace, from at most 200 characters; never a panic.
+        #[test]
+        fn any_search_text_is_bounded_or_refused(text in "\\PC{0,210}|[A-Za-z %_\\\\]{0,40}") {
+            match SearchQuery::parse(&text) {
+                Ok(query) => {
+                    proptest::prop_assert!(text.chars().count() <= MAX_QUERY_CHARS);
+                    proptest::prop_assert!(!query.words.is_empty());
+                    for word in &query.words {
+                        proptest::prop_assert!(!word.is_empty() && !word.contains(char::is_whitespace));
+                        proptest::prop_assert_eq!(word.clone(), word.to_lowercase());
+                    }
+                }
+                Err(reason) => proptest::prop_assert!(!reason.is_empty()),
+            }
+        }
+    }
 }

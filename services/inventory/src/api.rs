@@ -35,7 +35,7 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
                 format!("must hold 1 to {MAX_STOCK_QUERY} SKUs, got {}", skus.len()),
             );
         }
-        for (i, sku) in skus.iter().enumerate() {
+        for (i, sku) in skus.iter().enumerate().take(MAX_STOCK_QUERY) {
             if let Err(reason) = check_sku(sku) {
                 violations.add(format!("skus[{i}]"), reason);
             }

@@ -40,7 +40,8 @@ impl ReserveStock {
             );
         }
         let mut checked = Vec::with_capacity(items.len());
-        for (i, (sku, quantity)) in items.iter().enumerate() {
+        // Past the limit the request is refused already; looking further would only cost.
+        for (i, (sku, quantity)) in items.iter().enumerate().take(MAX_ITEMS) {
             if let Err(reason) = check_sku(sku) {
                 violations.add(format!("items[{i}].sku"), reason);
             } else if items[..i].iter().any(|(earlier, _)| earlier == sku) {

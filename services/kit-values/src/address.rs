@@ -55,7 +55,7 @@ impl PostalAddress {
             );
             ok = false;
         }
-        for (i, line) in address.street_lines.iter().enumerate() {
+        for (i, line) in address.street_lines.iter().enumerate().take(3) {
             let chars = line.trim().chars().count();
             if chars == 0 || chars > 100 {
                 violations.add(
@@ -81,8 +81,8 @@ impl PostalAddress {
             violations.add(
                 format!("{field}.country_code"),
                 format!(
-                    "must be a two-letter ISO 3166-1 code such as \"US\", got {:?}",
-                    address.country_code
+                    "must be a two-letter ISO 3166-1 code such as \"US\", got {}",
+                    crate::quoted(&address.country_code)
                 ),
             );
             ok = false;
@@ -110,6 +110,51 @@ impl PostalAddress {
             region: self.region.clone(),
             postal_code: self.postal_code.clone(),
             country_code: self.country_code.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any address parses to trimmed, bounded fields or is refused with
+        /// violations naming them; never a panic.
+        #[test]
+        fn any_address_parses_bounded_or_is_refused(
+            recipient_name in "\\PC{0,120}",
+            street_lines in prop::collection::vec("\\PC{0,110}", 0..5),
+            city in "[A-Za-z ]{0,110}",
+            postal_code in "[A-Za-z0-9 -]{0,24}|\\PC{0,8}",
+            country_code in "[A-Z]{0,3}|\\PC{0,3}",
+        ) {
+            let address = pb::Address {
+                recipient_name,
+                street_lines,
+                city,
+                region: String::new(),
+                postal_code,
+                country_code,
+            };
+            let mut v = Violations::new();
+            match PostalAddress::parse("address", Some(&address), &mut v) {
+                Some(parsed) => {
+                    prop_assert!(v.is_empty());
+                    prop_assert!((1..=3).contains(&parsed.street_lines.len()));
+                    prop_assert!(parsed.street_lines.iter().all(|l| !l.is_empty() && l.chars().count() <= 100));
+                    prop_assert!(!parsed.recipient_name.is_empty() && parsed.recipient_name.chars().count() <= 100);
+                    prop_assert_eq!(parsed.country_code.len(), 2);
+                }
+                None => {
+                    prop_assert!(!v.is_empty());
+                    prop_assert!(v.iter().all(|f| f.field.starts_with("address")));
+                }
+            }
         }
     }
 }

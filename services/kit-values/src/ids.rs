@@ -3,6 +3,22 @@
 
 use crate::Violations;
 
+/// Most characters of a caller's value a message quotes back.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// `text` quoted for a refusal, at most [`MAX_QUOTED_CHARS`] of it: the
+/// message travels in a header (`grpc-message`, and the details beside it),
+/// so echoing a huge value whole would turn a clear refusal into a broken
+/// stream.
+pub fn quoted(text: &str) -> String {
+    let count = text.chars().count();
+    if count <= MAX_QUOTED_CHARS {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+    format!("{head:?}… ({} more characters)", count - MAX_QUOTED_CHARS)
+}
+
 /// Checks a SKU (also the catalog's product id): 3 to 64 lowercase letters,
 /// digits and hyphens, starting and ending with a letter or digit.
 pub fn check_sku(text: &str) -> Result<(), String> {
@@ -17,7 +33,8 @@ pub fn check_sku(text: &str) -> Result<(), String> {
         && !text.ends_with('-');
     if !well_formed {
         return Err(format!(
-            "must be 3 to 64 lowercase letters, digits or hyphens, starting and ending with a letter or digit; got {text:?}"
+            "must be 3 to 64 lowercase letters, digits or hyphens, starting and ending with a letter or digit; got {}",
+            quoted(text)
         ));
     }
     Ok(())
@@ -40,7 +57,10 @@ pub fn check_request_id(field: &str, text: &str, violations: &mut Violations) ->
     {
         violations.add(
             field,
-            format!("must be 1 to 128 letters, digits, '.', '_', ':' or '-'; got {text:?}"),
+            format!(
+                "must be 1 to 128 letters, digits, '.', '_', ':' or '-'; got {}",
+                quoted(text)
+            ),
         );
         return None;
     }
@@ -52,6 +72,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn long_values_are_quoted_short() {
+        assert_eq!(quoted("mug"), "\"mug\"");
+        let long = "é".repeat(100);
+        assert_eq!(
+            quoted(&long),
+            format!("{:?}… (36 more characters)", "é".repeat(64))
+        );
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]

@@ -45,8 +45,8 @@ impl Amount {
             violations.add(
                 format!("{field}.currency_code"),
                 format!(
-                    "must be a three-letter ISO 4217 code such as \"USD\", got {:?}",
-                    money.currency_code
+                    "must be a three-letter ISO 4217 code such as \"USD\", got {}",
+                    crate::quoted(&money.currency_code)
                 ),
             );
             bad = true;

@@ -4,9 +4,16 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+/// Most violations one refusal reports; the rest are counted. The message
+/// travels in a header, so it must stay short whatever the caller sent.
+pub const MAX_REPORTED: usize = 20;
+
 /// Field violations gathered while parsing a request at the edge.
 #[derive(Debug, Default, Clone)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations {
+    reported: Vec<FieldViolation>,
+    more: usize,
+}
 
 impl Violations {
     /// No violations yet.
@@ -16,7 +23,11 @@ impl Violations {
 
     /// Records that `field` is wrong, saying what is expected.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
+        if self.reported.len() < MAX_REPORTED {
+            self.reported.push(FieldViolation::new(field, description));
+        } else {
+            self.more += 1;
+        }
     }
 
     /// Records the violation when `bad` holds.
@@ -28,28 +39,36 @@ impl Violations {
 
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.reported.is_empty()
     }
 
     /// `Ok(value)` when nothing was recorded, else the violations.
     pub fn into_result<T>(self, value: T) -> Result<T, Violations> {
-        if self.0.is_empty() { Ok(value) } else { Err(self) }
+        if self.reported.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 
     /// The recorded violations.
     pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
-        self.0.iter()
+        self.reported.iter()
     }
 }
 
 impl std::fmt::Display for Violations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = self
-            .0
+            .reported
             .iter()
             .map(|v| format!("{}: {}", v.field, v.description))
             .collect();
-        f.write_str(&parts.join("; "))
+        f.write_str(&parts.join("; "))?;
+        if self.more > 0 {
+            write!(f, "; and {} more", self.more)?;
+        }
+        Ok(())
     }
 }
 
@@ -62,7 +81,7 @@ impl From<Violations> for Status {
         Status::with_error_details(
             Code::InvalidArgument,
             message,
-            ErrorDetails::with_bad_request(violations.0),
+            ErrorDetails::with_bad_request(violations.reported),
         )
     }
 }
@@ -84,5 +103,28 @@ mod tests {
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request detail");
         assert_eq!(bad.field_violations[0].field, "page_size");
+    }
+
+    #[test]
+    fn a_flood_of_violations_is_reported_short() {
+        let mut v = Violations::new();
+        for i in 0..10_000 {
+            v.add(format!("items[{i}].sku"), "must not be empty");
+        }
+        let status = Status::from(v);
+        assert!(
+            status.message().ends_with("; and 9980 more"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(
+            status
+                .get_error_details()
+                .bad_request()
+                .unwrap()
+                .field_violations
+                .len(),
+            MAX_REPORTED
+        );
     }
 }

@@ -190,7 +190,8 @@ impl PlaceOrder {
             );
         }
         let mut lines = Vec::with_capacity(parts.items.len());
-        for (i, (product_id, quantity)) in parts.items.iter().enumerate() {
+        // Past the limit the request is refused already; looking further would only cost.
+        for (i, (product_id, quantity)) in parts.items.iter().enumerate().take(MAX_ITEMS) {
             if let Err(reason) = check_sku(product_id) {
                 v.add(format!("items[{i}].product_id"), reason);
             } else if parts.items[..i].iter().any(|(earlier, _)| earlier == product_id) {
@@ -258,7 +259,10 @@ pub fn check_email(email: &str, v: &mut Violations) {
     if !well_formed {
         v.add(
             "customer_email",
-            format!("must be an email address such as \"ada@example.com\", got {email:?}"),
+            format!(
+                "must be an email address such as \"ada@example.com\", got {}",
+                kit_values::quoted(email)
+            ),
         );
     }
 }

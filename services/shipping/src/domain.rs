@@ -27,7 +27,8 @@ pub fn parse_items(items: &[(String, i32, i32)], v: &mut Violations) -> Vec<Parc
         );
     }
     let mut parsed = Vec::with_capacity(items.len());
-    for (i, (sku, quantity, grams)) in items.iter().enumerate() {
+    // Past the limit the request is refused already; looking further would only cost.
+    for (i, (sku, quantity, grams)) in items.iter().enumerate().take(MAX_ITEMS) {
         if let Err(reason) = check_sku(sku) {
             v.add(format!("items[{i}].sku"), reason);
         }

@@ -14,7 +14,10 @@ fn order_id(text: &str) -> Result<String, OrdersError> {
         let mut v = kit_values::Violations::new();
         v.add(
             "order_id",
-            format!("must be 1 to 64 characters, such as \"ord-…\" from PlaceOrder; got {text:?}"),
+            format!(
+                "must be 1 to 64 characters, such as \"ord-…\" from PlaceOrder; got {}",
+                kit_values::quoted(text)
+            ),
         );
         return Err(v.into());
     }
