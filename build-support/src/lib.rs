@@ -100,7 +100,14 @@ pub struct Contracts {
     /// Whether `ferrymesh.common.v1` comes from the kit-values crate instead of
     /// being generated again, so every service shares one `Money` type.
     common_from_values: bool,
+    /// Whether to write the descriptor set of every contract, for a crate
+    /// that calls methods by name (the workflow engine).
+    every_descriptor: bool,
 }
+
+/// The name of the descriptor set of every contract, written to `OUT_DIR`
+/// by [`Contracts::with_every_descriptor`].
+pub const EVERY_DESCRIPTOR_SET_FILE: &str = "ferrymesh_every_descriptor.bin";
 
 impl Contracts {
     /// Packages the crate implements: server and client code, and reflection.
@@ -109,12 +116,20 @@ impl Contracts {
             serve: packages.iter().map(|p| p.to_string()).collect(),
             call: Vec::new(),
             common_from_values: true,
+            every_descriptor: false,
         }
     }
 
     /// Generates `ferrymesh.common.v1` itself; only the kit-values crate does.
     pub fn generate_common(mut self) -> Self {
         self.common_from_values = false;
+        self
+    }
+
+    /// Also writes the descriptor set of every package under `proto/`
+    /// ([`EVERY_DESCRIPTOR_SET_FILE`]), for calls made by method name.
+    pub fn with_every_descriptor(mut self) -> Self {
+        self.every_descriptor = true;
         self
     }
 
@@ -134,6 +149,10 @@ impl Contracts {
     pub fn compile_into(self, root: &Path, out_dir: &Path) -> Result<(), Error> {
         if let Some(p) = self.serve.iter().find(|p| self.call.contains(p)) {
             return Err(Error::ServedAndCalled(p.clone()));
+        }
+        if self.every_descriptor {
+            let every = descriptor_set(root, &every_package(root)?)?;
+            fs::write(out_dir.join(EVERY_DESCRIPTOR_SET_FILE), every.encode_to_vec())?;
         }
         let served = descriptor_set(root, &self.serve)?;
         fs::write(out_dir.join(DESCRIPTOR_SET_FILE), served.encode_to_vec())?;
@@ -197,6 +216,31 @@ fn descriptor_set(root: &Path, packages: &[String]) -> Result<FileDescriptorSet,
         }
     }
     Ok(fds)
+}
+
+/// Every package under `root`: each directory holding `.proto` files.
+fn every_package(root: &Path) -> Result<Vec<String>, Error> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) -> io::Result<()> {
+        let mut has_proto = false;
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(root, &path, found)?;
+            } else if path.extension().is_some_and(|x| x == "proto") {
+                has_proto = true;
+            }
+        }
+        if has_proto && let Ok(rel) = dir.strip_prefix(root) {
+            let package: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+            found.push(package.join("."));
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found)?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    Ok(found)
 }
 
 fn packages_of(fds: &FileDescriptorSet) -> impl Iterator<Item = String> + '_ {

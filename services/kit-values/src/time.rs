@@ -16,6 +16,14 @@ pub fn timestamp(micros: i64) -> prost_types::Timestamp {
     }
 }
 
+/// RFC 3339 text (UTC, microseconds) of microseconds since the epoch.
+pub fn rfc3339(micros: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .ok()
+        .and_then(|t| t.format(&::time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// Today's (year, month) in UTC.
 pub fn current_year_month() -> (u32, u32) {
     let today = ::time::OffsetDateTime::now_utc();
@@ -35,6 +43,7 @@ mod tests {
         assert_eq!((t.seconds, t.nanos), (1, 500_000_000));
         let t = timestamp(-1);
         assert_eq!((t.seconds, t.nanos), (-1, 999_999_000));
+        assert_eq!(rfc3339(1_500_000), "1970-01-01T00:00:01.5Z");
         let (year, month) = current_year_month();
         assert!(year >= 2026 && (1..=12).contains(&month));
     }

@@ -1,0 +1,787 @@
+//! The gRPC face of the workflow service: requests checked and turned into
+//! engine and store calls, results turned into messages, errors into
+//! statuses in one place.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tonic::{Request, Response, Status};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::asl::{self, Methods};
+use crate::engine::{Cursor, Engine};
+use crate::graph::{self, Progress};
+use crate::pb::ferrymesh::workflow::v1 as pb;
+use crate::pb::ferrymesh::workflow::v1::workflow_service_server::WorkflowService;
+use crate::store::{Applied, Update, Write, event, execution, machine, status};
+use kit_store::paging::PageRequest;
+use kit_values::{Violations, now_micros, quoted, timestamp};
+
+/// Largest execution input, in bytes (Step Functions' limit).
+pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+/// Largest definition, in bytes (Step Functions' limit).
+pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
+
+/// The workflow service's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// Bad fields.
+    #[error("{0}")]
+    Invalid(Violations),
+    /// A definition that does not hold.
+    #[error("{0}")]
+    Definition(asl::DefinitionError),
+    /// Nothing by that name.
+    #[error("{kind} {name} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    /// The name is taken by something else.
+    #[error("{0}")]
+    Exists(String),
+    /// Not in a state that allows it.
+    #[error("{0}")]
+    Precondition(String),
+    /// The database failed.
+    #[error("the workflow store failed: {0}")]
+    Store(#[from] sea_orm::DbErr),
+    /// The journal failed.
+    #[error("the workflow journal failed: {0}")]
+    Journal(String),
+}
+
+impl From<Violations> for WorkflowError {
+    fn from(v: Violations) -> Self {
+        WorkflowError::Invalid(v)
+    }
+}
+
+impl From<WorkflowError> for Status {
+    fn from(error: WorkflowError) -> Status {
+        match error {
+            WorkflowError::Invalid(v) => v.into(),
+            WorkflowError::Definition(e) => {
+                let mut violations = Violations::new();
+                violations.add("definition", e.to_string());
+                let status: Status = violations.into();
+                Status::with_details(
+                    tonic::Code::InvalidArgument,
+                    format!("the definition is refused: {e}"),
+                    status.details().to_vec().into(),
+                )
+            }
+            WorkflowError::NotFound { kind, name } => kit::error::not_found(kind, &name),
+            WorkflowError::Exists(message) => Status::already_exists(message),
+            WorkflowError::Precondition(message) => Status::failed_precondition(message),
+            WorkflowError::Store(e) => kit::error::internal(&e),
+            WorkflowError::Journal(e) => Status::unavailable(format!("the workflow journal is unavailable: {e}")),
+        }
+    }
+}
+
+/// Serves WorkflowService.
+pub(crate) struct WorkflowApi {
+    engine: Arc<Engine>,
+    methods: Arc<dyn Methods + Send + Sync>,
+}
+
+impl WorkflowApi {
+    pub(crate) fn new(engine: Arc<Engine>, methods: Arc<dyn Methods + Send + Sync>) -> Self {
+        WorkflowApi { engine, methods }
+    }
+}
+
+/// Checks a name: 1 to 80 letters, digits, '-' and '_'.
+fn check_name(field: &str, text: &str, violations: &mut Violations) {
+    if text.is_empty() || text.len() > 80 || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        violations.add(field, format!("must be 1 to 80 letters, digits, '-' or '_'; got {}", quoted(text)));
+    }
+}
+
+fn machine_to_pb(row: machine::Model) -> pb::StateMachine {
+    pb::StateMachine {
+        name: row.name,
+        version: row.version,
+        definition: row.definition,
+        description: row.description,
+        create_time: Some(timestamp(row.create_micros)),
+    }
+}
+
+fn status_to_pb(text: &str) -> pb::ExecutionStatus {
+    match text {
+        status::RUNNING => pb::ExecutionStatus::Running,
+        status::SUCCEEDED => pb::ExecutionStatus::Succeeded,
+        status::FAILED => pb::ExecutionStatus::Failed,
+        status::TIMED_OUT => pb::ExecutionStatus::TimedOut,
+        status::ABORTED => pb::ExecutionStatus::Aborted,
+        _ => pb::ExecutionStatus::Unspecified,
+    }
+}
+
+fn execution_to_pb(row: execution::Model) -> pb::Execution {
+    pb::Execution {
+        execution_name: row.name,
+        state_machine_name: row.state_machine,
+        state_machine_version: row.version,
+        status: status_to_pb(&row.status) as i32,
+        input: row.input,
+        output: row.output,
+        error: row.error,
+        cause: row.cause,
+        start_time: Some(timestamp(row.start_micros)),
+        stop_time: (row.stop_micros > 0).then(|| timestamp(row.stop_micros)),
+        current_state: row.current_state,
+        redrive_count: row.redrive_count,
+        transition_count: row.transitions,
+    }
+}
+
+/// The proto event type of a Step Functions event type name.
+fn event_type(kind: &str) -> pb::HistoryEventType {
+    use pb::HistoryEventType as T;
+    match kind {
+        "ExecutionStarted" => T::ExecutionStarted,
+        "ExecutionSucceeded" => T::ExecutionSucceeded,
+        "ExecutionFailed" => T::ExecutionFailed,
+        "ExecutionTimedOut" => T::ExecutionTimedOut,
+        "ExecutionAborted" => T::ExecutionAborted,
+        "ExecutionRedriven" => T::ExecutionRedriven,
+        "ExecutionResumed" => T::ExecutionResumed,
+        "TaskStateEntered" => T::TaskStateEntered,
+        "TaskStateExited" => T::TaskStateExited,
+        "TaskScheduled" => T::TaskScheduled,
+        "TaskStarted" => T::TaskStarted,
+        "TaskSucceeded" => T::TaskSucceeded,
+        "TaskFailed" | "TaskRetryScheduled" => T::TaskFailed,
+        "TaskTimedOut" => T::TaskTimedOut,
+        "ChoiceStateEntered" => T::ChoiceStateEntered,
+        "ChoiceStateExited" => T::ChoiceStateExited,
+        "PassStateEntered" => T::PassStateEntered,
+        "PassStateExited" => T::PassStateExited,
+        "WaitStateEntered" | "WaitStarted" => T::WaitStateEntered,
+        "WaitStateExited" => T::WaitStateExited,
+        "SucceedStateEntered" => T::SucceedStateEntered,
+        "SucceedStateExited" => T::SucceedStateExited,
+        "FailStateEntered" => T::FailStateEntered,
+        "ParallelStateEntered" => T::ParallelStateEntered,
+        "ParallelStateExited" => T::ParallelStateExited,
+        "ParallelStateStarted" => T::ParallelStateStarted,
+        "ParallelStateSucceeded" => T::ParallelStateSucceeded,
+        "ParallelStateFailed" => T::ParallelStateFailed,
+        "MapStateEntered" => T::MapStateEntered,
+        "MapStateExited" => T::MapStateExited,
+        "MapStateStarted" => T::MapStateStarted,
+        "MapStateSucceeded" => T::MapStateSucceeded,
+        "MapStateFailed" => T::MapStateFailed,
+        "MapIterationStarted" => T::MapIterationStarted,
+        "MapIterationSucceeded" => T::MapIterationSucceeded,
+        "MapIterationFailed" => T::MapIterationFailed,
+        _ => T::Unspecified,
+    }
+}
+
+fn event_to_pb(row: event::Model) -> pb::HistoryEvent {
+    pb::HistoryEvent {
+        id: row.id,
+        r#type: event_type(&row.kind) as i32,
+        timestamp: Some(timestamp(row.micros)),
+        state_name: row.state_name,
+        details: row.details,
+        retry_attempt: row.retry_attempt,
+        type_name: row.kind,
+    }
+}
+
+fn progress_to_pb(p: Progress) -> pb::StateProgress {
+    match p {
+        Progress::NotReached => pb::StateProgress::NotReached,
+        Progress::InProgress => pb::StateProgress::InProgress,
+        Progress::Succeeded => pb::StateProgress::Succeeded,
+        Progress::Failed => pb::StateProgress::Failed,
+        Progress::Caught => pb::StateProgress::Caught,
+        Progress::Compensated => pb::StateProgress::Compensated,
+        Progress::Compensation => pb::StateProgress::Compensation,
+    }
+}
+
+impl WorkflowApi {
+    fn parse_definition(&self, text: &str) -> Result<asl::Machine, WorkflowError> {
+        if text.len() > MAX_DEFINITION_BYTES {
+            let mut v = Violations::new();
+            v.add("definition", format!("is {} bytes; at most {MAX_DEFINITION_BYTES}", text.len()));
+            return Err(v.into());
+        }
+        asl::parse(text, self.methods.as_ref()).map_err(WorkflowError::Definition)
+    }
+
+    /// Registers or updates a state machine; shared by the RPCs and the built-in saga.
+    pub(crate) async fn publish(
+        &self,
+        name: &str,
+        definition: &str,
+        description: &str,
+        create_only: bool,
+    ) -> Result<machine::Model, WorkflowError> {
+        let mut v = Violations::new();
+        check_name("name", name, &mut v);
+        if description.chars().count() > 500 {
+            v.add("description", "must be at most 500 characters");
+        }
+        v.into_result(())?;
+        self.parse_definition(definition)?;
+        let store = self.engine.store();
+        loop {
+            let latest = store.machine(name, 0).await?;
+            let version = match &latest {
+                Some(l) if l.definition == definition => return Ok(l.clone()),
+                Some(l) if create_only => {
+                    let _ = l;
+                    return Err(WorkflowError::Exists(format!(
+                        "state machine {name:?} exists with another definition; UpdateStateMachine publishes a new version"
+                    )));
+                }
+                Some(l) => l.version + 1,
+                None if !create_only => {
+                    return Err(WorkflowError::NotFound {
+                        kind: "state machine",
+                        name: name.to_string(),
+                    });
+                }
+                None => 1,
+            };
+            let description = match (&latest, description.is_empty()) {
+                (Some(l), true) => l.description.clone(),
+                _ => description.to_string(),
+            };
+            let row = machine::Model {
+                name: name.to_string(),
+                version,
+                definition: definition.to_string(),
+                description,
+                create_micros: now_micros(),
+            };
+            // A concurrent publisher took this version: look again.
+            if store.insert_machine(row.clone()).await? {
+                tracing::info!(state_machine = name, version, "state machine version published");
+                return Ok(row);
+            }
+        }
+    }
+
+    /// Starts (or finds) an execution.
+    pub(crate) async fn start(&self, request: pb::StartExecutionRequest) -> Result<execution::Model, WorkflowError> {
+        let mut v = Violations::new();
+        check_name("state_machine_name", &request.state_machine_name, &mut v);
+        check_name("execution_name", &request.execution_name, &mut v);
+        if request.state_machine_version < 0 {
+            v.add("state_machine_version", "must be 0 (the latest) or a version number");
+        }
+        let input_text = if request.input.trim().is_empty() { "{}" } else { request.input.as_str() };
+        if input_text.len() > MAX_INPUT_BYTES {
+            v.add("input", format!("is {} bytes; at most {MAX_INPUT_BYTES}", input_text.len()));
+        }
+        let input: Option<Value> = match serde_json::from_str::<Value>(input_text) {
+            Ok(value @ Value::Object(_)) => Some(value),
+            Ok(_) => {
+                v.add("input", "must be a JSON object, e.g. {\"order_id\": \"ord-1\"}");
+                None
+            }
+            Err(e) => {
+                v.add("input", format!("is not JSON: {e}"));
+                None
+            }
+        };
+        v.into_result(())?;
+        let input = input.unwrap_or_default();
+        let store = self.engine.store();
+        let machine_row = store
+            .machine(&request.state_machine_name, request.state_machine_version)
+            .await?
+            .ok_or_else(|| WorkflowError::NotFound {
+                kind: "state machine",
+                name: if request.state_machine_version > 0 {
+                    format!("{} version {}", request.state_machine_name, request.state_machine_version)
+                } else {
+                    request.state_machine_name.clone()
+                },
+            })?;
+        let machine = self
+            .engine
+            .machine(&machine_row.name, machine_row.version)
+            .await
+            .map_err(WorkflowError::Journal)?;
+        let start = machine
+            .state(&machine.start_at)
+            .ok_or_else(|| WorkflowError::Journal("StartAt is not a state".into()))?;
+        let now = now_micros();
+        let cursor = Cursor {
+            state: machine.start_at.clone(),
+            input: input.clone(),
+            attempt: 0,
+            entered: [(machine.start_at.clone(), 1)].into_iter().collect(),
+            wake_micros: None,
+        };
+        let mut carrier: HashMap<String, String> = HashMap::new();
+        let context = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
+        let correlation_id = kit::rpc_telemetry::current_call()
+            .map(|c| c.correlation_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let row = execution::Model {
+            name: request.execution_name.clone(),
+            state_machine: machine_row.name.clone(),
+            version: machine_row.version,
+            status: status::RUNNING.to_string(),
+            input: input.to_string(),
+            output: String::new(),
+            error: String::new(),
+            cause: String::new(),
+            start_micros: now,
+            stop_micros: 0,
+            current_state: machine.start_at.clone(),
+            redrive_count: 0,
+            transitions: 1,
+            cursor: serde_json::to_string(&cursor).unwrap_or_default(),
+            traceparent: carrier.remove("traceparent").unwrap_or_default(),
+            correlation_id,
+        };
+        let event = |id: i64, kind: String, state: &str, details: Value| event::Model {
+            execution: request.execution_name.clone(),
+            id,
+            kind,
+            micros: now,
+            state_name: state.to_string(),
+            details: details.to_string(),
+            retry_attempt: 0,
+        };
+        let events = vec![
+            event(
+                1,
+                "ExecutionStarted".into(),
+                "",
+                json!({"input": input, "stateMachine": machine_row.name, "version": machine_row.version}),
+            ),
+            event(2, format!("{}StateEntered", start.kind.type_name()), &start.name, json!({"input": input})),
+        ];
+        let applied = self
+            .engine
+            .journal()
+            .write(Write {
+                insert: Some(row.clone()),
+                execution: row.name.clone(),
+                events,
+                update: None,
+            })
+            .await
+            .map_err(WorkflowError::Journal)?;
+        if applied == Applied::Yes {
+            tracing::info!(execution = %row.name, state_machine = %row.state_machine, version = row.version, "execution started");
+            self.engine.launch(row.clone(), false);
+            return Ok(row);
+        }
+        let existing = store
+            .execution_fresh(&request.execution_name)
+            .await?
+            .ok_or_else(|| WorkflowError::Journal("the execution vanished".into()))?;
+        let same_input = serde_json::from_str::<Value>(&existing.input).ok().as_ref() == Some(&input);
+        if existing.state_machine == machine_row.name && same_input {
+            return Ok(existing);
+        }
+        Err(WorkflowError::Exists(format!(
+            "execution {:?} already exists with {}; choose another name",
+            request.execution_name,
+            if existing.state_machine != machine_row.name {
+                format!("state machine {:?}", existing.state_machine)
+            } else {
+                "another input".to_string()
+            }
+        )))
+    }
+
+    async fn execution(&self, name: &str) -> Result<execution::Model, WorkflowError> {
+        let mut v = Violations::new();
+        check_name("execution_name", name, &mut v);
+        v.into_result(())?;
+        self.engine
+            .store()
+            .execution(name)
+            .await?
+            .ok_or_else(|| WorkflowError::NotFound {
+                kind: "execution",
+                name: name.to_string(),
+            })
+    }
+
+    async fn append(&self, name: &str, kind: &str, details: Value, update: Update) -> Result<Applied, WorkflowError> {
+        let id = self.engine.next_event_id(name).await.map_err(WorkflowError::Journal)?;
+        self.engine
+            .journal()
+            .write(Write {
+                insert: None,
+                execution: name.to_string(),
+                events: vec![event::Model {
+                    execution: name.to_string(),
+                    id,
+                    kind: kind.to_string(),
+                    micros: now_micros(),
+                    state_name: String::new(),
+                    details: details.to_string(),
+                    retry_attempt: 0,
+                }],
+                update: Some(update),
+            })
+            .await
+            .map_err(WorkflowError::Journal)
+    }
+}
+
+#[tonic::async_trait]
+impl WorkflowService for WorkflowApi {
+    async fn create_state_machine(
+        &self,
+        request: Request<pb::CreateStateMachineRequest>,
+    ) -> Result<Response<pb::CreateStateMachineResponse>, Status> {
+        let r = request.into_inner();
+        let row = self.publish(&r.name, &r.definition, &r.description, true).await?;
+        Ok(Response::new(pb::CreateStateMachineResponse {
+            state_machine: Some(machine_to_pb(row)),
+        }))
+    }
+
+    async fn update_state_machine(
+        &self,
+        request: Request<pb::UpdateStateMachineRequest>,
+    ) -> Result<Response<pb::UpdateStateMachineResponse>, Status> {
+        let r = request.into_inner();
+        let row = self.publish(&r.name, &r.definition, &r.description, false).await?;
+        Ok(Response::new(pb::UpdateStateMachineResponse {
+            state_machine: Some(machine_to_pb(row)),
+        }))
+    }
+
+    async fn get_state_machine(
+        &self,
+        request: Request<pb::GetStateMachineRequest>,
+    ) -> Result<Response<pb::GetStateMachineResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        check_name("name", &r.name, &mut v);
+        if r.version < 0 {
+            v.add("version", "must be 0 (the latest) or a version number");
+        }
+        v.into_result(()).map_err(WorkflowError::from)?;
+        let row = self
+            .engine
+            .store()
+            .machine(&r.name, r.version)
+            .await
+            .map_err(WorkflowError::from)?
+            .ok_or_else(|| WorkflowError::NotFound {
+                kind: "state machine",
+                name: if r.version > 0 { format!("{} version {}", r.name, r.version) } else { r.name.clone() },
+            })?;
+        Ok(Response::new(pb::GetStateMachineResponse {
+            state_machine: Some(machine_to_pb(row)),
+        }))
+    }
+
+    async fn list_state_machines(
+        &self,
+        request: Request<pb::ListStateMachinesRequest>,
+    ) -> Result<Response<pb::ListStateMachinesResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let page = PageRequest::parse(r.page_size, &r.page_token, "", &mut v);
+        v.into_result(()).map_err(WorkflowError::from)?;
+        let Some(page) = page else {
+            return Err(Status::internal("page request missing"));
+        };
+        let mut rows = self
+            .engine
+            .store()
+            .list_machines(page.after.as_deref(), u64::from(page.size))
+            .await
+            .map_err(WorkflowError::from)?;
+        let next = if rows.len() > page.size as usize {
+            rows.truncate(page.size as usize);
+            rows.last().map(|r| page.next_token(&r.name)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListStateMachinesResponse {
+            state_machines: rows.into_iter().map(machine_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn start_execution(
+        &self,
+        request: Request<pb::StartExecutionRequest>,
+    ) -> Result<Response<pb::StartExecutionResponse>, Status> {
+        let row = self.start(request.into_inner()).await?;
+        Ok(Response::new(pb::StartExecutionResponse {
+            execution: Some(execution_to_pb(row)),
+        }))
+    }
+
+    async fn describe_execution(
+        &self,
+        request: Request<pb::DescribeExecutionRequest>,
+    ) -> Result<Response<pb::DescribeExecutionResponse>, Status> {
+        let row = self.execution(&request.into_inner().execution_name).await?;
+        Ok(Response::new(pb::DescribeExecutionResponse {
+            execution: Some(execution_to_pb(row)),
+        }))
+    }
+
+    async fn list_executions(
+        &self,
+        request: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        if !r.state_machine_name.is_empty() {
+            check_name("state_machine_name", &r.state_machine_name, &mut v);
+        }
+        let status_filter = match pb::ExecutionStatus::try_from(r.status) {
+            Ok(pb::ExecutionStatus::Unspecified) => None,
+            Ok(pb::ExecutionStatus::Running) => Some(status::RUNNING),
+            Ok(pb::ExecutionStatus::Succeeded) => Some(status::SUCCEEDED),
+            Ok(pb::ExecutionStatus::Failed) => Some(status::FAILED),
+            Ok(pb::ExecutionStatus::TimedOut) => Some(status::TIMED_OUT),
+            Ok(pb::ExecutionStatus::Aborted) => Some(status::ABORTED),
+            Err(_) => {
+                v.add("status", format!("{} is not an ExecutionStatus", r.status));
+                None
+            }
+        };
+        let version = match r.state_machine_version {
+            0 => None,
+            n if n < 0 => {
+                v.add("state_machine_version", "must be 0 (any) or a version number");
+                None
+            }
+            _ if r.state_machine_name.is_empty() => {
+                v.add("state_machine_version", "needs state_machine_name: versions belong to a state machine");
+                None
+            }
+            n => Some(n),
+        };
+        let filter = format!("{}|{}|{}", r.state_machine_name, r.state_machine_version, r.status);
+        let page = PageRequest::parse(r.page_size, &r.page_token, &filter, &mut v);
+        v.into_result(()).map_err(WorkflowError::from)?;
+        let Some(page) = page else {
+            return Err(Status::internal("page request missing"));
+        };
+        let after = match &page.after {
+            None => None,
+            Some(key) => {
+                let parsed = key
+                    .split_once(':')
+                    .and_then(|(micros, name)| micros.parse::<i64>().ok().map(|m| (m, name.to_string())));
+                match parsed {
+                    Some(p) => Some(p),
+                    None => {
+                        let mut v = Violations::new();
+                        v.add("page_token", "is not a token this service issued: pass back next_page_token unchanged");
+                        return Err(WorkflowError::from(v).into());
+                    }
+                }
+            }
+        };
+        let machine = (!r.state_machine_name.is_empty()).then_some(r.state_machine_name.as_str());
+        let mut rows = self
+            .engine
+            .store()
+            .list_executions(machine, version, status_filter, after, u64::from(page.size) + 1)
+            .await
+            .map_err(WorkflowError::from)?;
+        let next = if rows.len() > page.size as usize {
+            rows.truncate(page.size as usize);
+            rows.last()
+                .map(|r| page.next_token(&format!("{}:{}", r.start_micros, r.name)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListExecutionsResponse {
+            executions: rows.into_iter().map(execution_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn get_execution_history(
+        &self,
+        request: Request<pb::GetExecutionHistoryRequest>,
+    ) -> Result<Response<pb::GetExecutionHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        check_name("execution_name", &r.execution_name, &mut v);
+        let size = match r.page_size {
+            0 => 100,
+            n if (1..=1000).contains(&n) => n.unsigned_abs(),
+            n => {
+                v.add("page_size", format!("must be between 0 and 1000 (0 means 100), got {n}"));
+                0
+            }
+        };
+        let page = PageRequest::parse(0, &r.page_token, &r.execution_name, &mut v);
+        v.into_result(()).map_err(WorkflowError::from)?;
+        let after = match page.as_ref().and_then(|p| p.after.clone()) {
+            None => 0,
+            Some(key) => key.parse::<i64>().unwrap_or(i64::MAX),
+        };
+        self.execution(&r.execution_name).await?;
+        let mut rows = self
+            .engine
+            .store()
+            .events(&r.execution_name, after, u64::from(size) + 1)
+            .await
+            .map_err(WorkflowError::from)?;
+        let next = match (&page, rows.len() > size as usize) {
+            (Some(page), true) => {
+                rows.truncate(size as usize);
+                rows.last().map(|e| page.next_token(&e.id.to_string())).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::GetExecutionHistoryResponse {
+            events: rows.into_iter().map(event_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn get_execution_graph(
+        &self,
+        request: Request<pb::GetExecutionGraphRequest>,
+    ) -> Result<Response<pb::GetExecutionGraphResponse>, Status> {
+        let row = self.execution(&request.into_inner().execution_name).await?;
+        let machine = self
+            .engine
+            .machine(&row.state_machine, row.version)
+            .await
+            .map_err(WorkflowError::Journal)?;
+        // Bounded: an execution's history for drawing, at most 100,000 events.
+        let events = self
+            .engine
+            .store()
+            .events(&row.name, 0, 100_000)
+            .await
+            .map_err(WorkflowError::from)?;
+        let ended_badly = matches!(row.status.as_str(), status::FAILED | status::TIMED_OUT | status::ABORTED);
+        let drawing = graph::build(&machine, &events, ended_badly);
+        let svg = drawing.svg().map_err(|e| Status::internal(format!("drawing failed: {e}")))?;
+        Ok(Response::new(pb::GetExecutionGraphResponse {
+            nodes: drawing
+                .nodes
+                .iter()
+                .map(|n| pb::GraphNode {
+                    name: n.name.clone(),
+                    r#type: n.kind.to_string(),
+                    progress: progress_to_pb(n.progress) as i32,
+                    retries: i32::try_from(n.retries).unwrap_or(i32::MAX),
+                    resource: n.resource.clone(),
+                })
+                .collect(),
+            edges: drawing
+                .edges
+                .iter()
+                .map(|e| pb::GraphEdge {
+                    from: e.from.clone(),
+                    to: e.to.clone(),
+                    label: e.label.to_string(),
+                    taken: e.taken,
+                })
+                .collect(),
+            mermaid: drawing.mermaid(),
+            dot: drawing.dot(),
+            svg,
+        }))
+    }
+
+    async fn stop_execution(
+        &self,
+        request: Request<pb::StopExecutionRequest>,
+    ) -> Result<Response<pb::StopExecutionResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        if r.error.chars().count() > 256 {
+            v.add("error", "must be at most 256 characters");
+        }
+        if r.cause.chars().count() > 32_768 {
+            v.add("cause", "must be at most 32768 characters");
+        }
+        v.into_result(()).map_err(WorkflowError::from)?;
+        let row = self.execution(&r.execution_name).await?;
+        if row.status == status::RUNNING {
+            self.engine.stop(&row.name);
+            let error = if r.error.is_empty() { "States.Aborted".to_string() } else { r.error };
+            self.append(
+                &row.name,
+                "ExecutionAborted",
+                json!({"Error": error, "Cause": r.cause}),
+                Update {
+                    status: Some(status::ABORTED),
+                    error: Some(error.clone()),
+                    cause: Some(r.cause.clone()),
+                    stop_micros: Some(now_micros()),
+                    ..Update::default()
+                },
+            )
+            .await?;
+            tracing::info!(execution = %row.name, "execution stopped");
+        }
+        let row = self
+            .engine
+            .store()
+            .execution_fresh(&row.name)
+            .await
+            .map_err(WorkflowError::from)?
+            .ok_or_else(|| Status::internal("the execution vanished"))?;
+        Ok(Response::new(pb::StopExecutionResponse {
+            execution: Some(execution_to_pb(row)),
+        }))
+    }
+
+    async fn redrive_execution(
+        &self,
+        request: Request<pb::RedriveExecutionRequest>,
+    ) -> Result<Response<pb::RedriveExecutionResponse>, Status> {
+        let row = self.execution(&request.into_inner().execution_name).await?;
+        if !matches!(row.status.as_str(), status::FAILED | status::TIMED_OUT | status::ABORTED) || self.engine.is_running(&row.name) {
+            return Err(WorkflowError::Precondition(format!(
+                "execution {:?} is {}; only a FAILED, TIMED_OUT or ABORTED execution can be redriven",
+                row.name, row.status
+            ))
+            .into());
+        }
+        let cursor: Cursor = serde_json::from_str(&row.cursor).unwrap_or_default();
+        let applied = self
+            .append(
+                &row.name,
+                "ExecutionRedriven",
+                json!({"state": cursor.state, "redriveCount": row.redrive_count + 1}),
+                Update {
+                    status: Some(status::RUNNING),
+                    redrive: true,
+                    ..Update::default()
+                },
+            )
+            .await?;
+        if applied == Applied::No {
+            return Err(WorkflowError::Precondition(format!("execution {:?} was redriven meanwhile", row.name)).into());
+        }
+        let fresh = self
+            .engine
+            .store()
+            .execution_fresh(&row.name)
+            .await
+            .map_err(WorkflowError::from)?
+            .ok_or_else(|| Status::internal("the execution vanished"))?;
+        tracing::info!(execution = %row.name, state = %cursor.state, "execution redriven");
+        self.engine.launch(fresh.clone(), false);
+        Ok(Response::new(pb::RedriveExecutionResponse {
+            execution: Some(execution_to_pb(fresh)),
+        }))
+    }
+}

@@ -1,0 +1,758 @@
+//! A definition in the Amazon States Language (JSONPath flavour), parsed into
+//! states and checked before it is stored: every Next names a state, every
+//! state is reachable, there is a way to end, every Task names a known unary
+//! gRPC method, every path parses, and Retry and Catch name known errors.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::choice::Rule;
+use crate::errors::{GRPC_ERRORS, STATES_ERRORS};
+use crate::path::{DataPath, Expr, Path, ResultPath, Template};
+
+/// Why a definition was refused: the state (if any) and the problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{problem}", state.as_ref().map(|s| format!("state {s:?}: ")).unwrap_or_default())]
+pub struct DefinitionError {
+    /// The state at fault, with its branch path when nested.
+    pub state: Option<String>,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+fn at(state: &str, problem: impl Into<String>) -> DefinitionError {
+    DefinitionError {
+        state: Some(state.to_string()),
+        problem: problem.into(),
+    }
+}
+
+fn top(problem: impl Into<String>) -> DefinitionError {
+    DefinitionError {
+        state: None,
+        problem: problem.into(),
+    }
+}
+
+/// Checks a Task's Resource: `Ok` with the method path `/pkg.Service/Method`
+/// when the mesh's contracts hold such a unary method.
+pub trait Methods {
+    /// The method path of a resource such as `grpc:pkg.Service/Method`.
+    fn resolve(&self, resource: &str) -> Result<String, String>;
+}
+
+/// A parsed, checked state machine (or a Parallel branch, or a Map's processor).
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// The first state.
+    pub start_at: String,
+    /// The states in definition order.
+    pub states: Vec<State>,
+    index: HashMap<String, usize>,
+    /// The whole execution's time limit (top level only).
+    pub timeout: Option<Duration>,
+}
+
+impl Machine {
+    /// A state by name.
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.index.get(name).and_then(|&i| self.states.get(i))
+    }
+}
+
+/// One state.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub kind: Kind,
+    /// InputPath.
+    pub input_path: DataPath,
+    /// OutputPath.
+    pub output_path: DataPath,
+    /// The next state, or `None` for the end.
+    pub next: Option<String>,
+}
+
+/// What a state does.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Calls a gRPC method.
+    Task(Box<Task>),
+    /// Passes its input (or Result) on.
+    Pass {
+        result: Option<Value>,
+        parameters: Option<Template>,
+        result_path: ResultPath,
+    },
+    /// Picks the next state by rules.
+    Choice {
+        choices: Vec<(Rule, String)>,
+        default: Option<String>,
+    },
+    /// Waits.
+    Wait(WaitFor),
+    /// Ends the execution successfully.
+    Succeed,
+    /// Ends the execution with an error.
+    Fail {
+        error: Option<Text>,
+        cause: Option<Text>,
+    },
+    /// Runs branches at once.
+    Parallel(Box<Parallel>),
+    /// Runs a processor over each item of an array.
+    Map(Box<MapState>),
+}
+
+impl Kind {
+    /// The States Language name of the type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Task(_) => "Task",
+            Kind::Pass { .. } => "Pass",
+            Kind::Choice { .. } => "Choice",
+            Kind::Wait(_) => "Wait",
+            Kind::Succeed => "Succeed",
+            Kind::Fail { .. } => "Fail",
+            Kind::Parallel(_) => "Parallel",
+            Kind::Map(_) => "Map",
+        }
+    }
+
+    /// The Catch rules of a state that has them.
+    pub fn catchers(&self) -> &[Catcher] {
+        match self {
+            Kind::Task(t) => &t.handlers.catch,
+            Kind::Parallel(p) => &p.handlers.catch,
+            Kind::Map(m) => &m.handlers.catch,
+            _ => &[],
+        }
+    }
+
+    /// The Retry rules of a state that has them.
+    pub fn retriers(&self) -> &[Retrier] {
+        match self {
+            Kind::Task(t) => &t.handlers.retry,
+            Kind::Parallel(p) => &p.handlers.retry,
+            Kind::Map(m) => &m.handlers.retry,
+            _ => &[],
+        }
+    }
+}
+
+/// Retry and Catch, and what a state does with its result.
+#[derive(Debug, Clone, Default)]
+pub struct Handlers {
+    /// ResultSelector.
+    pub result_selector: Option<Template>,
+    /// ResultPath.
+    pub result_path: ResultPath,
+    /// Retry rules, in order.
+    pub retry: Vec<Retrier>,
+    /// Catch rules, in order.
+    pub catch: Vec<Catcher>,
+}
+
+/// A Task state.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The Resource as written.
+    pub resource: String,
+    /// The gRPC method path, `/pkg.Service/Method`.
+    pub method: String,
+    /// Parameters.
+    pub parameters: Option<Template>,
+    /// TimeoutSeconds.
+    pub timeout: Duration,
+    /// Retry, Catch, ResultSelector, ResultPath.
+    pub handlers: Handlers,
+}
+
+/// The default TimeoutSeconds of a Task: Step Functions' is a year; the mesh's
+/// calls are short, so a minute.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A Fail state's Error or Cause: written out, or computed (ErrorPath, CausePath).
+#[derive(Debug, Clone)]
+pub enum Text {
+    /// Error or Cause.
+    Literal(String),
+    /// ErrorPath or CausePath.
+    Computed(Expr),
+}
+
+/// How a Wait state waits.
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    /// Seconds.
+    Seconds(f64),
+    /// SecondsPath.
+    SecondsPath(Path),
+    /// Timestamp (RFC 3339).
+    Timestamp(String),
+    /// TimestampPath.
+    TimestampPath(Path),
+}
+
+/// A Parallel state.
+#[derive(Debug, Clone)]
+pub struct Parallel {
+    /// The branches.
+    pub branches: Vec<Machine>,
+    /// Parameters.
+    pub parameters: Option<Template>,
+    /// Retry, Catch, ResultSelector, ResultPath.
+    pub handlers: Handlers,
+}
+
+/// An inline Map state.
+#[derive(Debug, Clone)]
+pub struct MapState {
+    /// ItemsPath.
+    pub items_path: DataPath,
+    /// ItemSelector (or the older Parameters).
+    pub item_selector: Option<Template>,
+    /// ItemProcessor (or the older Iterator).
+    pub processor: Machine,
+    /// MaxConcurrency; 0 means no limit.
+    pub max_concurrency: usize,
+    /// Retry, Catch, ResultSelector, ResultPath.
+    pub handlers: Handlers,
+}
+
+/// One Retry rule.
+#[derive(Debug, Clone)]
+pub struct Retrier {
+    /// ErrorEquals.
+    pub errors: Vec<String>,
+    /// IntervalSeconds (fractions allowed here; Step Functions takes whole seconds).
+    pub interval: f64,
+    /// MaxAttempts.
+    pub max_attempts: u32,
+    /// BackoffRate.
+    pub backoff_rate: f64,
+    /// MaxDelaySeconds.
+    pub max_delay: Option<f64>,
+    /// JitterStrategy FULL.
+    pub full_jitter: bool,
+}
+
+impl Retrier {
+    /// The delay before retry number `attempt` (1 for the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let mut seconds = self.interval * self.backoff_rate.powi(exponent);
+        if let Some(max) = self.max_delay {
+            seconds = seconds.min(max);
+        }
+        seconds = seconds.min(86_400.0);
+        if self.full_jitter {
+            seconds *= rand::random::<f64>();
+        }
+        Duration::from_secs_f64(seconds.max(0.0))
+    }
+}
+
+/// One Catch rule.
+#[derive(Debug, Clone)]
+pub struct Catcher {
+    /// ErrorEquals.
+    pub errors: Vec<String>,
+    /// Where to go.
+    pub next: String,
+    /// Where the error output goes in the state's input.
+    pub result_path: ResultPath,
+}
+
+/// Parses and checks a definition.
+pub fn parse(definition: &str, methods: &dyn Methods) -> Result<Machine, DefinitionError> {
+    let value: Value = serde_json::from_str(definition).map_err(|e| top(format!("the definition is not JSON: {e}")))?;
+    let Value::Object(map) = &value else {
+        return Err(top("the definition must be a JSON object with StartAt and States"));
+    };
+    let mut raised = BTreeSet::new();
+    collect_raised(map, &mut raised);
+    let parser = ParseContext { methods, raised };
+    let machine = parser.machine(map, "")?;
+    Ok(machine)
+}
+
+/// Error names raised by Fail states anywhere in the definition.
+fn collect_raised(map: &Map<String, Value>, out: &mut BTreeSet<String>) {
+    let Some(Value::Object(states)) = map.get("States") else {
+        return;
+    };
+    for state in states.values() {
+        let Value::Object(state) = state else { continue };
+        if state.get("Type").and_then(Value::as_str) == Some("Fail")
+            && let Some(Value::String(error)) = state.get("Error")
+        {
+            out.insert(error.clone());
+        }
+        for key in ["Branches"] {
+            if let Some(Value::Array(branches)) = state.get(key) {
+                for branch in branches.iter().filter_map(Value::as_object) {
+                    collect_raised(branch, out);
+                }
+            }
+        }
+        for key in ["ItemProcessor", "Iterator"] {
+            if let Some(Value::Object(processor)) = state.get(key) {
+                collect_raised(processor, out);
+            }
+        }
+    }
+}
+
+struct ParseContext<'a> {
+    methods: &'a dyn Methods,
+    raised: BTreeSet<String>,
+}
+
+const COMMON_FIELDS: &[&str] = &["Type", "Comment", "InputPath", "OutputPath", "Next", "End"];
+
+impl ParseContext<'_> {
+    fn machine(&self, map: &Map<String, Value>, prefix: &str) -> Result<Machine, DefinitionError> {
+        let where_ = if prefix.is_empty() { String::new() } else { format!(" of {prefix}") };
+        let start_at = match map.get("StartAt") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(top(format!("StartAt{where_} must name the first state"))),
+        };
+        let Some(Value::Object(raw_states)) = map.get("States") else {
+            return Err(top(format!("States{where_} must be an object of states by name")));
+        };
+        if raw_states.is_empty() {
+            return Err(top(format!("States{where_} is empty")));
+        }
+        for key in map.keys() {
+            if !["StartAt", "States", "Comment", "TimeoutSeconds", "Version", "ProcessorConfig", "QueryLanguage"]
+                .contains(&key.as_str())
+            {
+                return Err(top(format!("{key:?}{where_} is not a field of a state machine")));
+            }
+        }
+        let timeout = match map.get("TimeoutSeconds") {
+            None => None,
+            Some(v) => Some(positive_seconds(v).map_err(|e| top(format!("TimeoutSeconds {e}")))?),
+        };
+        let mut states = Vec::with_capacity(raw_states.len());
+        let mut index = HashMap::new();
+        for (name, raw) in raw_states {
+            let full = format!("{prefix}{name}");
+            if name.is_empty() || name.chars().count() > 80 {
+                return Err(at(&full, "a state name must be 1 to 80 characters"));
+            }
+            let Value::Object(fields) = raw else {
+                return Err(at(&full, "must be an object with a Type"));
+            };
+            index.insert(name.clone(), states.len());
+            states.push(self.state(name, &full, fields, prefix)?);
+        }
+        let machine = Machine {
+            start_at,
+            states,
+            index,
+            timeout,
+        };
+        check_graph(&machine, prefix)?;
+        Ok(machine)
+    }
+
+    fn state(&self, name: &str, full: &str, f: &Map<String, Value>, prefix: &str) -> Result<State, DefinitionError> {
+        let type_name = f.get("Type").and_then(Value::as_str).unwrap_or_default();
+        let allowed: &[&str] = match type_name {
+            "Task" => &["Resource", "Parameters", "ResultSelector", "ResultPath", "TimeoutSeconds", "Retry", "Catch"],
+            "Pass" => &["Result", "ResultPath", "Parameters"],
+            "Choice" => &["Choices", "Default"],
+            "Wait" => &["Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
+            "Succeed" => &[],
+            "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
+            "Parallel" => &["Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"],
+            "Map" => &[
+                "ItemsPath", "ItemSelector", "Parameters", "ItemProcessor", "Iterator", "MaxConcurrency",
+                "ResultSelector", "ResultPath", "Retry", "Catch",
+            ],
+            "" => return Err(at(full, "has no Type")),
+            other => {
+                return Err(at(
+                    full,
+                    format!("Type {other:?} is not a state type; use Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map"),
+                ));
+            }
+        };
+        for key in f.keys() {
+            if !COMMON_FIELDS.contains(&key.as_str()) && !allowed.contains(&key.as_str()) {
+                return Err(at(full, format!("{key:?} is not a field of a {type_name} state")));
+            }
+        }
+        let e = |problem: String| at(full, problem);
+        let terminal_type = matches!(type_name, "Succeed" | "Fail" | "Choice");
+        let next = match (f.get("Next"), f.get("End")) {
+            _ if terminal_type => {
+                if f.contains_key("Next") || f.contains_key("End") {
+                    return Err(e(format!("a {type_name} state takes neither Next nor End")));
+                }
+                None
+            }
+            (Some(Value::String(next)), None) => Some(next.clone()),
+            (None, Some(Value::Bool(true))) => None,
+            (Some(_), Some(_)) => return Err(e("has both Next and End; keep one".into())),
+            _ => return Err(e("needs Next (a state name) or \"End\": true".into())),
+        };
+        let input_path = DataPath::parse(f.get("InputPath")).map_err(|p| e(format!("InputPath {p}")))?;
+        let output_path = DataPath::parse(f.get("OutputPath")).map_err(|p| e(format!("OutputPath {p}")))?;
+        if matches!(type_name, "Fail") && (f.contains_key("InputPath") || f.contains_key("OutputPath")) {
+            return Err(e("a Fail state takes no InputPath or OutputPath".into()));
+        }
+        let template = |key: &str| -> Result<Option<Template>, DefinitionError> {
+            f.get(key)
+                .map(|v| Template::parse(v).map_err(|p| e(format!("{key}: {p}"))))
+                .transpose()
+        };
+        let kind = match type_name {
+            "Task" => {
+                let resource = f.get("Resource").and_then(Value::as_str).ok_or_else(|| {
+                    e("needs Resource naming a gRPC method, e.g. \"grpc:ferrymesh.payments.v1.PaymentsService/Charge\"".into())
+                })?;
+                let method = self.methods.resolve(resource).map_err(e)?;
+                let timeout = match f.get("TimeoutSeconds") {
+                    None => DEFAULT_TASK_TIMEOUT,
+                    Some(v) => positive_seconds(v).map_err(|p| e(format!("TimeoutSeconds {p}")))?,
+                };
+                Kind::Task(Box::new(Task {
+                    resource: resource.to_string(),
+                    method,
+                    parameters: template("Parameters")?,
+                    timeout,
+                    handlers: self.handlers(f, full)?,
+                }))
+            }
+            "Pass" => Kind::Pass {
+                result: f.get("Result").cloned(),
+                parameters: template("Parameters")?,
+                result_path: ResultPath::parse(f.get("ResultPath")).map_err(|p| e(format!("ResultPath {p}")))?,
+            },
+            "Choice" => {
+                let Some(Value::Array(raw)) = f.get("Choices") else {
+                    return Err(e("needs Choices, a non-empty array of rules".into()));
+                };
+                if raw.is_empty() {
+                    return Err(e("Choices is empty".into()));
+                }
+                let mut choices = Vec::with_capacity(raw.len());
+                for (i, rule) in raw.iter().enumerate() {
+                    let next = rule
+                        .get("Next")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| e(format!("Choices[{i}] needs Next")))?;
+                    let parsed = Rule::parse(rule, true).map_err(|p| e(format!("Choices[{i}]: {p}")))?;
+                    choices.push((parsed, next.to_string()));
+                }
+                let default = match f.get("Default") {
+                    None => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(_) => return Err(e("Default must name a state".into())),
+                };
+                Kind::Choice { choices, default }
+            }
+            "Wait" => {
+                let set: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
+                    .into_iter()
+                    .filter(|k| f.contains_key(*k))
+                    .collect();
+                if set.len() != 1 {
+                    return Err(e("needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath".into()));
+                }
+                let path = |key: &str| -> Result<Path, DefinitionError> {
+                    match f.get(key) {
+                        Some(Value::String(s)) => Path::parse(s).map_err(|p| e(format!("{key}: {p}"))),
+                        _ => Err(e(format!("{key} must be a path string"))),
+                    }
+                };
+                Kind::Wait(match set[0] {
+                    "Seconds" => WaitFor::Seconds(
+                        f.get("Seconds")
+                            .and_then(Value::as_f64)
+                            .filter(|s| (0.0..=31_536_000.0).contains(s))
+                            .ok_or_else(|| e("Seconds must be a number from 0 to 31536000".into()))?,
+                    ),
+                    "SecondsPath" => WaitFor::SecondsPath(path("SecondsPath")?),
+                    "Timestamp" => WaitFor::Timestamp(
+                        f.get("Timestamp")
+                            .and_then(Value::as_str)
+                            .filter(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok())
+                            .ok_or_else(|| e("Timestamp must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".into()))?
+                            .to_string(),
+                    ),
+                    _ => WaitFor::TimestampPath(path("TimestampPath")?),
+                })
+            }
+            "Succeed" => Kind::Succeed,
+            "Fail" => {
+                let text_or_path = |plain: &str, by_path: &str| -> Result<Option<Text>, DefinitionError> {
+                    match (f.get(plain), f.get(by_path)) {
+                        (Some(_), Some(_)) => Err(e(format!("takes {plain} or {by_path}, not both"))),
+                        (Some(Value::String(s)), None) => Ok(Some(Text::Literal(s.clone()))),
+                        (Some(_), None) => Err(e(format!("{plain} must be a string"))),
+                        (None, Some(Value::String(s))) => Expr::parse(s)
+                            .map(|x| Some(Text::Computed(x)))
+                            .map_err(|p| e(format!("{by_path}: {p}"))),
+                        (None, Some(_)) => Err(e(format!("{by_path} must be a path or an intrinsic function"))),
+                        (None, None) => Ok(None),
+                    }
+                };
+                Kind::Fail {
+                    error: text_or_path("Error", "ErrorPath")?,
+                    cause: text_or_path("Cause", "CausePath")?,
+                }
+            }
+            "Parallel" => {
+                let Some(Value::Array(raw)) = f.get("Branches") else {
+                    return Err(e("needs Branches, a non-empty array of state machines".into()));
+                };
+                if raw.is_empty() {
+                    return Err(e("Branches is empty".into()));
+                }
+                let mut branches = Vec::with_capacity(raw.len());
+                for (i, branch) in raw.iter().enumerate() {
+                    let Value::Object(map) = branch else {
+                        return Err(e(format!("Branches[{i}] must be an object with StartAt and States")));
+                    };
+                    branches.push(self.machine(map, &format!("{prefix}{name}/{i}/"))?);
+                }
+                Kind::Parallel(Box::new(Parallel {
+                    branches,
+                    parameters: template("Parameters")?,
+                    handlers: self.handlers(f, full)?,
+                }))
+            }
+            _ => {
+                let raw = match (f.get("ItemProcessor"), f.get("Iterator")) {
+                    (Some(Value::Object(p)), None) | (None, Some(Value::Object(p))) => p,
+                    _ => return Err(e("needs ItemProcessor, an object with StartAt and States".into())),
+                };
+                if let Some(Value::Object(config)) = raw.get("ProcessorConfig")
+                    && config.get("Mode").and_then(Value::as_str).is_some_and(|m| m != "INLINE")
+                {
+                    return Err(e("only the INLINE processing mode is supported".into()));
+                }
+                let items_path = DataPath::parse(f.get("ItemsPath")).map_err(|p| e(format!("ItemsPath {p}")))?;
+                let item_selector = match (template("ItemSelector")?, template("Parameters")?) {
+                    (Some(_), Some(_)) => return Err(e("takes ItemSelector or Parameters, not both".into())),
+                    (a, b) => a.or(b),
+                };
+                let max_concurrency = match f.get("MaxConcurrency") {
+                    None => 0,
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|n| *n <= 1000)
+                        .ok_or_else(|| e("MaxConcurrency must be a whole number from 0 (no limit) to 1000".into()))?,
+                };
+                Kind::Map(Box::new(MapState {
+                    items_path,
+                    item_selector,
+                    processor: self.machine(raw, &format!("{prefix}{name}/"))?,
+                    max_concurrency,
+                    handlers: self.handlers(f, full)?,
+                }))
+            }
+        };
+        Ok(State {
+            name: name.to_string(),
+            kind,
+            input_path,
+            output_path,
+            next,
+        })
+    }
+
+    fn handlers(&self, f: &Map<String, Value>, full: &str) -> Result<Handlers, DefinitionError> {
+        let e = |problem: String| at(full, problem);
+        let result_selector = f
+            .get("ResultSelector")
+            .map(|v| Template::parse(v).map_err(|p| e(format!("ResultSelector: {p}"))))
+            .transpose()?;
+        let result_path = ResultPath::parse(f.get("ResultPath")).map_err(|p| e(format!("ResultPath {p}")))?;
+        let mut retry = Vec::new();
+        if let Some(raw) = f.get("Retry") {
+            let Value::Array(rules) = raw else {
+                return Err(e("Retry must be an array of rules".into()));
+            };
+            for (i, rule) in rules.iter().enumerate() {
+                let errors = self.error_names(rule, &format!("Retry[{i}]"), full)?;
+                let number = |key: &str, default: f64| -> Result<f64, DefinitionError> {
+                    match rule.get(key) {
+                        None => Ok(default),
+                        Some(v) => v
+                            .as_f64()
+                            .filter(|n| n.is_finite() && *n >= 0.0)
+                            .ok_or_else(|| e(format!("Retry[{i}].{key} must be a number of at least 0"))),
+                    }
+                };
+                let max_attempts = number("MaxAttempts", 3.0)?;
+                if max_attempts.fract() != 0.0 || max_attempts > 99_999_999.0 {
+                    return Err(e(format!("Retry[{i}].MaxAttempts must be a whole number up to 99999999")));
+                }
+                let backoff_rate = number("BackoffRate", 2.0)?;
+                if backoff_rate < 1.0 {
+                    return Err(e(format!("Retry[{i}].BackoffRate must be at least 1.0")));
+                }
+                let interval = number("IntervalSeconds", 1.0)?;
+                if interval <= 0.0 {
+                    return Err(e(format!("Retry[{i}].IntervalSeconds must be more than 0")));
+                }
+                let max_delay = rule.get("MaxDelaySeconds").map(|_| number("MaxDelaySeconds", 0.0)).transpose()?;
+                let full_jitter = match rule.get("JitterStrategy").and_then(Value::as_str) {
+                    None | Some("NONE") => false,
+                    Some("FULL") => true,
+                    Some(other) => return Err(e(format!("Retry[{i}].JitterStrategy {other:?} must be FULL or NONE"))),
+                };
+                for key in rule.as_object().into_iter().flat_map(|m| m.keys()) {
+                    if !["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"]
+                        .contains(&key.as_str())
+                    {
+                        return Err(e(format!("Retry[{i}]: {key:?} is not a field of a retrier")));
+                    }
+                }
+                retry.push(Retrier {
+                    errors,
+                    interval,
+                    // Checked whole and in range above.
+                    max_attempts: max_attempts as u32,
+                    backoff_rate,
+                    max_delay,
+                    full_jitter,
+                });
+            }
+        }
+        let mut catch = Vec::new();
+        if let Some(raw) = f.get("Catch") {
+            let Value::Array(rules) = raw else {
+                return Err(e("Catch must be an array of rules".into()));
+            };
+            for (i, rule) in rules.iter().enumerate() {
+                let errors = self.error_names(rule, &format!("Catch[{i}]"), full)?;
+                let next = rule
+                    .get("Next")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| e(format!("Catch[{i}] needs Next")))?;
+                let result_path =
+                    ResultPath::parse(rule.get("ResultPath")).map_err(|p| e(format!("Catch[{i}].ResultPath {p}")))?;
+                catch.push(Catcher {
+                    errors,
+                    next: next.to_string(),
+                    result_path,
+                });
+            }
+        }
+        Ok(Handlers {
+            result_selector,
+            result_path,
+            retry,
+            catch,
+        })
+    }
+
+    fn error_names(&self, rule: &Value, what: &str, full: &str) -> Result<Vec<String>, DefinitionError> {
+        let e = |problem: String| at(full, problem);
+        let Some(Value::Array(names)) = rule.get("ErrorEquals") else {
+            return Err(e(format!("{what} needs ErrorEquals, a non-empty array of error names")));
+        };
+        if names.is_empty() {
+            return Err(e(format!("{what}.ErrorEquals is empty")));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(name) = name.as_str() else {
+                return Err(e(format!("{what}.ErrorEquals holds {name}, not an error name")));
+            };
+            let known = GRPC_ERRORS.contains(&name) || STATES_ERRORS.contains(&name) || self.raised.contains(name);
+            if !known {
+                return Err(e(format!(
+                    "{what}.ErrorEquals names {name:?}, an unknown error; use a gRPC status name such as UNAVAILABLE, a States.* name, or an Error a Fail state raises"
+                )));
+            }
+            if name == "States.Runtime" {
+                return Err(e(format!("{what}: States.Runtime cannot be retried or caught")));
+            }
+            if name == "States.ALL" && names.len() > 1 {
+                return Err(e(format!("{what}: States.ALL must appear alone in ErrorEquals")));
+            }
+            out.push(name.to_string());
+        }
+        Ok(out)
+    }
+}
+
+fn positive_seconds(v: &Value) -> Result<Duration, String> {
+    v.as_f64()
+        .filter(|s| *s > 0.0 && *s <= 31_536_000.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "must be a number of seconds from more than 0 to 31536000".to_string())
+}
+
+/// Checks the transitions of one machine: targets exist, every state is
+/// reachable from StartAt, and some path ends.
+fn check_graph(machine: &Machine, prefix: &str) -> Result<(), DefinitionError> {
+    if machine.state(&machine.start_at).is_none() {
+        return Err(top(format!(
+            "StartAt {:?}{} is not a state",
+            machine.start_at,
+            if prefix.is_empty() { String::new() } else { format!(" of {}", prefix.trim_end_matches('/')) }
+        )));
+    }
+    let mut terminal = false;
+    for state in &machine.states {
+        let full = format!("{prefix}{}", state.name);
+        for (label, target) in transitions(state) {
+            if machine.state(target).is_none() {
+                return Err(at(&full, format!("{label} {target:?} is not a state in this machine")));
+            }
+        }
+        terminal |= state.next.is_none() && !matches!(state.kind, Kind::Choice { .. });
+    }
+    if !terminal {
+        return Err(top(format!(
+            "no state ends the {}: add \"End\": true, a Succeed or a Fail state",
+            if prefix.is_empty() { "execution".to_string() } else { format!("branch {}", prefix.trim_end_matches('/')) }
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from([machine.start_at.as_str()]);
+    while let Some(name) = queue.pop_front() {
+        if !seen.insert(name) {
+            continue;
+        }
+        if let Some(state) = machine.state(name) {
+            queue.extend(transitions(state).into_iter().map(|(_, t)| t));
+        }
+    }
+    if let Some(lost) = machine.states.iter().find(|s| !seen.contains(s.name.as_str())) {
+        return Err(at(
+            &format!("{prefix}{}", lost.name),
+            format!("is unreachable: no Next, Choice, Default or Catch leads to it from {:?}", machine.start_at),
+        ));
+    }
+    Ok(())
+}
+
+/// Every transition out of a state: (why, target).
+pub fn transitions(state: &State) -> Vec<(&'static str, &str)> {
+    let mut out = Vec::new();
+    if let Some(next) = &state.next {
+        out.push(("Next", next.as_str()));
+    }
+    if let Kind::Choice { choices, default } = &state.kind {
+        out.extend(choices.iter().map(|(_, next)| ("Choice Next", next.as_str())));
+        if let Some(default) = default {
+            out.push(("Default", default.as_str()));
+        }
+    }
+    out.extend(state.kind.catchers().iter().map(|c| ("Catch Next", c.next.as_str())));
+    out
+}

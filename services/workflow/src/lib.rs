@@ -1,0 +1,128 @@
+//! The workflow service: durable state machines in the Amazon States
+//! Language whose Tasks call the mesh's gRPC methods by name, with versioned
+//! definitions, execution history, redrive, drawn graphs, and the built-in
+//! place-order saga.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod asl;
+pub mod choice;
+pub mod engine;
+pub mod errors;
+pub mod graph;
+pub mod intrinsic;
+pub mod invoke;
+pub mod migrations;
+pub mod path;
+pub mod saga;
+pub mod store;
+
+use std::sync::Arc;
+
+/// Generated code of the contracts this service serves.
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+
+    /// The encoded descriptor set of every contract of the mesh.
+    pub const EVERY_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/ferrymesh_every_descriptor.bin"));
+}
+
+use pb::ferrymesh::workflow::v1::workflow_service_server::WorkflowServiceServer;
+
+/// The workflow default port.
+pub const DEFAULT_PORT: u16 = 50056;
+
+/// The workflow flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "workflow",
+    about = "ferrymesh workflow service: durable state machines in the Amazon States Language"
+)]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+    /// Where a contract package is served, as PACKAGE=URL, e.g.
+    /// ferrymesh.payments.v1=http://127.0.0.1:50053; repeat for each package
+    /// a Task may call.
+    #[arg(long = "endpoint", value_name = "PACKAGE=URL", value_parser = parse_endpoint)]
+    pub endpoints: Vec<(String, String)>,
+    /// Do not register the built-in place-order saga.
+    #[arg(long)]
+    pub no_saga: bool,
+}
+
+fn parse_endpoint(text: &str) -> Result<(String, String), String> {
+    let (package, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("endpoint `{text}` must be PACKAGE=URL, e.g. ferrymesh.payments.v1=http://127.0.0.1:50053"))?;
+    if package.is_empty() || !package.contains('.') {
+        return Err(format!("endpoint `{text}` names no package before `=`"));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("endpoint `{text}`: the URL must start with http:// or https://"));
+    }
+    Ok((package.to_string(), url.to_string()))
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "workflow";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// Opens (and migrates) the workflow database and builds the service.
+pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
+    let url = config.server.database_url("workflow");
+    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    let pool = invoke::every_contract()?;
+    let invoker = Arc::new(invoke::GrpcInvoker::new(pool, &config.endpoints)?);
+    service_with(db, invoker, &config).await
+}
+
+/// The service over an open, migrated database and a task invoker: publishes
+/// the saga (unless told not to) and resumes every RUNNING execution.
+pub async fn service_with(
+    db: kit_store::Db,
+    invoker: Arc<dyn engine::Invoker>,
+    config: &Config,
+) -> Result<kit::Service, kit::BoxError> {
+    let methods = Arc::new(invoke::ContractMethods::new(invoke::every_contract()?));
+    let parse_methods = methods.clone();
+    let store = store::Store::new(db.clone());
+    let journal = store::Journal::start(db);
+    let engine = engine::Engine::new(
+        store,
+        journal,
+        invoker,
+        Box::new(move |text| asl::parse(text, parse_methods.as_ref()).map_err(|e| e.to_string())),
+    );
+    let api = api::WorkflowApi::new(engine.clone(), methods);
+    if !config.no_saga {
+        // A new saga definition becomes a new version; running executions keep theirs.
+        let row = match api.publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, false).await {
+            Err(api::WorkflowError::NotFound { .. }) => {
+                api.publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, true).await?
+            }
+            other => other?,
+        };
+        tracing::info!(state_machine = saga::NAME, version = row.version, "saga ready");
+    }
+    let resumed = engine.resume_all().await?;
+    if resumed > 0 {
+        tracing::info!(executions = resumed, "resumed running executions");
+    }
+    let max = config.server.max_message_bytes;
+    Ok(kit::Service::new("workflow")
+        .serving(
+            WorkflowServiceServer::new(api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .reflect(pb::FILE_DESCRIPTOR_SET))
+}

@@ -1,0 +1,133 @@
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub(super) struct Migration;
+
+#[derive(DeriveIden)]
+enum StateMachines {
+    Table,
+    Name,
+    Version,
+    Definition,
+    Description,
+    CreateMicros,
+}
+
+#[derive(DeriveIden)]
+enum Executions {
+    Table,
+    Name,
+    StateMachine,
+    Version,
+    Status,
+    Input,
+    Output,
+    Error,
+    Cause,
+    StartMicros,
+    StopMicros,
+    CurrentState,
+    RedriveCount,
+    Transitions,
+    Cursor,
+    Traceparent,
+    CorrelationId,
+}
+
+#[derive(DeriveIden)]
+enum HistoryEvents {
+    Table,
+    Execution,
+    Id,
+    Kind,
+    Micros,
+    StateName,
+    Details,
+    RetryAttempt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(StateMachines::Table)
+                    .col(ColumnDef::new(StateMachines::Name).string_len(80).not_null())
+                    .col(ColumnDef::new(StateMachines::Version).integer().not_null())
+                    .col(ColumnDef::new(StateMachines::Definition).text().not_null())
+                    .col(ColumnDef::new(StateMachines::Description).text().not_null())
+                    .col(ColumnDef::new(StateMachines::CreateMicros).big_integer().not_null())
+                    .primary_key(Index::create().col(StateMachines::Name).col(StateMachines::Version))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Executions::Table)
+                    .col(ColumnDef::new(Executions::Name).string_len(80).not_null().primary_key())
+                    .col(ColumnDef::new(Executions::StateMachine).string_len(80).not_null())
+                    .col(ColumnDef::new(Executions::Version).integer().not_null())
+                    .col(ColumnDef::new(Executions::Status).string_len(16).not_null())
+                    .col(ColumnDef::new(Executions::Input).text().not_null())
+                    .col(ColumnDef::new(Executions::Output).text().not_null())
+                    .col(ColumnDef::new(Executions::Error).text().not_null())
+                    .col(ColumnDef::new(Executions::Cause).text().not_null())
+                    .col(ColumnDef::new(Executions::StartMicros).big_integer().not_null())
+                    .col(ColumnDef::new(Executions::StopMicros).big_integer().not_null())
+                    .col(ColumnDef::new(Executions::CurrentState).text().not_null())
+                    .col(ColumnDef::new(Executions::RedriveCount).integer().not_null())
+                    .col(ColumnDef::new(Executions::Transitions).big_integer().not_null())
+                    .col(ColumnDef::new(Executions::Cursor).text().not_null())
+                    .col(ColumnDef::new(Executions::Traceparent).text().not_null())
+                    .col(ColumnDef::new(Executions::CorrelationId).text().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("executions_by_machine")
+                    .table(Executions::Table)
+                    .col(Executions::StateMachine)
+                    .col(Executions::StartMicros)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("executions_by_status")
+                    .table(Executions::Table)
+                    .col(Executions::Status)
+                    .col(Executions::StartMicros)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("executions_by_start")
+                    .table(Executions::Table)
+                    .col(Executions::StartMicros)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(HistoryEvents::Table)
+                    .col(ColumnDef::new(HistoryEvents::Execution).string_len(80).not_null())
+                    .col(ColumnDef::new(HistoryEvents::Id).big_integer().not_null())
+                    .col(ColumnDef::new(HistoryEvents::Kind).string_len(48).not_null())
+                    .col(ColumnDef::new(HistoryEvents::Micros).big_integer().not_null())
+                    .col(ColumnDef::new(HistoryEvents::StateName).text().not_null())
+                    .col(ColumnDef::new(HistoryEvents::Details).text().not_null())
+                    .col(ColumnDef::new(HistoryEvents::RetryAttempt).integer().not_null())
+                    .primary_key(Index::create().col(HistoryEvents::Execution).col(HistoryEvents::Id))
+                    .to_owned(),
+            )
+            .await
+    }
+}
