@@ -5,8 +5,8 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    CardBehaviour, Charge, Payment, PaymentStatus, PaymentsError, Refund, RefundRequest, behaviour_of,
-    check_order_id, positive_amount,
+    CardBehaviour, CardSource, Charge, ChargeRequest, ChargedCard, Payment, PaymentStatus, PaymentsError, Refund,
+    RefundRequest, check_order_id, positive_amount,
 };
 use crate::pb::ferrymesh::payments::v1 as pb;
 use crate::store::Store;
@@ -29,13 +29,23 @@ impl pb::payments_service_server::PaymentsService for PaymentsApi {
         &self,
         request: Request<pb::ChargeRequest>,
     ) -> Result<Response<pb::ChargeResponse>, Status> {
-        let charge = Charge::try_from(request.into_inner())?;
+        let request = ChargeRequest::try_from(request.into_inner())?;
+        let card = match request.source {
+            CardSource::Card(card) => card,
+            CardSource::Token(token) => self.store.card_of(&token).await?,
+        };
+        let charge = Charge {
+            payment_id: request.payment_id,
+            order_id: request.order_id,
+            amount: request.amount,
+            card,
+        };
         // The test cards behave as the README says, before anything is stored.
-        match behaviour_of(&charge.card.number) {
+        match charge.card.behaviour {
             CardBehaviour::Declined(reason) => {
                 return Err(PaymentsError::Declined {
                     reason,
-                    last4: charge.card.last4().to_string(),
+                    last4: charge.card.last4.clone(),
                 }
                 .into());
             }
@@ -63,6 +73,25 @@ impl pb::payments_service_server::PaymentsService for PaymentsApi {
         }))
     }
 
+    async fn tokenize_card(
+        &self,
+        request: Request<pb::TokenizeCardRequest>,
+    ) -> Result<Response<pb::TokenizeCardResponse>, Status> {
+        let mut v = Violations::new();
+        let card = Card::parse("card", request.get_ref().card.as_ref(), current_year_month(), &mut v);
+        let card = match card {
+            Some(card) if v.is_empty() => ChargedCard::from(&card),
+            _ => return Err(PaymentsError::from(v).into()),
+        };
+        let (card_token, expire_micros) = self.store.tokenize(&card).await?;
+        Ok(Response::new(pb::TokenizeCardResponse {
+            card_token,
+            card_brand: card.brand,
+            card_last4: card.last4,
+            expire_time: Some(timestamp(expire_micros)),
+        }))
+    }
+
     async fn get_payment(
         &self,
         request: Request<pb::GetPaymentRequest>,
@@ -77,7 +106,7 @@ impl pb::payments_service_server::PaymentsService for PaymentsApi {
     }
 }
 
-impl TryFrom<pb::ChargeRequest> for Charge {
+impl TryFrom<pb::ChargeRequest> for ChargeRequest {
     type Error = PaymentsError;
 
     fn try_from(request: pb::ChargeRequest) -> Result<Self, PaymentsError> {
@@ -85,13 +114,29 @@ impl TryFrom<pb::ChargeRequest> for Charge {
         let payment_id = check_request_id("payment_id", &request.payment_id, &mut v);
         let order_id = check_order_id(&request.order_id, &mut v);
         let amount = positive_amount("amount", request.amount.as_ref(), &mut v);
-        let card = Card::parse("card", request.card.as_ref(), current_year_month(), &mut v);
-        match (payment_id, order_id, amount, card) {
-            (Some(payment_id), Some(order_id), Some(amount), Some(card)) if v.is_empty() => Ok(Charge {
+        let source = match (&request.card, request.card_token.as_str()) {
+            (Some(_), token) if !token.is_empty() => {
+                v.add("card_token", "set either card or card_token, not both");
+                None
+            }
+            (None, token) if !token.is_empty() => {
+                let well_formed = token.len() == 36 && token.starts_with("tok_") && token[4..].bytes().all(|b| b.is_ascii_hexdigit());
+                if well_formed {
+                    Some(CardSource::Token(token.to_string()))
+                } else {
+                    v.add("card_token", format!("must be a token from TokenizeCard, \"tok_\" and 32 hex digits; got {}", kit_values::quoted(token)));
+                    None
+                }
+            }
+            (card, _) => Card::parse("card", card.as_ref(), current_year_month(), &mut v)
+                .map(|card| CardSource::Card(ChargedCard::from(&card))),
+        };
+        match (payment_id, order_id, amount, source) {
+            (Some(payment_id), Some(order_id), Some(amount), Some(source)) if v.is_empty() => Ok(ChargeRequest {
                 payment_id,
                 order_id,
                 amount,
-                card,
+                source,
             }),
             _ => Err(v.into()),
         }
@@ -135,6 +180,9 @@ impl From<PaymentsError> for Status {
             PaymentsError::Invalid(violations) => e::invalid_argument(violations),
             PaymentsError::Declined { reason, last4 } => {
                 e::failed_precondition(reason, "payments.ferrymesh", &[("card_last4", last4)], message)
+            }
+            PaymentsError::TokenExpired(_) => {
+                e::failed_precondition("CARD_TOKEN_EXPIRED", "payments.ferrymesh", &[], message)
             }
             PaymentsError::Transient(_) => e::unavailable(message, Duration::from_millis(200)),
             PaymentsError::NotFound(id) => e::not_found("payment", &id),

@@ -26,7 +26,72 @@ pub fn behaviour_of(number: &str) -> CardBehaviour {
     }
 }
 
-/// A validated Charge request.
+/// What is known of the card a charge goes to: never its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargedCard {
+    /// "visa", "mastercard", ...
+    pub brand: String,
+    /// The last four digits.
+    pub last4: String,
+    /// How the test network treats it.
+    pub behaviour: CardBehaviour,
+}
+
+impl From<&Card> for ChargedCard {
+    fn from(card: &Card) -> Self {
+        ChargedCard {
+            brand: card.brand.to_string(),
+            last4: card.last4().to_string(),
+            behaviour: behaviour_of(&card.number),
+        }
+    }
+}
+
+impl CardBehaviour {
+    /// As stored with a card token.
+    pub fn as_stored(&self) -> String {
+        match self {
+            CardBehaviour::Succeeds => "succeeds".into(),
+            CardBehaviour::Declined(reason) => format!("declined:{reason}"),
+            CardBehaviour::FailsOnce => "fails_once".into(),
+        }
+    }
+
+    /// From [`CardBehaviour::as_stored`]; `None` for text it never wrote.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        match text {
+            "succeeds" => Some(CardBehaviour::Succeeds),
+            "fails_once" => Some(CardBehaviour::FailsOnce),
+            "declined:CARD_DECLINED" => Some(CardBehaviour::Declined("CARD_DECLINED")),
+            "declined:INSUFFICIENT_FUNDS" => Some(CardBehaviour::Declined("INSUFFICIENT_FUNDS")),
+            _ => None,
+        }
+    }
+}
+
+/// The card a Charge names: given whole, or by a token from TokenizeCard.
+#[derive(Debug, Clone)]
+pub enum CardSource {
+    /// The card itself; its number is dropped with the request.
+    Card(ChargedCard),
+    /// A token to look up.
+    Token(String),
+}
+
+/// A validated Charge request whose card may still be a token.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest {
+    /// The caller's idempotency id.
+    pub payment_id: String,
+    /// The order paid for.
+    pub order_id: String,
+    /// How much; more than zero.
+    pub amount: Amount,
+    /// The card or its token.
+    pub source: CardSource,
+}
+
+/// A validated Charge with its card known.
 #[derive(Debug, Clone)]
 pub struct Charge {
     /// The caller's idempotency id.
@@ -35,9 +100,12 @@ pub struct Charge {
     pub order_id: String,
     /// How much; more than zero.
     pub amount: Amount,
-    /// The card; its number is dropped with the request.
-    pub card: Card,
+    /// The card's brand, last four digits and behaviour.
+    pub card: ChargedCard,
 }
+
+/// How long a card token is accepted.
+pub const TOKEN_LIFETIME_MICROS: i64 = 24 * 3600 * 1_000_000;
 
 impl Charge {
     /// What a repeated call must match to count as the same charge.
@@ -48,7 +116,7 @@ impl Charge {
             self.order_id,
             self.amount.exact(),
             self.card.brand,
-            self.card.last4()
+            self.card.last4
         )
     }
 }
@@ -186,6 +254,9 @@ pub enum PaymentsError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(#[from] Violations),
+    /// The card token is unknown or past its lifetime.
+    #[error("card token `{0}` is unknown or expired; tokenize the card again with TokenizeCard")]
+    TokenExpired(String),
     /// The card was declined.
     #[error("the card ending {last4} was declined ({reason})")]
     Declined {

@@ -7,7 +7,9 @@ use kit_store::{Claim, Db, IdempotencyError};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::domain::{Charge, Payment, PaymentsError, Refund, RefundRequest};
+use crate::domain::{
+    CardBehaviour, Charge, ChargedCard, Payment, PaymentsError, Refund, RefundRequest, TOKEN_LIFETIME_MICROS,
+};
 use kit_values::Amount;
 
 /// The `payments` table.
@@ -78,6 +80,30 @@ pub(crate) mod charge_attempt {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The `card_tokens` table: what a token stands for, never the number.
+#[allow(unreachable_pub)]
+pub mod card_token {
+    use sea_orm::entity::prelude::*;
+
+    /// A token.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "card_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token: String,
+        pub card_brand: String,
+        pub card_last4: String,
+        /// How the test network treats the card (see `CardBehaviour::as_stored`).
+        pub behaviour: String,
+        pub expire_micros: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Reads and records payments.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -106,6 +132,36 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Stores a new token for a card; returns it with its expiry.
+    pub async fn tokenize(&self, card: &ChargedCard) -> Result<(String, i64), PaymentsError> {
+        let token = format!("tok_{}", uuid::Uuid::new_v4().simple());
+        let expire_micros = kit_values::now_micros().saturating_add(TOKEN_LIFETIME_MICROS);
+        card_token::Entity::insert(card_token::ActiveModel {
+            token: Set(token.clone()),
+            card_brand: Set(card.brand.clone()),
+            card_last4: Set(card.last4.clone()),
+            behaviour: Set(card.behaviour.as_stored()),
+            expire_micros: Set(expire_micros),
+        })
+        .exec_without_returning(self.db.write())
+        .await?;
+        Ok((token, expire_micros))
+    }
+
+    /// The card a live token stands for.
+    pub async fn card_of(&self, token: &str) -> Result<ChargedCard, PaymentsError> {
+        let row = card_token::Entity::find_by_id(token.to_string())
+            .one(self.db.read())
+            .await?
+            .filter(|r| r.expire_micros > kit_values::now_micros())
+            .ok_or_else(|| PaymentsError::TokenExpired(token.to_string()))?;
+        Ok(ChargedCard {
+            brand: row.card_brand,
+            last4: row.card_last4,
+            behaviour: CardBehaviour::from_stored(&row.behaviour).ok_or_else(|| PaymentsError::TokenExpired(token.to_string()))?,
+        })
+    }
+
     /// Charges once per payment id; a repeat with the same details answers the first result.
     pub async fn charge(&self, charge: &Charge) -> Result<Payment, PaymentsError> {
         let claim: Claim<Payment> = kit_store::claim(
@@ -128,8 +184,8 @@ impl Store {
             currency: Set(charge.amount.currency().to_string()),
             amount_nanos: Set(charge.amount.nanos()),
             refunded_nanos: Set(0),
-            card_brand: Set(charge.card.brand.to_string()),
-            card_last4: Set(charge.card.last4().to_string()),
+            card_brand: Set(charge.card.brand.clone()),
+            card_last4: Set(charge.card.last4.clone()),
             fingerprint: Set(charge.fingerprint()),
             create_micros: Set(now),
         })
@@ -140,8 +196,8 @@ impl Store {
             order_id: charge.order_id.clone(),
             refunded: Amount::zero(charge.amount.currency()),
             amount: charge.amount.clone(),
-            card_brand: charge.card.brand.to_string(),
-            card_last4: charge.card.last4().to_string(),
+            card_brand: charge.card.brand.clone(),
+            card_last4: charge.card.last4.clone(),
             refunds: Vec::new(),
             create_micros: now,
         };

@@ -17,4 +17,5 @@ kit_testing::on_sqlite_and_postgres!(
     sixteen_identical_calls_for_exactly_what_is_left_are_one,
     a_retry_for_another_fraction_of_a_cent_is_another_charge,
     bad_input_names_the_field,
+    a_card_token_charges_like_the_card_and_keeps_no_number,
 );

@@ -66,5 +66,6 @@ pub(crate) fn charge_request(payment_id: &str, amount: Money, number: &str) -> C
         order_id: format!("order-of-{payment_id}"),
         amount: Some(amount),
         card: Some(card(number)),
+        card_token: String::new(),
     }
 }
