@@ -2,7 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::{NewShipment, ParcelItem, Shipment, ShipmentStatus, ShippingError, parse_items, quote};
+use crate::domain::{
+    NewShipment, ParcelItem, Shipment, ShipmentStatus, ShippingError, check_served, parse_items, quote,
+};
 use crate::pb::ferrymesh::shipping::v1 as pb;
 use crate::store::Store;
 use kit_values::Violations;
@@ -44,6 +46,7 @@ impl pb::shipping_service_server::ShippingService for ShippingApi {
         let Some(address) = address.filter(|_| v.is_empty()) else {
             return Err(ShippingError::from(v).into());
         };
+        check_served(&address)?;
         let quote = quote(&address, &items);
         Ok(Response::new(pb::GetQuoteResponse {
             cost: Some(quote.cost.to_pb()),
@@ -63,6 +66,7 @@ impl pb::shipping_service_server::ShippingService for ShippingApi {
             r.address.as_ref(),
             &item_parts(&r.items),
         )?;
+        check_served(&new.address)?;
         let shipment = self.store.create(&new).await?;
         Ok(Response::new(pb::CreateShipmentResponse {
             shipment: Some(to_pb(shipment)),
@@ -128,6 +132,12 @@ impl From<ShippingError> for Status {
         use kit::error as e;
         match error {
             ShippingError::Invalid(violations) => e::invalid_argument(violations),
+            ShippingError::Unserved(ref country) => e::failed_precondition(
+                "UNSERVED_DESTINATION",
+                "shipping.ferrymesh",
+                &[("country_code", country.clone())],
+                error.to_string(),
+            ),
             ShippingError::NotFound(id) => e::not_found("shipment", &id),
             ShippingError::Conflict(ref id) => e::already_exists("shipment", id, error.to_string()),
             ShippingError::Store(_) | ShippingError::Idempotency(_) | ShippingError::Corrupt(_) => {

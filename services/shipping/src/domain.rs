@@ -114,6 +114,18 @@ pub struct Quote {
     pub estimated_days: i32,
 }
 
+/// Countries no carrier delivers to (Antarctica), so a shipment can fail
+/// for a business reason, as a test card can decline.
+pub const UNSERVED_COUNTRIES: &[&str] = &["AQ"];
+
+/// Refuses a destination no carrier serves.
+pub fn check_served(address: &PostalAddress) -> Result<(), ShippingError> {
+    if UNSERVED_COUNTRIES.contains(&address.country_code.as_str()) {
+        return Err(ShippingError::Unserved(address.country_code.clone()));
+    }
+    Ok(())
+}
+
 /// Prices a parcel: the zone's base price plus its rate per started kilogram.
 pub fn quote(address: &PostalAddress, items: &[ParcelItem]) -> Quote {
     let zone = Zone::of(&address.country_code);
@@ -238,6 +250,9 @@ pub enum ShippingError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(#[from] Violations),
+    /// No carrier delivers to the country.
+    #[error("no carrier delivers to {0}; ship to another address")]
+    Unserved(String),
     /// No shipment has the id.
     #[error("shipment `{0}` does not exist")]
     NotFound(String),

@@ -9,6 +9,7 @@ mod support;
 kit_testing::on_sqlite_and_postgres!(
     crate::support::Shipping::start;
     quotes_follow_weight_and_zone,
+    no_carrier_serves_antarctica,
     a_repeated_shipment_has_the_effect_of_one,
     a_cancelled_shipment_stays_cancelled,
     sixteen_identical_creates_and_cancels_are_one,

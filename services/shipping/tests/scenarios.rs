@@ -34,6 +34,24 @@ pub(crate) async fn quotes_follow_weight_and_zone(shipping: &Shipping) {
     assert_eq!(quote("JP", vec![item("mug", 1, 300)]).await.zone, "international");
 }
 
+pub(crate) async fn no_carrier_serves_antarctica(shipping: &Shipping) {
+    use tonic_types::StatusExt;
+    let status = shipping.create(create_request("ship-aq", "AQ")).await.unwrap_err();
+    assert_status(&status, Code::FailedPrecondition, "no carrier delivers to AQ");
+    assert_eq!(status.get_details_error_info().unwrap().reason, "UNSERVED_DESTINATION");
+    let status = shipping
+        .client()
+        .get_quote(GetQuoteRequest {
+            address: Some(address("AQ")),
+            items: vec![item("mug", 1, 300)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    // Nothing was booked: the id stays free.
+    shipping.create(create_request("ship-aq", "US")).await.unwrap();
+}
+
 pub(crate) async fn a_repeated_shipment_has_the_effect_of_one(shipping: &Shipping) {
     let first = shipping.create(create_request("ship-1", "GB")).await.unwrap();
     assert_eq!(first.status, ShipmentStatus::Created as i32);
