@@ -6,33 +6,141 @@ use std::collections::BTreeMap;
 use futures_util::future::join_all;
 use tokio::sync::{broadcast, mpsc};
 
+use std::time::Duration;
+
+use serde_json::json;
+
 use crate::domain::{LineStatus, Order, OrderQuery, OrderStatus, OrdersError, PlaceOrder, PricedLine};
 use crate::pb::ferrymesh::catalog::v1::GetProductRequest;
 use crate::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
+use crate::pb::ferrymesh::payments::v1::TokenizeCardRequest;
+use crate::pb::ferrymesh::payments::v1::payments_service_client::PaymentsServiceClient;
+use crate::pb::ferrymesh::workflow::v1::workflow_service_client::WorkflowServiceClient;
+use crate::pb::ferrymesh::workflow::v1::{DescribeExecutionRequest, ExecutionStatus, StartExecutionRequest};
 use crate::store::Store;
 use kit::client::Upstream;
 use kit_values::Violations;
 use kit_values::{Amount, NANOS_PER_UNIT, now_micros};
+
+/// The state machine that fulfils an order.
+pub const SAGA: &str = "place-order";
+
+/// The services orders calls.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    /// Prices.
+    pub catalog: Upstream,
+    /// Card tokens.
+    pub payments: Upstream,
+    /// The saga.
+    pub workflow: Upstream,
+}
 
 /// The orders use cases.
 #[derive(Debug)]
 pub struct Core {
     store: Store,
     catalog: CatalogServiceClient<Upstream>,
-    /// Ids of orders whose status changed, for WatchOrder. In-process: a
-    /// change made by another replica reaches its own watchers only.
+    payments: PaymentsServiceClient<Upstream>,
+    workflow: WorkflowServiceClient<Upstream>,
+    /// Ids of orders whose status changed here, for this replica's watchers
+    /// (a watcher also reads the store, for changes made by other replicas).
     changes: broadcast::Sender<String>,
 }
 
+/// How often a watcher reads the store for changes other replicas made.
+const WATCH_POLL: Duration = Duration::from_millis(250);
+
 impl Core {
-    /// The core over a store and a catalog channel.
-    pub fn new(store: Store, catalog: Upstream) -> Self {
+    /// The core over a store and the services it calls.
+    pub fn new(store: Store, upstreams: Upstreams) -> Self {
         let (changes, _) = broadcast::channel(1024);
         Core {
             store,
-            catalog: CatalogServiceClient::new(catalog),
+            catalog: CatalogServiceClient::new(upstreams.catalog),
+            payments: PaymentsServiceClient::new(upstreams.payments),
+            workflow: WorkflowServiceClient::new(upstreams.workflow),
             changes,
         }
+    }
+
+    /// The saga's input for an order: everything it needs, the card only as a token.
+    fn saga_input(order: &Order) -> Result<String, OrdersError> {
+        let totals = order.totals()?;
+        let [total] = totals.as_slice() else {
+            return Err(OrdersError::MixedCurrencies(format!("{totals:?}")));
+        };
+        let money = total.to_pb();
+        let input = json!({
+            "order_id": order.order_id,
+            "customer_email": order.customer_email,
+            "items": order.lines.iter().map(|l| json!({"sku": l.product_id, "quantity": l.quantity})).collect::<Vec<_>>(),
+            "shipment_items": order.lines.iter().map(|l| json!({
+                "sku": l.product_id, "quantity": l.quantity, "unit_weight_grams": l.unit_weight_grams
+            })).collect::<Vec<_>>(),
+            "amount": {"currency_code": money.currency_code, "units": money.units.to_string(), "nanos": money.nanos},
+            "card_token": order.card_token,
+            "address": order.address,
+        });
+        Ok(input.to_string())
+    }
+
+    /// Starts the order's saga (idempotent by the execution name) and notes it.
+    pub async fn start_saga(&self, order: &Order) -> Result<(), OrdersError> {
+        let input = Self::saga_input(order)?;
+        let mut workflow = self.workflow.clone();
+        let started = workflow
+            .start_execution(StartExecutionRequest {
+                state_machine_name: SAGA.into(),
+                execution_name: order.execution_name.clone(),
+                input,
+                state_machine_version: 0,
+            })
+            .await;
+        match started {
+            Ok(_) => {
+                self.store.mark_saga_started(&order.order_id).await?;
+                Ok(())
+            }
+            Err(status) => Err(OrdersError::WorkflowUnavailable(format!("{:?}: {}", status.code(), status.message()))),
+        }
+    }
+
+    /// Starts the sagas of accepted orders whose start did not go through
+    /// (workflow was down or slow); runs until the process ends.
+    pub async fn start_pending_sagas(&self) {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            tokio::time::sleep(delay).await;
+            let waiting = match self.store.sagas_not_started(now_micros() - 1_000_000, 200).await {
+                Ok(waiting) => waiting,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read orders waiting for their saga");
+                    continue;
+                }
+            };
+            let mut failed = false;
+            for order in &waiting {
+                if let Err(e) = self.start_saga(order).await {
+                    tracing::warn!(order_id = %order.order_id, error = %e, "saga not started yet; will retry");
+                    failed = true;
+                    break;
+                }
+                tracing::info!(order_id = %order.order_id, "saga started late");
+            }
+            // Back off while workflow is away; come back quickly once it answers.
+            delay = if failed { (delay * 2).min(Duration::from_secs(5)) } else { Duration::from_millis(500) };
+        }
+    }
+
+    /// Marks a PENDING order CONFIRMED or FAILED, as the saga reports.
+    pub async fn settle(&self, order_id: &str, to: OrderStatus, reason: &str) -> Result<Order, OrdersError> {
+        let (order, changed) = self.store.settle(order_id, to, reason).await?;
+        if changed {
+            tracing::info!(order_id, status = to.as_str(), reason, "order settled");
+            let _ = self.changes.send(order.order_id.clone());
+        }
+        Ok(order)
     }
 
     /// Places an order priced from the catalog; with a key, at most once.
@@ -44,9 +152,31 @@ impl Core {
             return Ok(placed);
         }
         let lines = self.price(&request).await?;
+        // Only payments keeps the card; orders and the saga carry a token.
+        let token = self
+            .payments
+            .clone()
+            .tokenize_card(TokenizeCardRequest {
+                card: Some(request.card_message.0.clone()),
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::InvalidArgument => {
+                    let mut v = Violations::new();
+                    v.add("card", status.message().to_string());
+                    OrdersError::Invalid(v)
+                }
+                _ => OrdersError::PaymentsUnavailable(format!("{:?}: {}", status.code(), status.message())),
+            })?
+            .into_inner();
         let now = now_micros();
+        let order_id = format!("ord-{}", uuid::Uuid::new_v4().simple());
         let order = Order {
-            order_id: format!("ord-{}", uuid::Uuid::new_v4().simple()),
+            execution_name: order_id.clone(),
+            order_id,
+            card_token: token.card_token,
+            saga_started: false,
+            progress: String::new(),
             idempotency_key: request.idempotency_key.clone(),
             customer_email: request.customer_email,
             lines,
@@ -58,12 +188,20 @@ impl Core {
             create_micros: now,
             update_micros: now,
         };
-        // Refuse what cannot be totalled before it is stored.
-        order.totals()?;
+        // Refuse what cannot be totalled or charged before it is stored.
+        Self::saga_input(&order)?;
         // A concurrent call with the same key may win the claim; then this
         // answers the order it placed.
-        let placed = self.store.place(order, &fingerprint).await?;
+        let mut placed = self.store.place(order, &fingerprint).await?;
         tracing::info!(order_id = %placed.order_id, "order placed");
+        if !placed.saga_started && placed.status == OrderStatus::Pending {
+            // Accepted either way: if workflow is away, the order waits
+            // PENDING and the background starter tries again.
+            match self.start_saga(&placed).await {
+                Ok(()) => placed.saga_started = true,
+                Err(e) => tracing::warn!(order_id = %placed.order_id, error = %e, "saga not started yet; will retry"),
+            }
+        }
         Ok(placed)
     }
 
@@ -95,6 +233,7 @@ impl Core {
                         quantity: line.quantity,
                         unit_price: Amount::from_nanos(price.currency_code, nanos),
                         status: LineStatus::Pending,
+                        unit_weight_grams: product.weight_grams,
                     });
                 }
                 Ok(None) => unavailable = Some("the catalog answered without a product".to_string()),
@@ -114,9 +253,24 @@ impl Core {
         }
     }
 
-    /// An order by id.
+    /// An order by id; while PENDING, with the saga's current step.
     pub async fn get(&self, order_id: &str) -> Result<Order, OrdersError> {
-        self.store.get(order_id).await
+        let mut order = self.store.get(order_id).await?;
+        if order.status == OrderStatus::Pending && order.saga_started {
+            let mut workflow = self.workflow.clone();
+            let mut request = tonic::Request::new(DescribeExecutionRequest {
+                execution_name: order.execution_name.clone(),
+            });
+            // Progress is a courtesy: a slow workflow must not slow the read.
+            request.set_timeout(Duration::from_millis(300));
+            if let Ok(response) = workflow.describe_execution(request).await
+                && let Some(execution) = response.into_inner().execution
+                && execution.status == ExecutionStatus::Running as i32
+            {
+                order.progress = execution.current_state;
+            }
+        }
+        Ok(order)
     }
 
     /// A page of orders and the cursor of the next.
@@ -155,13 +309,15 @@ impl Core {
                 let change = tokio::select! {
                     // The watcher hung up: stop waiting for a change it will never read.
                     () = tx.closed() => return,
-                    change = changes.recv() => change,
+                    change = changes.recv() => Some(change),
+                    // Another replica may have changed it: the store is the truth.
+                    () = tokio::time::sleep(WATCH_POLL) => None,
                 };
                 match change {
-                    Ok(id) if id != order_id => continue,
+                    Some(Ok(id)) if id != order_id => continue,
                     // Lagged behind: re-read rather than trust what was missed.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    None | Some(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+                    Some(Err(broadcast::error::RecvError::Closed)) => return,
                 }
                 let order = match store.get(&order_id).await {
                     Ok(order) => order,

@@ -151,6 +151,18 @@ pub struct PlaceOrder {
     pub shipping: ShippingOption,
     /// What to charge; only its brand and last four digits outlive the request.
     pub card: Card,
+    /// The card as received, for payments to tokenize; never stored.
+    pub card_message: CardMessage,
+}
+
+/// A `PaymentCard` message whose Debug never shows the number or CVC.
+#[derive(Clone)]
+pub struct CardMessage(pub kit_values::pb::ferrymesh::common::v1::PaymentCard);
+
+impl std::fmt::Debug for CardMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentCard(redacted)")
+    }
 }
 
 /// The parts of a PlaceOrder request, as either version receives them.
@@ -221,6 +233,7 @@ impl PlaceOrder {
                 address,
                 shipping: parts.shipping,
                 card,
+                card_message: CardMessage(parts.card.cloned().unwrap_or_default()),
             }),
             _ => Err(v.into()),
         }
@@ -280,6 +293,9 @@ pub struct PricedLine {
     pub unit_price: Amount,
     /// Where the line stands.
     pub status: LineStatus,
+    /// The catalog weight of one unit, for the shipment.
+    #[serde(default)]
+    pub unit_weight_grams: i32,
 }
 
 impl PricedLine {
@@ -314,6 +330,18 @@ pub struct Order {
     pub create_micros: i64,
     /// Last changed.
     pub update_micros: i64,
+    /// The card token from payments the saga charges (never the card).
+    #[serde(default)]
+    pub card_token: String,
+    /// The saga's execution name (the order id), once orders has one.
+    #[serde(default)]
+    pub execution_name: String,
+    /// Whether the workflow service accepted the saga's execution.
+    #[serde(default)]
+    pub saga_started: bool,
+    /// While PENDING, the saga's current step (read from workflow, not stored).
+    #[serde(default)]
+    pub progress: String,
 }
 
 impl Order {
@@ -379,6 +407,25 @@ pub enum OrdersError {
     /// The catalog could not price the order now.
     #[error("the catalog could not be reached to price the order ({0}); retry the same request")]
     CatalogUnavailable(String),
+    /// payments could not tokenize the card.
+    #[error("payments could not be reached to tokenize the card ({0}); retry the same request")]
+    PaymentsUnavailable(String),
+    /// workflow did not take the saga (yet).
+    #[error("the workflow service did not start the saga ({0})")]
+    WorkflowUnavailable(String),
+    /// The order's totals are in more than one currency.
+    #[error("the order totals {0}; one charge takes one currency, so order items priced in one currency")]
+    MixedCurrencies(String),
+    /// The saga reported an outcome for an order that is no longer PENDING.
+    #[error("order `{id}` is {} and cannot become {to}", .status.as_str())]
+    NotPending {
+        /// The order.
+        id: String,
+        /// Where it stands.
+        status: OrderStatus,
+        /// What the saga wanted.
+        to: &'static str,
+    },
     /// The database failed.
     #[error("orders store: {0}")]
     Store(#[from] sea_orm::DbErr),

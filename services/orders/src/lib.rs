@@ -18,6 +18,7 @@ pub mod pb {
 }
 
 use pb::ferrymesh::orders::v1::orders_service_server::OrdersServiceServer as V1Server;
+use pb::ferrymesh::orders::v2::order_fulfillment_service_server::OrderFulfillmentServiceServer as FulfillmentServer;
 use pb::ferrymesh::orders::v2::orders_service_server::OrdersServiceServer as V2Server;
 
 /// The orders default port.
@@ -39,6 +40,15 @@ pub struct Config {
     /// Longest wait for one catalog call.
     #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
     pub catalog_timeout: Duration,
+    /// Where payments listens (card tokens).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50053")]
+    pub payments_url: String,
+    /// Where workflow listens (the place-order saga).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50056")]
+    pub workflow_url: String,
+    /// Longest wait for one payments or workflow call.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
+    pub call_timeout: Duration,
 }
 
 impl kit::ServiceConfig for Config {
@@ -54,17 +64,24 @@ impl kit::ServiceConfig for Config {
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("orders");
     let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
-    let catalog = kit::client::Upstream::new(&config.catalog_url, config.catalog_timeout)?;
-    service_with(db, catalog, &config.server).await
+    let upstreams = core::Upstreams {
+        catalog: kit::client::Upstream::new(&config.catalog_url, config.catalog_timeout)?,
+        payments: kit::client::Upstream::new(&config.payments_url, config.call_timeout)?,
+        workflow: kit::client::Upstream::new(&config.workflow_url, config.call_timeout)?,
+    };
+    service_with(db, upstreams, &config.server).await
 }
 
-/// The service over an open, migrated database and a catalog channel.
+/// The service over an open, migrated database and the services it calls;
+/// starts the background starter of sagas that could not start at once.
 pub async fn service_with(
     db: kit_store::Db,
-    catalog: kit::client::Upstream,
+    upstreams: core::Upstreams,
     args: &kit::ServerArgs,
 ) -> Result<kit::Service, kit::BoxError> {
-    let core = Arc::new(core::Core::new(store::Store::new(db), catalog));
+    let core = Arc::new(core::Core::new(store::Store::new(db), upstreams));
+    let starter = core.clone();
+    tokio::spawn(async move { starter.start_pending_sagas().await });
     let max = args.max_message_bytes;
     Ok(kit::Service::new("orders")
         .serving(
@@ -73,7 +90,12 @@ pub async fn service_with(
                 .max_encoding_message_size(max),
         )
         .serving(
-            V2Server::new(api::v2::OrdersV2::new(core))
+            V2Server::new(api::v2::OrdersV2::new(core.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serving(
+            FulfillmentServer::new(api::v2::Fulfillment::new(core))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )

@@ -38,6 +38,9 @@ pub mod order {
         pub status_reason: String,
         pub create_micros: i64,
         pub update_micros: i64,
+        pub card_token: String,
+        pub execution_name: String,
+        pub saga_started: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -65,6 +68,7 @@ pub mod order_item {
         pub currency: String,
         pub unit_price_nanos: i64,
         pub status: String,
+        pub unit_weight_grams: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -175,6 +179,66 @@ impl Store {
         Ok((load_all(self.db.read(), rows).await?, next))
     }
 
+    /// Notes that workflow accepted the order's saga.
+    pub async fn mark_saga_started(&self, order_id: &str) -> Result<(), OrdersError> {
+        order::Entity::update_many()
+            .col_expr(order::Column::SagaStarted, Expr::value(true))
+            .filter(order::Column::OrderId.eq(order_id))
+            .exec(self.db.write())
+            .await?;
+        Ok(())
+    }
+
+    /// PENDING orders placed before `before_micros` whose saga has not started, oldest first.
+    pub async fn sagas_not_started(&self, before_micros: i64, limit: u64) -> Result<Vec<Order>, OrdersError> {
+        let rows = order::Entity::find()
+            .filter(order::Column::SagaStarted.eq(false))
+            .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+            .filter(order::Column::ExecutionName.ne(""))
+            .filter(order::Column::CreateMicros.lt(before_micros))
+            .order_by_asc(order::Column::CreateMicros)
+            .limit(limit)
+            .all(self.db.read())
+            .await?;
+        load_all(self.db.read(), rows).await
+    }
+
+    /// PENDING becomes CONFIRMED (lines confirmed) or FAILED (lines
+    /// cancelled); settling again the same way changes nothing.
+    pub async fn settle(&self, order_id: &str, to: OrderStatus, reason: &str) -> Result<(Order, bool), OrdersError> {
+        let line_status = match to {
+            OrderStatus::Confirmed => LineStatus::Confirmed,
+            _ => LineStatus::Cancelled,
+        };
+        let txn = self.db.begin().await?;
+        let moved = order::Entity::update_many()
+            .col_expr(order::Column::Status, Expr::value(to.as_str()))
+            .col_expr(order::Column::StatusReason, Expr::value(reason))
+            .col_expr(order::Column::UpdateMicros, Expr::value(kit_values::now_micros()))
+            .filter(order::Column::OrderId.eq(order_id))
+            .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected == 1 {
+            order_item::Entity::update_many()
+                .col_expr(order_item::Column::Status, Expr::value(line_status.as_str()))
+                .filter(order_item::Column::OrderId.eq(order_id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        let order = self.get(order_id).await?;
+        if order.status == to {
+            Ok((order, moved.rows_affected == 1))
+        } else {
+            Err(OrdersError::NotPending {
+                id: order_id.to_string(),
+                status: order.status,
+                to: to.as_str(),
+            })
+        }
+    }
+
     /// PENDING becomes CANCELLED; cancelling again changes nothing.
     pub async fn cancel(&self, order_id: &str, reason: &str) -> Result<(Order, bool), OrdersError> {
         let txn = self.db.begin().await?;
@@ -233,6 +297,9 @@ async fn insert(txn: &DatabaseTransaction, order: &Order, fingerprint: &str) -> 
         status_reason: Set(order.status_reason.clone()),
         create_micros: Set(order.create_micros),
         update_micros: Set(order.update_micros),
+        card_token: Set(order.card_token.clone()),
+        execution_name: Set(order.execution_name.clone()),
+        saga_started: Set(order.saga_started),
     };
     order::Entity::insert(row).exec(txn).await?;
     order_item::Entity::insert_many(order.lines.iter().enumerate().map(|(i, line)| {
@@ -245,6 +312,7 @@ async fn insert(txn: &DatabaseTransaction, order: &Order, fingerprint: &str) -> 
             currency: Set(line.unit_price.currency().to_string()),
             unit_price_nanos: Set(line.unit_price.nanos()),
             status: Set(line.status.as_str().to_string()),
+            unit_weight_grams: Set(line.unit_weight_grams),
         }
     }))
     .exec(txn)
@@ -277,6 +345,7 @@ async fn load_all(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Result<
                 quantity: item.quantity,
                 unit_price: Amount::from_nanos(item.currency, item.unit_price_nanos),
                 status,
+                unit_weight_grams: item.unit_weight_grams,
             });
         }
     }
@@ -297,6 +366,10 @@ async fn load_all(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Result<
                 status_reason: row.status_reason,
                 create_micros: row.create_micros,
                 update_micros: row.update_micros,
+                card_token: row.card_token,
+                execution_name: row.execution_name,
+                saga_started: row.saga_started,
+                progress: String::new(),
             })
         })
         .collect()

@@ -22,10 +22,14 @@ kit_testing::on_sqlite_and_postgres!(
 async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
     let db = kit_testing::TestDatabase::sqlite();
     // Nothing listens on port 9 of loopback (discard), so every catalog call fails fast.
-    let catalog =
-        kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
+    let nowhere = kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
+    let upstreams = orders::core::Upstreams {
+        catalog: nowhere.clone(),
+        payments: nowhere.clone(),
+        workflow: nowhere,
+    };
     let server = kit_testing::TestServer::start::<orders::migrations::Migrator>(db, async |conn, args| {
-        orders::service_with(conn, catalog, args).await
+        orders::service_with(conn, upstreams, args).await
     })
     .await;
     let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(
@@ -53,10 +57,15 @@ async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
         catalog::service_with,
     )
     .await;
-    let upstream = kit::client::Upstream::new(&catalog.uri(), std::time::Duration::from_millis(300)).unwrap();
+    let nowhere = kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
+    let upstreams = orders::core::Upstreams {
+        catalog: kit::client::Upstream::new(&catalog.uri(), std::time::Duration::from_millis(300)).unwrap(),
+        payments: nowhere.clone(),
+        workflow: nowhere,
+    };
     let server =
         TestServer::start::<orders::migrations::Migrator>(TestDatabase::sqlite(), async |conn, args| {
-            orders::service_with(conn, upstream, args).await
+            orders::service_with(conn, upstreams, args).await
         })
         .await;
     let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(

@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 
 pub(crate) struct Orders {
     catalog: TestServer,
+    payments: TestServer,
     pub(crate) server: TestServer,
     v1: v1::orders_service_client::OrdersServiceClient<Channel>,
     v2: v2::orders_service_client::OrdersServiceClient<Channel>,
@@ -20,14 +21,23 @@ impl Orders {
         let catalog =
             TestServer::start::<catalog::migrations::Migrator>(TestDatabase::sqlite(), catalog::service_with)
                 .await;
-        let upstream = kit::client::Upstream::new(&catalog.uri(), Duration::from_secs(2)).unwrap();
+        let payments =
+            TestServer::start::<payments::migrations::Migrator>(TestDatabase::sqlite(), payments::service_with)
+                .await;
+        let upstreams = orders::core::Upstreams {
+            catalog: kit::client::Upstream::new(&catalog.uri(), Duration::from_secs(2)).unwrap(),
+            payments: kit::client::Upstream::new(&payments.uri(), Duration::from_secs(2)).unwrap(),
+            // No workflow here: orders stay PENDING, their sagas waiting to start.
+            workflow: kit::client::Upstream::new("http://127.0.0.1:9", Duration::from_millis(200)).unwrap(),
+        };
         let server = TestServer::start::<orders::migrations::Migrator>(db, async |conn, args| {
-            orders::service_with(conn, upstream, args).await
+            orders::service_with(conn, upstreams, args).await
         })
         .await;
         let channel = server.channel().await;
         Orders {
             catalog,
+            payments,
             server,
             v1: v1::orders_service_client::OrdersServiceClient::new(channel.clone()),
             v2: v2::orders_service_client::OrdersServiceClient::new(channel),
@@ -45,6 +55,7 @@ impl Orders {
     pub(crate) async fn stop(self) {
         self.server.stop().await;
         self.catalog.stop().await;
+        self.payments.stop().await;
     }
 
     pub(crate) async fn place_v2(&self, request: v2::PlaceOrderRequest) -> Result<v2::Order, tonic::Status> {

@@ -68,7 +68,19 @@ impl From<OrdersError> for Status {
                 v.add("items", message);
                 e::invalid_argument(v)
             }
-            OrdersError::CatalogUnavailable(_) => e::unavailable(message, std::time::Duration::from_secs(1)),
+            OrdersError::CatalogUnavailable(_)
+            | OrdersError::PaymentsUnavailable(_)
+            | OrdersError::WorkflowUnavailable(_) => {
+                e::unavailable(message, std::time::Duration::from_secs(1))
+            }
+            OrdersError::MixedCurrencies(_) => {
+                let mut v = kit_values::Violations::new();
+                v.add("items", message);
+                e::invalid_argument(v)
+            }
+            OrdersError::NotPending { .. } => {
+                e::failed_precondition("ORDER_NOT_PENDING", "orders.ferrymesh", &[], message)
+            }
             OrdersError::Store(_) | OrdersError::Idempotency(_) | OrdersError::Corrupt(_) => {
                 e::internal(&error)
             }

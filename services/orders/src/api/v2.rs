@@ -196,5 +196,46 @@ fn to_v2(order: Order) -> Result<pb::Order, OrdersError> {
         status_reason: order.status_reason,
         create_time: Some(timestamp(order.create_micros)),
         update_time: Some(timestamp(order.update_micros)),
+        execution_name: order.execution_name,
+        progress: order.progress,
     })
+}
+
+/// Serves OrderFulfillmentService: the saga reports outcomes here.
+pub(crate) struct Fulfillment {
+    core: Arc<Core>,
+}
+
+impl Fulfillment {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Fulfillment { core }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::order_fulfillment_service_server::OrderFulfillmentService for Fulfillment {
+    async fn confirm_order(
+        &self,
+        request: Request<pb::ConfirmOrderRequest>,
+    ) -> Result<Response<pb::ConfirmOrderResponse>, Status> {
+        let id = order_id(&request.get_ref().order_id)?;
+        let order = self.core.settle(&id, OrderStatus::Confirmed, "").await?;
+        Ok(Response::new(pb::ConfirmOrderResponse {
+            order: Some(to_v2(order)?),
+        }))
+    }
+
+    async fn fail_order(
+        &self,
+        request: Request<pb::FailOrderRequest>,
+    ) -> Result<Response<pb::FailOrderResponse>, Status> {
+        let r = request.into_inner();
+        let id = order_id(&r.order_id)?;
+        // The reason comes from the saga's error; keep what fits.
+        let reason: String = r.reason.chars().take(500).collect();
+        let order = self.core.settle(&id, OrderStatus::Failed, &reason).await?;
+        Ok(Response::new(pb::FailOrderResponse {
+            order: Some(to_v2(order)?),
+        }))
+    }
 }

@@ -5,6 +5,8 @@ use sea_orm_migration::prelude::*;
 // sea-orm's MigrationTrait is written with the lifetime elided; its impls must match.
 #[allow(elided_lifetimes_in_paths)]
 mod m20261125_000001_create_orders;
+#[allow(elided_lifetimes_in_paths)]
+mod m20261128_000002_add_saga_columns;
 
 /// Applies the orders migrations.
 #[derive(Debug)]
@@ -16,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_orders::Migration),
             Box::new(kit_store::idempotency::migration::Migration),
+            Box::new(m20261128_000002_add_saga_columns::Migration),
         ]
     }
 }
