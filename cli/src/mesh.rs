@@ -29,7 +29,8 @@ const fn service(name: &'static str, port: u16, run: fn(Vec<OsString>) -> ExitCo
 }
 
 /// Every service `ferrymesh up` starts, in start order: a service starts
-/// after the services it calls.
+/// after the services it calls, but for orders and workflow, which call
+/// each other (both connect lazily and retry).
 pub(crate) const SERVICES: &[MeshService] = &[
     service("catalog", catalog::DEFAULT_PORT, |argv| {
         kit::server::main::<catalog::Config, _, _>(argv, catalog::service)
@@ -44,7 +45,23 @@ pub(crate) const SERVICES: &[MeshService] = &[
         kit::server::main::<shipping::Config, _, _>(argv, shipping::service)
     }),
     MeshService {
-        calls: &[("--catalog-url", "catalog")],
+        calls: &[
+            ("--endpoint=ferrymesh.inventory.v1=", "inventory"),
+            ("--endpoint=ferrymesh.payments.v1=", "payments"),
+            ("--endpoint=ferrymesh.shipping.v1=", "shipping"),
+            ("--endpoint=ferrymesh.orders.v2=", "orders"),
+            ("--endpoint=ferrymesh.catalog.v1=", "catalog"),
+        ],
+        ..service("workflow", workflow::DEFAULT_PORT, |argv| {
+            kit::server::main::<workflow::Config, _, _>(argv, workflow::service)
+        })
+    },
+    MeshService {
+        calls: &[
+            ("--catalog-url", "catalog"),
+            ("--payments-url", "payments"),
+            ("--workflow-url", "workflow"),
+        ],
         ..service("orders", orders::DEFAULT_PORT, |argv| {
             kit::server::main::<orders::Config, _, _>(argv, orders::service)
         })

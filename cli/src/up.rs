@@ -9,7 +9,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -21,6 +21,7 @@ struct Started {
     service: MeshService,
     addr: SocketAddr,
     child: Child,
+    spec: Spawn,
 }
 
 pub(crate) async fn run(args: UpArgs) -> ExitCode {
@@ -62,32 +63,20 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         }
     };
 
-    let (exited_tx, mut exited_rx) = mpsc::unbounded_channel::<&'static str>();
     let mut started: Vec<Started> = Vec::new();
     for (service, addr) in &plan {
-        let log_format = match args.log_format {
-            kit::LogFormat::Human => "human",
-            kit::LogFormat::Json => "json",
+        let spec = Spawn {
+            exe: exe.clone(),
+            service: *service,
+            addr: *addr,
+            data_dir: args.data_dir.clone(),
+            log_format: match args.log_format {
+                kit::LogFormat::Human => "human",
+                kit::LogFormat::Json => "json",
+            },
+            upstreams: upstream_flags(service, &plan),
         };
-        let mut command = Command::new(&exe);
-        command
-            .arg("serve")
-            .arg(service.name)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-            .arg("--log-format")
-            .arg(log_format)
-            .args(upstream_flags(service, &plan))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Own process group: Ctrl-C reaches `up` alone, which then stops
-            // the services in order instead of all at once.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
+        let child = match spec.spawn() {
             Ok(child) => child,
             Err(error) => {
                 eprintln!("ferrymesh: cannot start {}: {error}", service.name);
@@ -95,16 +84,11 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(prefix_lines(service.name, out, None));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(prefix_lines(service.name, err, Some(exited_tx.clone())));
-        }
         started.push(Started {
             service: *service,
             addr: *addr,
             child,
+            spec,
         });
     }
 
@@ -121,46 +105,176 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
     }
     print_table(&started, &args);
 
-    let stop = tokio::select! {
-        () = kit::server::shutdown_signal() => {
-            println!("ferrymesh: stopping every service");
-            ExitCode::SUCCESS
-        }
-        Some(name) = exited_rx.recv() => {
-            eprintln!("ferrymesh: {name} exited; stopping the others");
-            ExitCode::FAILURE
-        }
-    };
-    let clean = stop_all(started).await;
-    if clean { stop } else { ExitCode::FAILURE }
+    // From here a service that dies is started again, as Kubernetes would.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let supervisors: Vec<_> = started
+        .into_iter()
+        .rev()
+        .map(|s| tokio::spawn(supervise(s.spec, s.child, shutdown_rx.clone())))
+        .collect();
+    kit::server::shutdown_signal().await;
+    println!("ferrymesh: stopping every service");
+    let _ = shutdown_tx.send(true);
+    let mut clean = true;
+    for supervisor in supervisors {
+        clean &= supervisor.await.unwrap_or(false);
+    }
+    if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// `--catalog-url http://ADDR` and the like, for the services `service` calls.
+/// How to start one service's process, again if it dies.
+struct Spawn {
+    exe: std::path::PathBuf,
+    service: MeshService,
+    addr: SocketAddr,
+    data_dir: std::path::PathBuf,
+    log_format: &'static str,
+    upstreams: Vec<String>,
+}
+
+impl Spawn {
+    fn spawn(&self) -> std::io::Result<Child> {
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("serve")
+            .arg(self.service.name)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--log-format")
+            .arg(self.log_format)
+            .args(&self.upstreams)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: Ctrl-C reaches `up` alone, which then stops
+            // the services in order instead of all at once.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn()?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(prefix_lines(self.service.name, out));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(prefix_lines(self.service.name, err));
+        }
+        eprintln!(
+            "ferrymesh: started {} (pid {})",
+            self.service.name,
+            child.id().unwrap_or_default()
+        );
+        Ok(child)
+    }
+}
+
+/// Longest pause before restarting a service that keeps dying.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A service that ran this long before dying starts again at once-ish.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+enum Event {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Shutdown,
+}
+
+/// Keeps one service running: restarts it with growing pauses (1s, 2s, 4s,
+/// ... 30s; back to 1s after it ran a minute) until shutdown, then stops it.
+/// Whether it stopped cleanly.
+async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch::Receiver<bool>) -> bool {
+    let name = spec.service.name;
+    let mut backoff = Duration::from_secs(1);
+    let mut since = Instant::now();
+    loop {
+        let event = tokio::select! {
+            status = child.wait() => Event::Exited(status),
+            _ = shutdown.changed() => Event::Shutdown,
+        };
+        match event {
+            Event::Shutdown => return stop(name, child).await,
+            Event::Exited(status) => {
+                if *shutdown.borrow() {
+                    return status.map(|s| s.success()).unwrap_or(false);
+                }
+                if since.elapsed() > STABLE_AFTER {
+                    backoff = Duration::from_secs(1);
+                }
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                eprintln!("ferrymesh: {name} exited ({status}); restarting it in {}s", backoff.as_secs());
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return false,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                loop {
+                    match spec.spawn() {
+                        Ok(again) => {
+                            child = again;
+                            since = Instant::now();
+                            break;
+                        }
+                        Err(error) => {
+                            eprintln!("ferrymesh: cannot restart {name}: {error}; trying again in {}s", backoff.as_secs());
+                            tokio::select! {
+                                () = tokio::time::sleep(backoff) => {}
+                                _ = shutdown.changed() => return false,
+                            }
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM, then wait up to 40 seconds, then SIGKILL. Whether it exited 0.
+async fn stop(name: &str, mut child: Child) -> bool {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
+        Ok(Ok(status)) if status.success() => true,
+        Ok(Ok(status)) => {
+            eprintln!("ferrymesh: {name} exited with {status}");
+            false
+        }
+        Ok(Err(error)) => {
+            eprintln!("ferrymesh: waiting for {name} failed: {error}");
+            false
+        }
+        Err(_) => {
+            eprintln!("ferrymesh: {name} did not stop in 40s; killing it");
+            let _ = child.kill().await;
+            false
+        }
+    }
+}
+
+/// `--catalog-url http://ADDR` and the like, for the services `service`
+/// calls; a flag ending in `=` takes the URL in the same argument
+/// (`--endpoint=ferrymesh.payments.v1=http://ADDR`).
 fn upstream_flags(service: &MeshService, plan: &[(MeshService, SocketAddr)]) -> Vec<String> {
-    service
-        .calls
-        .iter()
-        .filter_map(|(flag, callee)| {
-            let (_, addr) = plan.iter().find(|(s, _)| s.name == *callee)?;
-            Some([flag.to_string(), format!("http://{addr}")])
-        })
-        .flatten()
-        .collect()
+    let mut out = Vec::new();
+    for (flag, callee) in service.calls {
+        let Some((_, addr)) = plan.iter().find(|(s, _)| s.name == *callee) else {
+            continue;
+        };
+        if flag.ends_with('=') {
+            out.push(format!("{flag}http://{addr}"));
+        } else {
+            out.push(flag.to_string());
+            out.push(format!("http://{addr}"));
+        }
+    }
+    out
 }
 
-/// Copies a child's output to ours, each line prefixed by the service name;
-/// reports the child gone when its stderr closes.
-async fn prefix_lines(
-    name: &'static str,
-    stream: impl AsyncRead + Unpin,
-    on_close: Option<mpsc::UnboundedSender<&'static str>>,
-) {
+/// Copies a child's output to ours, each line prefixed by the service name.
+async fn prefix_lines(name: &'static str, stream: impl AsyncRead + Unpin) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         eprintln!("{name:>9} | {line}");
-    }
-    if let Some(tx) = on_close {
-        let _ = tx.send(name);
     }
 }
 
@@ -209,32 +323,9 @@ fn print_table(started: &[Started], args: &UpArgs) {
     println!("ferrymesh: all services are SERVING; Ctrl-C stops them.");
 }
 
-/// SIGTERM to every service, in reverse start order, then wait; SIGKILL what
-/// does not stop within 40 seconds. Whether all stopped with exit code 0.
-async fn stop_all(started: Vec<Started>) -> bool {
-    let mut clean = true;
-    for s in started.iter().rev() {
-        if let Some(pid) = s.child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
+/// Stops what started when start-up fails, in reverse start order.
+async fn stop_all(started: Vec<Started>) {
+    for s in started.into_iter().rev() {
+        stop(s.service.name, s.child).await;
     }
-    for mut s in started.into_iter().rev() {
-        match tokio::time::timeout(Duration::from_secs(40), s.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => {
-                eprintln!("ferrymesh: {} exited with {status}", s.service.name);
-                clean = false;
-            }
-            Ok(Err(error)) => {
-                eprintln!("ferrymesh: waiting for {} failed: {error}", s.service.name);
-                clean = false;
-            }
-            Err(_) => {
-                eprintln!("ferrymesh: {} did not stop in 40s; killing it", s.service.name);
-                let _ = s.child.kill().await;
-                clean = false;
-            }
-        }
-    }
-    clean
 }

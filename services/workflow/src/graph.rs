@@ -202,17 +202,13 @@ impl Graph {
         }
         for e in &self.edges {
             let (Some(from), Some(to)) = (id.get(e.from.as_str()), id.get(e.to.as_str())) else { continue };
-            let arrow = match (e.label, e.taken) {
-                ("catch", true) => "-. catch .->",
-                ("catch", false) => "-. catch .->",
-                (_, true) => "==>",
-                (_, false) => "-->",
+            // Taken edges are thick; a catch not taken is dotted.
+            let line = match (e.label, e.taken) {
+                (label, true) => format!("==>|{label}|"),
+                ("catch", false) => "-. catch .->".to_string(),
+                (label, false) => format!("-->|{label}|"),
             };
-            if e.label == "catch" {
-                out.push_str(&format!("    {from} {arrow} {to}\n"));
-            } else {
-                out.push_str(&format!("    {from} {arrow}|{}| {to}\n", e.label));
-            }
+            out.push_str(&format!("    {from} {line} {to}\n"));
         }
         let mut classes: Vec<Progress> = Vec::new();
         for n in &self.nodes {
