@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+mod load;
 mod mesh;
 mod up;
+mod workflow_cmd;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Start every service as its own process, wait until all are SERVING, stream their logs.
     Up(UpArgs),
+    /// Generate load at a fixed arrival rate and report throughput and latency.
+    Load(load::LoadArgs),
+    /// Read workflow executions: list, describe, history, graph.
+    Workflow(workflow_cmd::WorkflowArgs),
     /// Run one service in this process (what `up` starts for each service).
     Serve {
         /// The service to run.
@@ -59,16 +65,22 @@ struct UpArgs {
     ready_timeout: u64,
 }
 
+fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(work),
+        Err(error) => {
+            eprintln!("ferrymesh: cannot start the Tokio runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { service, args } => mesh::serve(&service, args),
-        Command::Up(args) => match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(up::run(args)),
-            Err(error) => {
-                eprintln!("ferrymesh: cannot start the Tokio runtime: {error}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Up(args) => in_runtime(up::run(args)),
+        Command::Workflow(args) => in_runtime(workflow_cmd::run(args)),
+        Command::Load(args) => in_runtime(load::run(args)),
     }
 }
