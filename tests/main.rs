@@ -7,6 +7,7 @@ mod bounded_input;
 mod contracts;
 mod layering;
 mod mesh_up;
+mod saga;
 mod shutdown;
 mod support;
 mod tracing_export;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{Process, ferrymesh, free_port_offset, grpcurl, text};
+use crate::support::{Process, ferrymesh, free_port_offset, grpcurl, pid_of, text};
 
 #[tokio::test]
 async fn up_serves_every_service_to_grpcurl_through_reflection_and_stops_cleanly() {
@@ -298,21 +298,8 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     assert!(up.wait_exit(Duration::from_secs(45)).await.success());
 }
 
-/// The pid of the process whose command line contains every one of `parts`.
-fn pid_of(parts: &[&str]) -> Option<i32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
-        .find_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            parts.iter().all(|p| cmdline.contains(p)).then_some(pid)
-        })
-}
-
 #[tokio::test]
-async fn up_stops_the_mesh_when_a_service_dies() {
+async fn up_restarts_a_service_that_dies() {
     let data = tempfile::tempdir().unwrap();
     let offset = free_port_offset();
     let mut command = ferrymesh();
@@ -330,17 +317,25 @@ async fn up_stops_the_mesh_when_a_service_dies() {
     let pid = pid_of(&["serve", "inventory", &inventory]).expect("the inventory process");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
 
-    let status = up.wait_exit(Duration::from_secs(45)).await;
-    assert!(!status.success(), "a dead service fails the mesh");
-    assert!(
-        up.output()
-            .contains("ferrymesh: inventory exited; stopping the others"),
-        "{}",
-        up.output()
-    );
+    up.wait_for_line(
+        |l| l.contains("ferrymesh: inventory exited") && l.contains("restarting it in 1s"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = grpcurl(&["-plaintext", &inventory, "grpc.health.v1.Health/Check"]);
+        if health.status.success() && text(&health).contains("SERVING") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "inventory did not come back:\n{}", up.output());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = pid_of(&["serve", "inventory", &inventory]).expect("inventory runs again");
+    assert_ne!(again, pid, "a new process");
     let catalog = format!("127.0.0.1:{}", 50051 + offset);
-    assert!(
-        pid_of(&["serve", "catalog", &catalog]).is_none(),
-        "the other services were stopped"
-    );
+    assert!(pid_of(&["serve", "catalog", &catalog]).is_some(), "the others kept running");
+
+    up.signal(Signal::SIGTERM);
+    assert!(up.wait_exit(Duration::from_secs(45)).await.success(), "{}", up.output());
 }

@@ -63,6 +63,20 @@ struct UpArgs {
     /// How long to wait for every service to answer SERVING, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     ready_timeout: u64,
+    /// Passes a flag to one service, e.g.
+    /// `--pass shipping=--fault=CreateShipment:latency=1s`; repeatable.
+    #[arg(long, value_name = "SERVICE=FLAG", value_parser = parse_pass)]
+    pass: Vec<(String, String)>,
+}
+
+fn parse_pass(text: &str) -> Result<(String, String), String> {
+    let (service, flag) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` must be SERVICE=FLAG, e.g. shipping=--fault=CreateShipment:latency=1s"))?;
+    if !mesh::names().contains(&service) {
+        return Err(format!("no service named {service}; the services are {}", mesh::names().join(", ")));
+    }
+    Ok((service.to_string(), flag.to_string()))
 }
 
 fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {

@@ -74,7 +74,10 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
                 kit::LogFormat::Human => "human",
                 kit::LogFormat::Json => "json",
             },
-            upstreams: upstream_flags(service, &plan),
+            upstreams: upstream_flags(service, &plan)
+                .into_iter()
+                .chain(args.pass.iter().filter(|(s, _)| s == service.name).map(|(_, f)| f.clone()))
+                .collect(),
         };
         let child = match spec.spawn() {
             Ok(child) => child,
