@@ -210,7 +210,13 @@ fn parse_comparison(variable: &Path, key: &str, operand: &Value) -> Result<Rule,
             Family::Timestamp => operand.as_str().and_then(timestamp).is_some(),
         };
         if !fits {
-            return Err(format!("{key} needs a {family:?} operand, not {operand}").replace("Numeric", "number"));
+            let wanted = match family {
+                Family::String => "string",
+                Family::Numeric => "number",
+                Family::Boolean => "boolean",
+                Family::Timestamp => "RFC 3339 timestamp",
+            };
+            return Err(format!("{key} needs a {wanted} operand, not {operand}"));
         }
         Operand::Value(operand.clone())
     };
