@@ -221,12 +221,15 @@ async fn up_names_the_service_whose_port_is_taken_and_exits_non_zero() {
     drop(taken);
 }
 
-/// Every `grpcurl` line of the README, pasted as a newcomer would (ports
-/// shifted to this test's mesh): the README stays true.
+/// Every `grpcurl` and `ferrymesh workflow` line of the README, pasted as a
+/// newcomer would (ports shifted to this test's mesh): the README stays true.
 #[tokio::test]
 async fn the_readme_grpcurl_examples_work_when_pasted() {
     let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
-    let examples: Vec<&str> = readme.lines().filter(|l| l.starts_with("grpcurl ")).collect();
+    let examples: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("grpcurl ") || l.starts_with("ferrymesh workflow "))
+        .collect();
     assert!(
         examples.len() >= 15,
         "the README shows grpcurl for every service: {}",
@@ -247,11 +250,14 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     .await;
 
     let tools = crate::support::root().join(".tools/bin");
+    let binaries = std::path::Path::new(env!("CARGO_BIN_EXE_ferrymesh")).parent().unwrap();
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         tools.display(),
+        binaries.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let workflow_url = format!("http://127.0.0.1:{}", 50056 + offset);
     let mut order_id = String::new();
     for example in examples {
         let mut line = example.replace("ORDER_ID", &order_id);
@@ -271,6 +277,8 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
             .arg("-c")
             .arg(&line)
             .env("PATH", &path)
+            .env("FERRYMESH_WORKFLOW_URL", &workflow_url)
+            .current_dir(data.path())
             .output()
             .unwrap();
         let said = text(&output);
@@ -281,8 +289,14 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
                 "{line}\n{said}"
             );
         } else if line.contains("/WatchOrder") {
+            // The saga has confirmed it by now; the watch shows it and ends.
             assert!(
-                said.contains(&order_id) && said.contains("ORDER_STATUS_PENDING"),
+                said.contains(&order_id) && said.contains("ORDER_STATUS_CONFIRMED"),
+                "{line}\n{said}"
+            );
+        } else if line.starts_with("ferrymesh workflow history") {
+            assert!(
+                output.status.success() && said.contains("ExecutionSucceeded") && said.contains("Charge card"),
                 "{line}\n{said}"
             );
         } else {
