@@ -250,7 +250,9 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     .await;
 
     let tools = crate::support::root().join(".tools/bin");
-    let binaries = std::path::Path::new(env!("CARGO_BIN_EXE_ferrymesh")).parent().unwrap();
+    let binaries = std::path::Path::new(env!("CARGO_BIN_EXE_ferrymesh"))
+        .parent()
+        .unwrap();
     let path = format!(
         "{}:{}:{}",
         tools.display(),
@@ -296,7 +298,9 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
             );
         } else if line.starts_with("ferrymesh workflow history") {
             assert!(
-                output.status.success() && said.contains("ExecutionSucceeded") && said.contains("Charge card"),
+                output.status.success()
+                    && said.contains("ExecutionSucceeded")
+                    && said.contains("Charge card"),
                 "{line}\n{said}"
             );
         } else {
@@ -342,14 +346,25 @@ async fn up_restarts_a_service_that_dies() {
         if health.status.success() && text(&health).contains("SERVING") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "inventory did not come back:\n{}", up.output());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "inventory did not come back:\n{}",
+            up.output()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let again = pid_of(&["serve", "inventory", &inventory]).expect("inventory runs again");
     assert_ne!(again, pid, "a new process");
     let catalog = format!("127.0.0.1:{}", 50051 + offset);
-    assert!(pid_of(&["serve", "catalog", &catalog]).is_some(), "the others kept running");
+    assert!(
+        pid_of(&["serve", "catalog", &catalog]).is_some(),
+        "the others kept running"
+    );
 
     up.signal(Signal::SIGTERM);
-    assert!(up.wait_exit(Duration::from_secs(45)).await.success(), "{}", up.output());
+    assert!(
+        up.wait_exit(Duration::from_secs(45)).await.success(),
+        "{}",
+        up.output()
+    );
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use sea_orm::EntityTrait;
 use inventory::pb::ferrymesh::inventory::v1::GetStockRequest;
 use inventory::pb::ferrymesh::inventory::v1::inventory_service_client::InventoryServiceClient;
 use kit_values::pb::ferrymesh::common::v1::{Address, PaymentCard};
@@ -18,6 +17,7 @@ use orders::pb::ferrymesh::orders::v2 as opb;
 use orders::pb::ferrymesh::orders::v2::orders_service_client::OrdersServiceClient;
 use payments::pb::ferrymesh::payments::v1::GetPaymentRequest;
 use payments::pb::ferrymesh::payments::v1::payments_service_client::PaymentsServiceClient;
+use sea_orm::EntityTrait;
 use tonic::transport::Channel;
 use workflow::pb::ferrymesh::workflow::v1 as wpb;
 use workflow::pb::ferrymesh::workflow::v1::workflow_service_client::WorkflowServiceClient;
@@ -56,8 +56,11 @@ impl Mesh {
             command.args(["--pass", p]);
         }
         let mut up = Process::spawn(command);
-        up.wait_for_line(|l| l.contains("all services are SERVING"), Duration::from_secs(90))
-            .await;
+        up.wait_for_line(
+            |l| l.contains("all services are SERVING"),
+            Duration::from_secs(90),
+        )
+        .await;
         Mesh {
             up,
             offset,
@@ -74,7 +77,13 @@ impl Mesh {
         assert!(status.success(), "{}", self.up.output());
     }
 
-    pub(crate) async fn place(&self, key: &str, items: &[(&str, i32)], card: &str, country: &str) -> opb::Order {
+    pub(crate) async fn place(
+        &self,
+        key: &str,
+        items: &[(&str, i32)],
+        card: &str,
+        country: &str,
+    ) -> opb::Order {
         self.orders
             .clone()
             .place_order(order_request(key, items, card, country))
@@ -104,7 +113,11 @@ impl Mesh {
             if order.status != opb::OrderStatus::Pending as i32 {
                 return order;
             }
-            assert!(Instant::now() < deadline, "order {id} still PENDING: {order:?}\n{}", self.up.output());
+            assert!(
+                Instant::now() < deadline,
+                "order {id} still PENDING: {order:?}\n{}",
+                self.up.output()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -112,7 +125,9 @@ impl Mesh {
     pub(crate) async fn execution(&self, name: &str) -> wpb::Execution {
         self.workflow
             .clone()
-            .describe_execution(wpb::DescribeExecutionRequest { execution_name: name.into() })
+            .describe_execution(wpb::DescribeExecutionRequest {
+                execution_name: name.into(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -185,7 +200,12 @@ impl Mesh {
     }
 }
 
-pub(crate) fn order_request(key: &str, items: &[(&str, i32)], card: &str, country: &str) -> opb::PlaceOrderRequest {
+pub(crate) fn order_request(
+    key: &str,
+    items: &[(&str, i32)],
+    card: &str,
+    country: &str,
+) -> opb::PlaceOrderRequest {
     opb::PlaceOrderRequest {
         idempotency_key: key.into(),
         customer_email: "ada@example.com".into(),
@@ -221,7 +241,9 @@ fn task_events<'a>(events: &'a [wpb::HistoryEvent], state: &str) -> Vec<&'a wpb:
 }
 
 fn succeeded(events: &[wpb::HistoryEvent], state: &str) -> bool {
-    task_events(events, state).iter().any(|e| e.type_name == "TaskSucceeded")
+    task_events(events, state)
+        .iter()
+        .any(|e| e.type_name == "TaskSucceeded")
 }
 
 /// The payment id the saga's Charge used (from the scheduled call), if it got that far.
@@ -242,10 +264,17 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
 
     // A successful order: confirmed, stock committed, charged once.
     let ok = mesh.place("saga-ok", &[("mug", 2)], GOOD, "GB").await;
-    assert_eq!(ok.execution_name, ok.order_id, "the saga is named after the order");
+    assert_eq!(
+        ok.execution_name, ok.order_id,
+        "the saga is named after the order"
+    );
     let ok = mesh.settled(&ok.order_id, Duration::from_secs(20)).await;
     assert_eq!(ok.status, opb::OrderStatus::Confirmed as i32, "{ok:?}");
-    assert!(ok.items.iter().all(|i| i.status == opb::LineItemStatus::Confirmed as i32));
+    assert!(
+        ok.items
+            .iter()
+            .all(|i| i.status == opb::LineItemStatus::Confirmed as i32)
+    );
     let events = mesh.history(&ok.order_id).await;
     let paid = payment_id(&events).unwrap();
     let payment = mesh
@@ -257,21 +286,38 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
         .into_inner()
         .payment
         .unwrap();
-    assert_eq!(payment.amount, ok.totals.first().cloned(), "charged the order's total");
+    assert_eq!(
+        payment.amount,
+        ok.totals.first().cloned(),
+        "charged the order's total"
+    );
     assert_eq!(payment.refunded_amount.map(|m| m.units), Some(0));
     let execution = mesh.execution(&ok.order_id).await;
     assert_eq!(execution.status, wpb::ExecutionStatus::Succeeded as i32);
     assert_eq!(execution.state_machine_name, "place-order");
-    assert!(!execution.input.contains(GOOD), "no card number in the execution: {}", execution.input);
+    assert!(
+        !execution.input.contains(GOOD),
+        "no card number in the execution: {}",
+        execution.input
+    );
     assert!(execution.input.contains("tok_"), "the card travels as a token");
 
     // A declined card: stock released, nothing charged.
-    let declined = mesh.place("saga-declined", &[("city-bike", 1)], DECLINED, "GB").await;
+    let declined = mesh
+        .place("saga-declined", &[("city-bike", 1)], DECLINED, "GB")
+        .await;
     let declined = mesh.settled(&declined.order_id, Duration::from_secs(20)).await;
     assert_eq!(declined.status, opb::OrderStatus::Failed as i32);
-    assert!(declined.status_reason.contains("CARD_DECLINED"), "{}", declined.status_reason);
+    assert!(
+        declined.status_reason.contains("CARD_DECLINED"),
+        "{}",
+        declined.status_reason
+    );
     let events = mesh.history(&declined.order_id).await;
-    assert!(succeeded(&events, "Release stock"), "the reservation was released");
+    assert!(
+        succeeded(&events, "Release stock"),
+        "the reservation was released"
+    );
     assert!(!succeeded(&events, "Refund payment"), "nothing to refund");
     let status = mesh
         .payments
@@ -292,13 +338,21 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
     assert_eq!(short.status, opb::OrderStatus::Failed as i32);
     let events = mesh.history(&short.order_id).await;
     assert!(payment_id(&events).is_none(), "never got to charging");
-    assert!(short.status_reason.contains("FAILED_PRECONDITION"), "{}", short.status_reason);
+    assert!(
+        short.status_reason.contains("FAILED_PRECONDITION"),
+        "{}",
+        short.status_reason
+    );
 
     // A shipping failure after the charge: refunded and released.
     let unshippable = mesh.place("saga-aq", &[("canvas-tote", 1)], GOOD, "AQ").await;
     let unshippable = mesh.settled(&unshippable.order_id, Duration::from_secs(20)).await;
     assert_eq!(unshippable.status, opb::OrderStatus::Failed as i32);
-    assert!(unshippable.status_reason.contains("no carrier delivers to AQ"), "{}", unshippable.status_reason);
+    assert!(
+        unshippable.status_reason.contains("no carrier delivers to AQ"),
+        "{}",
+        unshippable.status_reason
+    );
     let events = mesh.history(&unshippable.order_id).await;
     assert!(succeeded(&events, "Refund payment") && succeeded(&events, "Release stock"));
     let refunded = mesh
@@ -312,7 +366,10 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
         .into_inner()
         .payment
         .unwrap();
-    assert_eq!(refunded.status, payments::pb::ferrymesh::payments::v1::PaymentStatus::Refunded as i32);
+    assert_eq!(
+        refunded.status,
+        payments::pb::ferrymesh::payments::v1::PaymentStatus::Refunded as i32
+    );
     assert_eq!(refunded.refunded_amount, refunded.amount);
 
     // A transient payment failure: retried with the same payment id, then confirmed.
@@ -321,9 +378,17 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
     assert_eq!(flaky.status, opb::OrderStatus::Confirmed as i32, "{flaky:?}");
     let events = mesh.history(&flaky.order_id).await;
     let charges: Vec<_> = task_events(&events, "Charge card");
-    assert!(charges.iter().any(|e| e.type_name == "TaskFailed" && e.details.contains("UNAVAILABLE")));
+    assert!(
+        charges
+            .iter()
+            .any(|e| e.type_name == "TaskFailed" && e.details.contains("UNAVAILABLE"))
+    );
     assert!(charges.iter().any(|e| e.type_name == "TaskRetryScheduled"));
-    assert!(charges.iter().any(|e| e.type_name == "TaskSucceeded" && e.retry_attempt == 1));
+    assert!(
+        charges
+            .iter()
+            .any(|e| e.type_name == "TaskSucceeded" && e.retry_attempt == 1)
+    );
     let ids: std::collections::BTreeSet<&str> = charges
         .iter()
         .filter(|e| e.type_name == "TaskStarted")
@@ -350,13 +415,24 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
         .await
         .unwrap()
         .into_inner();
-    let progress: HashMap<&str, i32> = graph.nodes.iter().map(|n| (n.name.as_str(), n.progress)).collect();
+    let progress: HashMap<&str, i32> = graph
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.progress))
+        .collect();
     assert_eq!(progress["Create shipment"], wpb::StateProgress::Caught as i32);
     assert_eq!(progress["Charge card"], wpb::StateProgress::Compensated as i32);
-    assert_eq!(progress["Refund payment"], wpb::StateProgress::Compensation as i32);
+    assert_eq!(
+        progress["Refund payment"],
+        wpb::StateProgress::Compensation as i32
+    );
     assert_eq!(progress["Commit stock"], wpb::StateProgress::NotReached as i32);
     assert_eq!(progress["Order failed"], wpb::StateProgress::Failed as i32);
-    assert!(graph.svg.starts_with("<svg") || graph.svg.contains("<svg"), "{}", &graph.svg[..100.min(graph.svg.len())]);
+    assert!(
+        graph.svg.starts_with("<svg") || graph.svg.contains("<svg"),
+        "{}",
+        &graph.svg[..100.min(graph.svg.len())]
+    );
     assert!(graph.svg.contains("Create shipment"));
     assert!(graph.mermaid.starts_with("flowchart TD"));
     assert!(graph.dot.starts_with("digraph"));
@@ -364,32 +440,65 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
     // The CLI reads the same: history and graph of the compensated order.
     let workflow_url = format!("http://127.0.0.1:{}", 50056 + mesh.offset);
     let output = ferrymesh()
-        .args(["workflow", "--address", &workflow_url, "history", &unshippable.order_id])
+        .args([
+            "workflow",
+            "--address",
+            &workflow_url,
+            "history",
+            &unshippable.order_id,
+        ])
         .output()
         .await
         .unwrap();
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{said}");
-    assert!(said.contains("TaskFailed") && said.contains("Create shipment") && said.contains("ExecutionFailed"), "{said}");
+    assert!(
+        said.contains("TaskFailed") && said.contains("Create shipment") && said.contains("ExecutionFailed"),
+        "{said}"
+    );
     let svg = data.path().join("order.svg");
     let output = ferrymesh()
-        .args(["workflow", "--address", &workflow_url, "graph", &unshippable.order_id, "--format", "svg", "-o"])
+        .args([
+            "workflow",
+            "--address",
+            &workflow_url,
+            "graph",
+            &unshippable.order_id,
+            "--format",
+            "svg",
+            "-o",
+        ])
         .arg(&svg)
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let output = ferrymesh()
-        .args(["workflow", "--address", &workflow_url, "list", "--status", "failed"])
+        .args([
+            "workflow",
+            "--address",
+            &workflow_url,
+            "list",
+            "--status",
+            "failed",
+        ])
         .output()
         .await
         .unwrap();
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains(&unshippable.order_id) && !said.contains(&ok.order_id), "{said}");
+    assert!(
+        said.contains(&unshippable.order_id) && !said.contains(&ok.order_id),
+        "{said}"
+    );
 
     // A bad definition is refused naming the state.
-    let definition = r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}, "B": {"Type": "Succeed"}}}"#;
+    let definition =
+        r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}, "B": {"Type": "Succeed"}}}"#;
     let status = mesh
         .workflow
         .clone()
@@ -401,7 +510,13 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains(r#"state "A": Next "Nowhere" is not a state"#), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains(r#"state "A": Next "Nowhere" is not a state"#),
+        "{}",
+        status.message()
+    );
 
     mesh.stop().await;
 }
@@ -417,7 +532,11 @@ fn expected(card: &str, country: &str) -> (opb::OrderStatus, bool, bool) {
 
 /// After many sagas: stock adds up, money adds up, nothing is left running,
 /// every compensation that should have run did.
-pub(crate) async fn check_invariants(mesh: &Mesh, placed: &[(opb::Order, &str, &str)], seeded: &BTreeMap<String, (i64, i64, i64)>) {
+pub(crate) async fn check_invariants(
+    mesh: &Mesh,
+    placed: &[(opb::Order, &str, &str)],
+    seeded: &BTreeMap<String, (i64, i64, i64)>,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while mesh.running().await > 0 {
         assert!(Instant::now() < deadline, "executions still RUNNING");
@@ -429,12 +548,15 @@ pub(crate) async fn check_invariants(mesh: &Mesh, placed: &[(opb::Order, &str, &
     let mut confirmed_total: i128 = 0;
     let mut kept_total: i128 = 0;
     let (mut refunds, mut releases, mut expected_refunds, mut expected_releases) = (0, 0, 0, 0);
-    let nanos = |m: &kit_values::pb::ferrymesh::common::v1::Money| i128::from(m.units) * 1_000_000_000 + i128::from(m.nanos);
+    let nanos = |m: &kit_values::pb::ferrymesh::common::v1::Money| {
+        i128::from(m.units) * 1_000_000_000 + i128::from(m.nanos)
+    };
     for (order, card, country) in placed {
         let order = mesh.order(&order.order_id).await;
         assert_ne!(order.status, opb::OrderStatus::Pending as i32, "{order:?}");
         let events = mesh.history(&order.order_id).await;
-        let out_of_stock = order.status_reason.contains("not enough") || (payment_id(&events).is_none() && order.status == opb::OrderStatus::Failed as i32);
+        let out_of_stock = order.status_reason.contains("not enough")
+            || (payment_id(&events).is_none() && order.status == opb::OrderStatus::Failed as i32);
         let (status, refund, release) = expected(card, country);
         if !out_of_stock {
             assert_eq!(order.status, status as i32, "{card} to {country}: {order:?}");
@@ -450,10 +572,16 @@ pub(crate) async fn check_invariants(mesh: &Mesh, placed: &[(opb::Order, &str, &
             confirmed_total += order.totals.iter().map(nanos).sum::<i128>();
         }
         if let Some(id) = payment_id(&events) {
-            match mesh.payments.clone().get_payment(GetPaymentRequest { payment_id: id }).await {
+            match mesh
+                .payments
+                .clone()
+                .get_payment(GetPaymentRequest { payment_id: id })
+                .await
+            {
                 Ok(p) => {
                     let p = p.into_inner().payment.unwrap();
-                    kept_total += nanos(p.amount.as_ref().unwrap()) - nanos(p.refunded_amount.as_ref().unwrap());
+                    kept_total +=
+                        nanos(p.amount.as_ref().unwrap()) - nanos(p.refunded_amount.as_ref().unwrap());
                 }
                 Err(s) => assert_eq!(s.code(), tonic::Code::NotFound),
             }
@@ -463,19 +591,39 @@ pub(crate) async fn check_invariants(mesh: &Mesh, placed: &[(opb::Order, &str, &
         let was = seeded[sku].0;
         let done = committed.get(sku).copied().unwrap_or(0);
         assert_eq!(*reserved, 0, "{sku}: nothing is left reserved");
-        assert_eq!(on_hand + done, was, "{sku}: on hand plus committed is the seeded stock");
-        assert_eq!(available + reserved + done, was, "{sku}: available + reserved + committed = seeded");
+        assert_eq!(
+            on_hand + done,
+            was,
+            "{sku}: on hand plus committed is the seeded stock"
+        );
+        assert_eq!(
+            available + reserved + done,
+            was,
+            "{sku}: available + reserved + committed = seeded"
+        );
     }
-    assert_eq!(kept_total, confirmed_total, "charges minus refunds equal the totals of CONFIRMED orders");
+    assert_eq!(
+        kept_total, confirmed_total,
+        "charges minus refunds equal the totals of CONFIRMED orders"
+    );
     assert_eq!(refunds, expected_refunds, "every refund that should have run did");
-    assert_eq!(releases, expected_releases, "every release that should have run did");
+    assert_eq!(
+        releases, expected_releases,
+        "every release that should have run did"
+    );
 }
 
 #[tokio::test]
 async fn two_hundred_mixed_orders_keep_the_invariants() {
     let data = tempfile::tempdir().unwrap();
     let mesh = Mesh::up(data.path(), &[]).await;
-    let products = ["mug", "canvas-tote", "film-camera", "vintage-typewriter", "air-plant"];
+    let products = [
+        "mug",
+        "canvas-tote",
+        "film-camera",
+        "vintage-typewriter",
+        "air-plant",
+    ];
     let seeded = mesh.stock(&products).await;
     let cards = [GOOD, GOOD, DECLINED, FLAKY, NO_FUNDS, GOOD];
     let mut requests = Vec::new();
@@ -490,7 +638,11 @@ async fn two_hundred_mixed_orders_keep_the_invariants() {
     for chunk in requests.chunks(20) {
         let calls = chunk.iter().map(|(key, product, card, country)| async move {
             let mesh = mesh_ref;
-            (mesh.place(key, &[(product, 1)], card, country).await, *card, *country)
+            (
+                mesh.place(key, &[(product, 1)], card, country).await,
+                *card,
+                *country,
+            )
         });
         placed.extend(join_all(calls).await);
     }
@@ -519,7 +671,14 @@ async fn workflow_killed_with_sagas_in_flight_finishes_them_all_once() {
         let card = cards[n % cards.len()];
         let country = if n % 13 == 4 { "AQ" } else { "GB" };
         let product = products[n % products.len()];
-        async move { (mesh.place(&format!("crash-{n}"), &[(product, 1)], card, country).await, card, country) }
+        async move {
+            (
+                mesh.place(&format!("crash-{n}"), &[(product, 1)], card, country)
+                    .await,
+                card,
+                country,
+            )
+        }
     });
     let mut placed: Vec<(opb::Order, &str, &str)> = join_all(calls).await;
     let running = mesh.running().await;
@@ -532,13 +691,23 @@ async fn workflow_killed_with_sagas_in_flight_finishes_them_all_once() {
     // Orders keep being accepted while workflow is down; their sagas start later.
     let late = (70..80usize).map(|n| {
         let mesh = &mesh;
-        async move { (mesh.place(&format!("crash-{n}"), &[("mug", 1)], GOOD, "GB").await, GOOD, "GB") }
+        async move {
+            (
+                mesh.place(&format!("crash-{n}"), &[("mug", 1)], GOOD, "GB").await,
+                GOOD,
+                "GB",
+            )
+        }
     });
     placed.extend(join_all(late).await);
 
     // `up` starts workflow again; it resumes every execution.
     let mut up = mesh.up;
-    up.wait_for_line(|l| l.contains("resumed running executions"), Duration::from_secs(30)).await;
+    up.wait_for_line(
+        |l| l.contains("resumed running executions"),
+        Duration::from_secs(30),
+    )
+    .await;
     let mesh = Mesh { up, ..mesh };
     check_invariants(&mesh, &placed, &seeded).await;
 
@@ -583,10 +752,17 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
         Process::spawn(command)
     };
     let mut catalog = start_catalog(true);
-    catalog.wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60)).await;
+    catalog
+        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+        .await;
     let endpoint = format!("--endpoint=ferrymesh.catalog.v1=http://{catalog_addr}");
-    let (_workflow, addr): (Process, SocketAddr) =
-        serve("workflow", &data.path().join("workflow"), &["--no-saga", &endpoint], &[]).await;
+    let (_workflow, addr): (Process, SocketAddr) = serve(
+        "workflow",
+        &data.path().join("workflow"),
+        &["--no-saga", &endpoint],
+        &[],
+    )
+    .await;
     let mut client = WorkflowServiceClient::new(channel(addr.port()));
     let watcher = client.clone();
 
@@ -626,7 +802,9 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 let e = client
-                    .describe_execution(wpb::DescribeExecutionRequest { execution_name: "lookup-1".into() })
+                    .describe_execution(wpb::DescribeExecutionRequest {
+                        execution_name: "lookup-1".into(),
+                    })
                     .await
                     .unwrap()
                     .into_inner()
@@ -641,10 +819,16 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
         }
     };
     let failed = wait_for(wpb::ExecutionStatus::Failed).await;
-    assert_eq!((failed.error.as_str(), failed.current_state.as_str()), ("UNAVAILABLE", "Lookup"));
+    assert_eq!(
+        (failed.error.as_str(), failed.current_state.as_str()),
+        ("UNAVAILABLE", "Lookup")
+    );
     let prepared_before: serde_json::Value = {
         let history = client
-            .get_execution_history(wpb::GetExecutionHistoryRequest { execution_name: "lookup-1".into(), ..Default::default() })
+            .get_execution_history(wpb::GetExecutionHistoryRequest {
+                execution_name: "lookup-1".into(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner()
@@ -657,9 +841,13 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
     catalog.signal(Signal::SIGTERM);
     catalog.wait_exit(Duration::from_secs(30)).await;
     let mut catalog = start_catalog(false);
-    catalog.wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60)).await;
+    catalog
+        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+        .await;
     let redriven = client
-        .redrive_execution(wpb::RedriveExecutionRequest { execution_name: "lookup-1".into() })
+        .redrive_execution(wpb::RedriveExecutionRequest {
+            execution_name: "lookup-1".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -672,15 +860,32 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
     // What succeeded before the failure was kept, not run again.
     assert_eq!(output["lookup"], prepared_before["output"]["lookup"]);
     let history = client
-        .get_execution_history(wpb::GetExecutionHistoryRequest { execution_name: "lookup-1".into(), ..Default::default() })
+        .get_execution_history(wpb::GetExecutionHistoryRequest {
+            execution_name: "lookup-1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .events;
-    assert_eq!(history.iter().filter(|e| e.type_name == "PassStateEntered").count(), 1);
-    assert_eq!(history.iter().filter(|e| e.type_name == "ExecutionRedriven").count(), 1);
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.type_name == "PassStateEntered")
+            .count(),
+        1
+    );
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.type_name == "ExecutionRedriven")
+            .count(),
+        1
+    );
     let status = client
-        .redrive_execution(wpb::RedriveExecutionRequest { execution_name: "lookup-1".into() })
+        .redrive_execution(wpb::RedriveExecutionRequest {
+            execution_name: "lookup-1".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");

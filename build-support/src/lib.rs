@@ -222,7 +222,9 @@ fn descriptor_set(root: &Path, packages: &[String]) -> Result<FileDescriptorSet,
 fn every_package(root: &Path) -> Result<Vec<String>, Error> {
     fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) -> io::Result<()> {
         let mut has_proto = false;
-        let mut entries: Vec<PathBuf> = fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         entries.sort();
         for path in entries {
             if path.is_dir() {

@@ -46,10 +46,20 @@ struct PlaceOrderArgs {
     #[arg(long, value_parser = kit::duration::parse_duration, default_value = "30s")]
     drain: Duration,
     /// Where orders listens.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50055", env = "FERRYMESH_ORDERS_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50055",
+        env = "FERRYMESH_ORDERS_URL"
+    )]
     orders_url: String,
     /// Where workflow listens, to count state transitions afterwards.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50056", env = "FERRYMESH_WORKFLOW_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50056",
+        env = "FERRYMESH_WORKFLOW_URL"
+    )]
     workflow_url: String,
     /// Which cards to pay with: all good, or a mix with declines and
     /// transient failures (1 in 10 each) and unshippable addresses (1 in 20).
@@ -120,7 +130,8 @@ pub(crate) async fn run(args: LoadArgs) -> ExitCode {
         tasks.spawn(async move { follow(client, request, tally, histogram).await });
     }
     let sending = started.elapsed();
-    let drained = tokio::time::timeout(args.drain, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(args.drain, async { while tasks.join_next().await.is_some() {} }).await;
     let elapsed = started.elapsed();
     progress.abort();
     if drained.is_err() {
@@ -252,7 +263,11 @@ async fn progress_line(tally: Arc<Mutex<Tally>>, started: Instant, quiet: bool) 
 /// The state transitions of the sagas that ran, read from workflow after the run.
 async fn count_transitions(url: &str, tally: &Mutex<Tally>) -> Option<i64> {
     let names: Vec<String> = tally.lock().ok()?.executions.clone();
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.connect().await.ok()?;
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
     let client = WorkflowServiceClient::new(channel);
     let mut total = 0i64;
     for chunk in names.chunks(64) {
@@ -269,7 +284,10 @@ async fn count_transitions(url: &str, tally: &Mutex<Tally>) -> Option<i64> {
                     .unwrap_or(0)
             }
         });
-        total += futures_util::future::join_all(calls).await.into_iter().sum::<i64>();
+        total += futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .sum::<i64>();
     }
     Some(total)
 }
@@ -310,16 +328,36 @@ fn report(
         println!("{result}");
     } else {
         eprintln!();
-        println!("ferrymesh load place-order: {} orders/s for {:.1}s (open loop)", args.rate, args.duration.as_secs_f64());
+        println!(
+            "ferrymesh load place-order: {} orders/s for {:.1}s (open loop)",
+            args.rate,
+            args.duration.as_secs_f64()
+        );
         println!("  sent        {:>8}   in {:.1}s", t.sent, sending.as_secs_f64());
-        println!("  completed   {:>8}   {:.1}/s over {:.1}s", done, done as f64 / seconds, seconds);
-        println!("    CONFIRMED {:>8}   {:.1}/s", t.confirmed, t.confirmed as f64 / seconds);
-        println!("    FAILED    {:>8}   {:.1}/s", t.failed, t.failed as f64 / seconds);
+        println!(
+            "  completed   {:>8}   {:.1}/s over {:.1}s",
+            done,
+            done as f64 / seconds,
+            seconds
+        );
+        println!(
+            "    CONFIRMED {:>8}   {:.1}/s",
+            t.confirmed,
+            t.confirmed as f64 / seconds
+        );
+        println!(
+            "    FAILED    {:>8}   {:.1}/s",
+            t.failed,
+            t.failed as f64 / seconds
+        );
         if t.cancelled > 0 {
             println!("    CANCELLED {:>8}", t.cancelled);
         }
         if t.unfinished > 0 {
-            println!("  unfinished  {:>8}   (still PENDING when the drain ran out)", t.unfinished);
+            println!(
+                "  unfinished  {:>8}   (still PENDING when the drain ran out)",
+                t.unfinished
+            );
         }
         println!(
             "  saga latency  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
@@ -340,5 +378,9 @@ fn report(
             }
         }
     }
-    if errors == 0 && t.unfinished == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if errors == 0 && t.unfinished == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

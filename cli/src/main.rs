@@ -70,11 +70,14 @@ struct UpArgs {
 }
 
 fn parse_pass(text: &str) -> Result<(String, String), String> {
-    let (service, flag) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` must be SERVICE=FLAG, e.g. shipping=--fault=CreateShipment:latency=1s"))?;
+    let (service, flag) = text.split_once('=').ok_or_else(|| {
+        format!("`{text}` must be SERVICE=FLAG, e.g. shipping=--fault=CreateShipment:latency=1s")
+    })?;
     if !mesh::names().contains(&service) {
-        return Err(format!("no service named {service}; the services are {}", mesh::names().join(", ")));
+        return Err(format!(
+            "no service named {service}; the services are {}",
+            mesh::names().join(", ")
+        ));
     }
     Ok((service.to_string(), flag.to_string()))
 }

@@ -76,7 +76,12 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             },
             upstreams: upstream_flags(service, &plan)
                 .into_iter()
-                .chain(args.pass.iter().filter(|(s, _)| s == service.name).map(|(_, f)| f.clone()))
+                .chain(
+                    args.pass
+                        .iter()
+                        .filter(|(s, _)| s == service.name)
+                        .map(|(_, f)| f.clone()),
+                )
                 .collect(),
         };
         let child = match spec.spawn() {
@@ -122,7 +127,11 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
     for supervisor in supervisors {
         clean &= supervisor.await.unwrap_or(false);
     }
-    if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// How to start one service's process, again if it dies.
@@ -203,7 +212,10 @@ async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch::Receiver<
                     backoff = Duration::from_secs(1);
                 }
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                eprintln!("ferrymesh: {name} exited ({status}); restarting it in {}s", backoff.as_secs());
+                eprintln!(
+                    "ferrymesh: {name} exited ({status}); restarting it in {}s",
+                    backoff.as_secs()
+                );
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => return false,
@@ -217,7 +229,10 @@ async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch::Receiver<
                             break;
                         }
                         Err(error) => {
-                            eprintln!("ferrymesh: cannot restart {name}: {error}; trying again in {}s", backoff.as_secs());
+                            eprintln!(
+                                "ferrymesh: cannot restart {name}: {error}; trying again in {}s",
+                                backoff.as_secs()
+                            );
                             tokio::select! {
                                 () = tokio::time::sleep(backoff) => {}
                                 _ = shutdown.changed() => return false,

@@ -104,13 +104,23 @@ fn status_name(status: i32) -> &'static str {
 }
 
 fn time_text(t: Option<&prost_types::Timestamp>) -> String {
-    t.map(|t| kit_values::rfc3339(t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos / 1000))))
-        .unwrap_or_else(|| "-".into())
+    t.map(|t| {
+        kit_values::rfc3339(
+            t.seconds
+                .saturating_mul(1_000_000)
+                .saturating_add(i64::from(t.nanos / 1000)),
+        )
+    })
+    .unwrap_or_else(|| "-".into())
 }
 
 fn micros(t: Option<&prost_types::Timestamp>) -> i64 {
-    t.map(|t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos / 1000)))
-        .unwrap_or(0)
+    t.map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos / 1000))
+    })
+    .unwrap_or(0)
 }
 
 fn describe_status(status: tonic::Status) -> String {
@@ -141,7 +151,11 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
             });
             let mut token = String::new();
             let mut shown = 0;
-            let _ = writeln!(out, "{:<38} {:<10} {:<16} {:<28} CURRENT STATE", "EXECUTION", "STATUS", "STATE MACHINE", "STARTED");
+            let _ = writeln!(
+                out,
+                "{:<38} {:<10} {:<16} {:<28} CURRENT STATE",
+                "EXECUTION", "STATUS", "STATE MACHINE", "STARTED"
+            );
             while shown < limit {
                 let page = client
                     .list_executions(pb::ListExecutionsRequest {
@@ -174,7 +188,9 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
         }
         WorkflowCommand::Describe { execution } => {
             let e = client
-                .describe_execution(pb::DescribeExecutionRequest { execution_name: execution })
+                .describe_execution(pb::DescribeExecutionRequest {
+                    execution_name: execution,
+                })
                 .await
                 .map_err(describe_status)?
                 .into_inner()
@@ -187,7 +203,11 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
                     .unwrap_or_else(|| text.to_string())
             };
             let _ = writeln!(out, "execution:      {}", e.execution_name);
-            let _ = writeln!(out, "state machine:  {} version {}", e.state_machine_name, e.state_machine_version);
+            let _ = writeln!(
+                out,
+                "state machine:  {} version {}",
+                e.state_machine_name, e.state_machine_version
+            );
             let _ = writeln!(out, "status:         {}", status_name(e.status));
             let _ = writeln!(out, "current state:  {}", e.current_state);
             let _ = writeln!(out, "started:        {}", time_text(e.start_time.as_ref()));
@@ -206,7 +226,11 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
         WorkflowCommand::History { execution, full } => {
             let mut token = String::new();
             let mut first: Option<i64> = None;
-            let _ = writeln!(out, "{:>4} {:>9}  {:<24} {:<22} {:>5}  DETAILS", "ID", "AT (ms)", "TYPE", "STATE", "RETRY");
+            let _ = writeln!(
+                out,
+                "{:>4} {:>9}  {:<24} {:<22} {:>5}  DETAILS",
+                "ID", "AT (ms)", "TYPE", "STATE", "RETRY"
+            );
             loop {
                 let page = client
                     .get_execution_history(pb::GetExecutionHistoryRequest {
@@ -247,7 +271,9 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
             output,
         } => {
             let graph = client
-                .get_execution_graph(pb::GetExecutionGraphRequest { execution_name: execution })
+                .get_execution_graph(pb::GetExecutionGraphRequest {
+                    execution_name: execution,
+                })
                 .await
                 .map_err(describe_status)?
                 .into_inner();
@@ -258,7 +284,8 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
             };
             match output {
                 Some(path) => {
-                    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    std::fs::write(&path, text)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                     let _ = writeln!(out, "wrote {}", path.display());
                 }
                 None => {

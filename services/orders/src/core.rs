@@ -102,7 +102,11 @@ impl Core {
                 self.store.mark_saga_started(&order.order_id).await?;
                 Ok(())
             }
-            Err(status) => Err(OrdersError::WorkflowUnavailable(format!("{:?}: {}", status.code(), status.message()))),
+            Err(status) => Err(OrdersError::WorkflowUnavailable(format!(
+                "{:?}: {}",
+                status.code(),
+                status.message()
+            ))),
         }
     }
 
@@ -129,7 +133,11 @@ impl Core {
                 tracing::info!(order_id = %order.order_id, "saga started late");
             }
             // Back off while workflow is away; come back quickly once it answers.
-            delay = if failed { (delay * 2).min(Duration::from_secs(5)) } else { Duration::from_millis(500) };
+            delay = if failed {
+                (delay * 2).min(Duration::from_secs(5))
+            } else {
+                Duration::from_millis(500)
+            };
         }
     }
 
@@ -199,7 +207,9 @@ impl Core {
             // PENDING and the background starter tries again.
             match self.start_saga(&placed).await {
                 Ok(()) => placed.saga_started = true,
-                Err(e) => tracing::warn!(order_id = %placed.order_id, error = %e, "saga not started yet; will retry"),
+                Err(e) => {
+                    tracing::warn!(order_id = %placed.order_id, error = %e, "saga not started yet; will retry")
+                }
             }
         }
         Ok(placed)

@@ -205,7 +205,12 @@ impl Store {
 
     /// PENDING becomes CONFIRMED (lines confirmed) or FAILED (lines
     /// cancelled); settling again the same way changes nothing.
-    pub async fn settle(&self, order_id: &str, to: OrderStatus, reason: &str) -> Result<(Order, bool), OrdersError> {
+    pub async fn settle(
+        &self,
+        order_id: &str,
+        to: OrderStatus,
+        reason: &str,
+    ) -> Result<(Order, bool), OrdersError> {
         let line_status = match to {
             OrderStatus::Confirmed => LineStatus::Confirmed,
             _ => LineStatus::Cancelled,

@@ -22,7 +22,8 @@ kit_testing::on_sqlite_and_postgres!(
 async fn an_unreachable_catalog_is_unavailable_not_an_internal_error() {
     let db = kit_testing::TestDatabase::sqlite();
     // Nothing listens on port 9 of loopback (discard), so every catalog call fails fast.
-    let nowhere = kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
+    let nowhere =
+        kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
     let upstreams = orders::core::Upstreams {
         catalog: nowhere.clone(),
         payments: nowhere.clone(),
@@ -57,7 +58,8 @@ async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
         catalog::service_with,
     )
     .await;
-    let nowhere = kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
+    let nowhere =
+        kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_secs(2)).unwrap();
     let upstreams = orders::core::Upstreams {
         catalog: kit::client::Upstream::new(&catalog.uri(), std::time::Duration::from_millis(300)).unwrap(),
         payments: nowhere.clone(),

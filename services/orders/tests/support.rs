@@ -21,9 +21,11 @@ impl Orders {
         let catalog =
             TestServer::start::<catalog::migrations::Migrator>(TestDatabase::sqlite(), catalog::service_with)
                 .await;
-        let payments =
-            TestServer::start::<payments::migrations::Migrator>(TestDatabase::sqlite(), payments::service_with)
-                .await;
+        let payments = TestServer::start::<payments::migrations::Migrator>(
+            TestDatabase::sqlite(),
+            payments::service_with,
+        )
+        .await;
         let upstreams = orders::core::Upstreams {
             catalog: kit::client::Upstream::new(&catalog.uri(), Duration::from_secs(2)).unwrap(),
             payments: kit::client::Upstream::new(&payments.uri(), Duration::from_secs(2)).unwrap(),

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    CardBehaviour, CardSource, Charge, ChargeRequest, ChargedCard, Payment, PaymentStatus, PaymentsError, Refund,
-    RefundRequest, check_order_id, positive_amount,
+    CardBehaviour, CardSource, Charge, ChargeRequest, ChargedCard, Payment, PaymentStatus, PaymentsError,
+    Refund, RefundRequest, check_order_id, positive_amount,
 };
 use crate::pb::ferrymesh::payments::v1 as pb;
 use crate::store::Store;
@@ -78,7 +78,12 @@ impl pb::payments_service_server::PaymentsService for PaymentsApi {
         request: Request<pb::TokenizeCardRequest>,
     ) -> Result<Response<pb::TokenizeCardResponse>, Status> {
         let mut v = Violations::new();
-        let card = Card::parse("card", request.get_ref().card.as_ref(), current_year_month(), &mut v);
+        let card = Card::parse(
+            "card",
+            request.get_ref().card.as_ref(),
+            current_year_month(),
+            &mut v,
+        );
         let card = match card {
             Some(card) if v.is_empty() => ChargedCard::from(&card),
             _ => return Err(PaymentsError::from(v).into()),
@@ -120,11 +125,19 @@ impl TryFrom<pb::ChargeRequest> for ChargeRequest {
                 None
             }
             (None, token) if !token.is_empty() => {
-                let well_formed = token.len() == 36 && token.starts_with("tok_") && token[4..].bytes().all(|b| b.is_ascii_hexdigit());
+                let well_formed = token.len() == 36
+                    && token.starts_with("tok_")
+                    && token[4..].bytes().all(|b| b.is_ascii_hexdigit());
                 if well_formed {
                     Some(CardSource::Token(token.to_string()))
                 } else {
-                    v.add("card_token", format!("must be a token from TokenizeCard, \"tok_\" and 32 hex digits; got {}", kit_values::quoted(token)));
+                    v.add(
+                        "card_token",
+                        format!(
+                            "must be a token from TokenizeCard, \"tok_\" and 32 hex digits; got {}",
+                            kit_values::quoted(token)
+                        ),
+                    );
                     None
                 }
             }
@@ -132,12 +145,14 @@ impl TryFrom<pb::ChargeRequest> for ChargeRequest {
                 .map(|card| CardSource::Card(ChargedCard::from(&card))),
         };
         match (payment_id, order_id, amount, source) {
-            (Some(payment_id), Some(order_id), Some(amount), Some(source)) if v.is_empty() => Ok(ChargeRequest {
-                payment_id,
-                order_id,
-                amount,
-                source,
-            }),
+            (Some(payment_id), Some(order_id), Some(amount), Some(source)) if v.is_empty() => {
+                Ok(ChargeRequest {
+                    payment_id,
+                    order_id,
+                    amount,
+                    source,
+                })
+            }
             _ => Err(v.into()),
         }
     }

@@ -158,7 +158,8 @@ impl Store {
         Ok(ChargedCard {
             brand: row.card_brand,
             last4: row.card_last4,
-            behaviour: CardBehaviour::from_stored(&row.behaviour).ok_or_else(|| PaymentsError::TokenExpired(token.to_string()))?,
+            behaviour: CardBehaviour::from_stored(&row.behaviour)
+                .ok_or_else(|| PaymentsError::TokenExpired(token.to_string()))?,
         })
     }
 

@@ -400,8 +400,15 @@ pub(crate) async fn a_card_token_charges_like_the_card_and_keeps_no_number(payme
         }
     };
     let good = tokenize(GOOD_CARD).await.unwrap();
-    assert!(good.card_token.starts_with("tok_") && good.card_token.len() == 36, "{}", good.card_token);
-    assert_eq!((good.card_brand.as_str(), good.card_last4.as_str()), ("visa", "4242"));
+    assert!(
+        good.card_token.starts_with("tok_") && good.card_token.len() == 36,
+        "{}",
+        good.card_token
+    );
+    assert_eq!(
+        (good.card_brand.as_str(), good.card_last4.as_str()),
+        ("visa", "4242")
+    );
     assert!(good.expire_time.is_some());
     let by_token = |payment_id: &str, token: &str| {
         let mut request = charge_request(payment_id, usd(7, 0), GOOD_CARD);
@@ -409,42 +416,84 @@ pub(crate) async fn a_card_token_charges_like_the_card_and_keeps_no_number(payme
         request.card_token = token.to_string();
         request
     };
-    let payment = payments.charge(by_token("pay-tok-1", &good.card_token)).await.unwrap();
-    assert_eq!((payment.card_brand.as_str(), payment.card_last4.as_str()), ("visa", "4242"));
+    let payment = payments
+        .charge(by_token("pay-tok-1", &good.card_token))
+        .await
+        .unwrap();
+    assert_eq!(
+        (payment.card_brand.as_str(), payment.card_last4.as_str()),
+        ("visa", "4242")
+    );
     // A retry by token is the same charge.
-    assert_eq!(payments.charge(by_token("pay-tok-1", &good.card_token)).await.unwrap(), payment);
+    assert_eq!(
+        payments
+            .charge(by_token("pay-tok-1", &good.card_token))
+            .await
+            .unwrap(),
+        payment
+    );
 
     // The test cards behave the same through a token.
     let declined = tokenize(DECLINED_CARD).await.unwrap();
-    let status = payments.charge(by_token("pay-tok-2", &declined.card_token)).await.unwrap_err();
+    let status = payments
+        .charge(by_token("pay-tok-2", &declined.card_token))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert_eq!(status.get_details_error_info().unwrap().reason, "CARD_DECLINED");
     let flaky = tokenize(FLAKY_CARD).await.unwrap();
-    let status = payments.charge(by_token("pay-tok-3", &flaky.card_token)).await.unwrap_err();
+    let status = payments
+        .charge(by_token("pay-tok-3", &flaky.card_token))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    payments.charge(by_token("pay-tok-3", &flaky.card_token)).await.unwrap();
+    payments
+        .charge(by_token("pay-tok-3", &flaky.card_token))
+        .await
+        .unwrap();
 
     // An unknown token, a malformed one, and both card and token.
     let unknown = format!("tok_{}", "0".repeat(32));
-    let status = payments.charge(by_token("pay-tok-4", &unknown)).await.unwrap_err();
+    let status = payments
+        .charge(by_token("pay-tok-4", &unknown))
+        .await
+        .unwrap_err();
     assert_status(&status, Code::FailedPrecondition, "unknown or expired");
-    assert_eq!(status.get_details_error_info().unwrap().reason, "CARD_TOKEN_EXPIRED");
-    let status = payments.charge(by_token("pay-tok-5", "tok_nope")).await.unwrap_err();
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "CARD_TOKEN_EXPIRED"
+    );
+    let status = payments
+        .charge(by_token("pay-tok-5", "tok_nope"))
+        .await
+        .unwrap_err();
     assert_invalid(&status, "card_token", "must be a token from TokenizeCard");
     let mut both = by_token("pay-tok-6", &good.card_token);
     both.card = Some(card(GOOD_CARD));
     let status = payments.charge(both).await.unwrap_err();
     assert_invalid(&status, "card_token", "not both");
-    let status = payments.client().tokenize_card(TokenizeCardRequest { card: None }).await.unwrap_err();
+    let status = payments
+        .client()
+        .tokenize_card(TokenizeCardRequest { card: None })
+        .await
+        .unwrap_err();
     assert_invalid(&status, "card", "is required");
 
     // Read past the service: the token table keeps no card number either.
-    let db = sea_orm::Database::connect(payments.server.db.url.as_str()).await.unwrap();
-    let rows = payments::store::card_token::Entity::find().all(&db).await.unwrap();
+    let db = sea_orm::Database::connect(payments.server.db.url.as_str())
+        .await
+        .unwrap();
+    let rows = payments::store::card_token::Entity::find()
+        .all(&db)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 3);
     let stored = format!("{rows:?}");
     for number in [GOOD_CARD, DECLINED_CARD, FLAKY_CARD] {
-        assert!(!stored.contains(&number.replace(' ', "")) && !stored.contains(number), "{stored}");
+        assert!(
+            !stored.contains(&number.replace(' ', "")) && !stored.contains(number),
+            "{stored}"
+        );
     }
     db.close().await.unwrap();
 }

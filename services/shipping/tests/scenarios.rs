@@ -36,9 +36,15 @@ pub(crate) async fn quotes_follow_weight_and_zone(shipping: &Shipping) {
 
 pub(crate) async fn no_carrier_serves_antarctica(shipping: &Shipping) {
     use tonic_types::StatusExt;
-    let status = shipping.create(create_request("ship-aq", "AQ")).await.unwrap_err();
+    let status = shipping
+        .create(create_request("ship-aq", "AQ"))
+        .await
+        .unwrap_err();
     assert_status(&status, Code::FailedPrecondition, "no carrier delivers to AQ");
-    assert_eq!(status.get_details_error_info().unwrap().reason, "UNSERVED_DESTINATION");
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "UNSERVED_DESTINATION"
+    );
     let status = shipping
         .client()
         .get_quote(GetQuoteRequest {

@@ -73,7 +73,9 @@ impl From<WorkflowError> for Status {
             WorkflowError::Exists(message) => Status::already_exists(message),
             WorkflowError::Precondition(message) => Status::failed_precondition(message),
             WorkflowError::Store(e) => kit::error::internal(&e),
-            WorkflowError::Journal(e) => Status::unavailable(format!("the workflow journal is unavailable: {e}")),
+            WorkflowError::Journal(e) => {
+                Status::unavailable(format!("the workflow journal is unavailable: {e}"))
+            }
         }
     }
 }
@@ -92,8 +94,19 @@ impl WorkflowApi {
 
 /// Checks a name: 1 to 80 letters, digits, '-' and '_'.
 fn check_name(field: &str, text: &str, violations: &mut Violations) {
-    if text.is_empty() || text.len() > 80 || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        violations.add(field, format!("must be 1 to 80 letters, digits, '-' or '_'; got {}", quoted(text)));
+    if text.is_empty()
+        || text.len() > 80
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        violations.add(
+            field,
+            format!(
+                "must be 1 to 80 letters, digits, '-' or '_'; got {}",
+                quoted(text)
+            ),
+        );
     }
 }
 
@@ -208,7 +221,10 @@ impl WorkflowApi {
     fn parse_definition(&self, text: &str) -> Result<asl::Machine, WorkflowError> {
         if text.len() > MAX_DEFINITION_BYTES {
             let mut v = Violations::new();
-            v.add("definition", format!("is {} bytes; at most {MAX_DEFINITION_BYTES}", text.len()));
+            v.add(
+                "definition",
+                format!("is {} bytes; at most {MAX_DEFINITION_BYTES}", text.len()),
+            );
             return Err(v.into());
         }
         asl::parse(text, self.methods.as_ref()).map_err(WorkflowError::Definition)
@@ -269,16 +285,29 @@ impl WorkflowApi {
     }
 
     /// Starts (or finds) an execution.
-    pub(crate) async fn start(&self, request: pb::StartExecutionRequest) -> Result<execution::Model, WorkflowError> {
+    pub(crate) async fn start(
+        &self,
+        request: pb::StartExecutionRequest,
+    ) -> Result<execution::Model, WorkflowError> {
         let mut v = Violations::new();
         check_name("state_machine_name", &request.state_machine_name, &mut v);
         check_name("execution_name", &request.execution_name, &mut v);
         if request.state_machine_version < 0 {
-            v.add("state_machine_version", "must be 0 (the latest) or a version number");
+            v.add(
+                "state_machine_version",
+                "must be 0 (the latest) or a version number",
+            );
         }
-        let input_text = if request.input.trim().is_empty() { "{}" } else { request.input.as_str() };
+        let input_text = if request.input.trim().is_empty() {
+            "{}"
+        } else {
+            request.input.as_str()
+        };
         if input_text.len() > MAX_INPUT_BYTES {
-            v.add("input", format!("is {} bytes; at most {MAX_INPUT_BYTES}", input_text.len()));
+            v.add(
+                "input",
+                format!("is {} bytes; at most {MAX_INPUT_BYTES}", input_text.len()),
+            );
         }
         let input: Option<Value> = match serde_json::from_str::<Value>(input_text) {
             Ok(value @ Value::Object(_)) => Some(value),
@@ -300,7 +329,10 @@ impl WorkflowApi {
             .ok_or_else(|| WorkflowError::NotFound {
                 kind: "state machine",
                 name: if request.state_machine_version > 0 {
-                    format!("{} version {}", request.state_machine_name, request.state_machine_version)
+                    format!(
+                        "{} version {}",
+                        request.state_machine_name, request.state_machine_version
+                    )
                 } else {
                     request.state_machine_name.clone()
                 },
@@ -361,7 +393,12 @@ impl WorkflowApi {
                 "",
                 json!({"input": input, "stateMachine": machine_row.name, "version": machine_row.version}),
             ),
-            event(2, format!("{}StateEntered", start.kind.type_name()), &start.name, json!({"input": input})),
+            event(
+                2,
+                format!("{}StateEntered", start.kind.type_name()),
+                &start.name,
+                json!({"input": input}),
+            ),
         ];
         let applied = self
             .engine
@@ -412,8 +449,18 @@ impl WorkflowApi {
             })
     }
 
-    async fn append(&self, name: &str, kind: &str, details: Value, update: Update) -> Result<Applied, WorkflowError> {
-        let id = self.engine.next_event_id(name).await.map_err(WorkflowError::Journal)?;
+    async fn append(
+        &self,
+        name: &str,
+        kind: &str,
+        details: Value,
+        update: Update,
+    ) -> Result<Applied, WorkflowError> {
+        let id = self
+            .engine
+            .next_event_id(name)
+            .await
+            .map_err(WorkflowError::Journal)?;
         self.engine
             .journal()
             .write(Write {
@@ -453,7 +500,9 @@ impl WorkflowService for WorkflowApi {
         request: Request<pb::UpdateStateMachineRequest>,
     ) -> Result<Response<pb::UpdateStateMachineResponse>, Status> {
         let r = request.into_inner();
-        let row = self.publish(&r.name, &r.definition, &r.description, false).await?;
+        let row = self
+            .publish(&r.name, &r.definition, &r.description, false)
+            .await?;
         Ok(Response::new(pb::UpdateStateMachineResponse {
             state_machine: Some(machine_to_pb(row)),
         }))
@@ -478,7 +527,11 @@ impl WorkflowService for WorkflowApi {
             .map_err(WorkflowError::from)?
             .ok_or_else(|| WorkflowError::NotFound {
                 kind: "state machine",
-                name: if r.version > 0 { format!("{} version {}", r.name, r.version) } else { r.name.clone() },
+                name: if r.version > 0 {
+                    format!("{} version {}", r.name, r.version)
+                } else {
+                    r.name.clone()
+                },
             })?;
         Ok(Response::new(pb::GetStateMachineResponse {
             state_machine: Some(machine_to_pb(row)),
@@ -562,12 +615,18 @@ impl WorkflowService for WorkflowApi {
                 None
             }
             _ if r.state_machine_name.is_empty() => {
-                v.add("state_machine_version", "needs state_machine_name: versions belong to a state machine");
+                v.add(
+                    "state_machine_version",
+                    "needs state_machine_name: versions belong to a state machine",
+                );
                 None
             }
             n => Some(n),
         };
-        let filter = format!("{}|{}|{}", r.state_machine_name, r.state_machine_version, r.status);
+        let filter = format!(
+            "{}|{}|{}",
+            r.state_machine_name, r.state_machine_version, r.status
+        );
         let page = PageRequest::parse(r.page_size, &r.page_token, &filter, &mut v);
         v.into_result(()).map_err(WorkflowError::from)?;
         let Some(page) = page else {
@@ -583,7 +642,10 @@ impl WorkflowService for WorkflowApi {
                     Some(p) => Some(p),
                     None => {
                         let mut v = Violations::new();
-                        v.add("page_token", "is not a token this service issued: pass back next_page_token unchanged");
+                        v.add(
+                            "page_token",
+                            "is not a token this service issued: pass back next_page_token unchanged",
+                        );
                         return Err(WorkflowError::from(v).into());
                     }
                 }
@@ -621,7 +683,10 @@ impl WorkflowService for WorkflowApi {
             0 => 100,
             n if (1..=1000).contains(&n) => n.unsigned_abs(),
             n => {
-                v.add("page_size", format!("must be between 0 and 1000 (0 means 100), got {n}"));
+                v.add(
+                    "page_size",
+                    format!("must be between 0 and 1000 (0 means 100), got {n}"),
+                );
                 0
             }
         };
@@ -641,7 +706,9 @@ impl WorkflowService for WorkflowApi {
         let next = match (&page, rows.len() > size as usize) {
             (Some(page), true) => {
                 rows.truncate(size as usize);
-                rows.last().map(|e| page.next_token(&e.id.to_string())).unwrap_or_default()
+                rows.last()
+                    .map(|e| page.next_token(&e.id.to_string()))
+                    .unwrap_or_default()
             }
             _ => String::new(),
         };
@@ -668,9 +735,14 @@ impl WorkflowService for WorkflowApi {
             .events(&row.name, 0, 100_000)
             .await
             .map_err(WorkflowError::from)?;
-        let ended_badly = matches!(row.status.as_str(), status::FAILED | status::TIMED_OUT | status::ABORTED);
+        let ended_badly = matches!(
+            row.status.as_str(),
+            status::FAILED | status::TIMED_OUT | status::ABORTED
+        );
         let drawing = graph::build(&machine, &events, ended_badly);
-        let svg = drawing.svg().map_err(|e| Status::internal(format!("drawing failed: {e}")))?;
+        let svg = drawing
+            .svg()
+            .map_err(|e| Status::internal(format!("drawing failed: {e}")))?;
         Ok(Response::new(pb::GetExecutionGraphResponse {
             nodes: drawing
                 .nodes
@@ -715,7 +787,11 @@ impl WorkflowService for WorkflowApi {
         let row = self.execution(&r.execution_name).await?;
         if row.status == status::RUNNING {
             self.engine.stop(&row.name);
-            let error = if r.error.is_empty() { "States.Aborted".to_string() } else { r.error };
+            let error = if r.error.is_empty() {
+                "States.Aborted".to_string()
+            } else {
+                r.error
+            };
             self.append(
                 &row.name,
                 "ExecutionAborted",
@@ -748,7 +824,11 @@ impl WorkflowService for WorkflowApi {
         request: Request<pb::RedriveExecutionRequest>,
     ) -> Result<Response<pb::RedriveExecutionResponse>, Status> {
         let row = self.execution(&request.into_inner().execution_name).await?;
-        if !matches!(row.status.as_str(), status::FAILED | status::TIMED_OUT | status::ABORTED) || self.engine.is_running(&row.name) {
+        if !matches!(
+            row.status.as_str(),
+            status::FAILED | status::TIMED_OUT | status::ABORTED
+        ) || self.engine.is_running(&row.name)
+        {
             return Err(WorkflowError::Precondition(format!(
                 "execution {:?} is {}; only a FAILED, TIMED_OUT or ABORTED execution can be redriven",
                 row.name, row.status
@@ -769,7 +849,11 @@ impl WorkflowService for WorkflowApi {
             )
             .await?;
         if applied == Applied::No {
-            return Err(WorkflowError::Precondition(format!("execution {:?} was redriven meanwhile", row.name)).into());
+            return Err(WorkflowError::Precondition(format!(
+                "execution {:?} was redriven meanwhile",
+                row.name
+            ))
+            .into());
         }
         let fresh = self
             .engine

@@ -133,6 +133,16 @@ impl Kind {
         }
     }
 
+    /// Retry, Catch and result handling of a Task, Parallel or Map state.
+    pub fn handlers(&self) -> Option<&Handlers> {
+        match self {
+            Kind::Task(t) => Some(&t.handlers),
+            Kind::Parallel(p) => Some(&p.handlers),
+            Kind::Map(m) => Some(&m.handlers),
+            _ => None,
+        }
+    }
+
     /// The Retry rules of a state that has them.
     pub fn retriers(&self) -> &[Retrier] {
         match self {
@@ -270,9 +280,12 @@ pub struct Catcher {
 
 /// Parses and checks a definition.
 pub fn parse(definition: &str, methods: &dyn Methods) -> Result<Machine, DefinitionError> {
-    let value: Value = serde_json::from_str(definition).map_err(|e| top(format!("the definition is not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(definition).map_err(|e| top(format!("the definition is not JSON: {e}")))?;
     let Value::Object(map) = &value else {
-        return Err(top("the definition must be a JSON object with StartAt and States"));
+        return Err(top(
+            "the definition must be a JSON object with StartAt and States",
+        ));
     };
     let mut raised = BTreeSet::new();
     collect_raised(map, &mut raised);
@@ -317,7 +330,11 @@ const COMMON_FIELDS: &[&str] = &["Type", "Comment", "InputPath", "OutputPath", "
 
 impl ParseContext<'_> {
     fn machine(&self, map: &Map<String, Value>, prefix: &str) -> Result<Machine, DefinitionError> {
-        let where_ = if prefix.is_empty() { String::new() } else { format!(" of {prefix}") };
+        let where_ = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!(" of {prefix}")
+        };
         let start_at = match map.get("StartAt") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(top(format!("StartAt{where_} must name the first state"))),
@@ -329,8 +346,16 @@ impl ParseContext<'_> {
             return Err(top(format!("States{where_} is empty")));
         }
         for key in map.keys() {
-            if !["StartAt", "States", "Comment", "TimeoutSeconds", "Version", "ProcessorConfig", "QueryLanguage"]
-                .contains(&key.as_str())
+            if ![
+                "StartAt",
+                "States",
+                "Comment",
+                "TimeoutSeconds",
+                "Version",
+                "ProcessorConfig",
+                "QueryLanguage",
+            ]
+            .contains(&key.as_str())
             {
                 return Err(top(format!("{key:?}{where_} is not a field of a state machine")));
             }
@@ -362,25 +387,56 @@ impl ParseContext<'_> {
         Ok(machine)
     }
 
-    fn state(&self, name: &str, full: &str, f: &Map<String, Value>, prefix: &str) -> Result<State, DefinitionError> {
+    fn state(
+        &self,
+        name: &str,
+        full: &str,
+        f: &Map<String, Value>,
+        prefix: &str,
+    ) -> Result<State, DefinitionError> {
         let type_name = f.get("Type").and_then(Value::as_str).unwrap_or_default();
         let allowed: &[&str] = match type_name {
-            "Task" => &["Resource", "Parameters", "ResultSelector", "ResultPath", "TimeoutSeconds", "Retry", "Catch"],
+            "Task" => &[
+                "Resource",
+                "Parameters",
+                "ResultSelector",
+                "ResultPath",
+                "TimeoutSeconds",
+                "Retry",
+                "Catch",
+            ],
             "Pass" => &["Result", "ResultPath", "Parameters"],
             "Choice" => &["Choices", "Default"],
             "Wait" => &["Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
             "Succeed" => &[],
             "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
-            "Parallel" => &["Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"],
+            "Parallel" => &[
+                "Branches",
+                "Parameters",
+                "ResultSelector",
+                "ResultPath",
+                "Retry",
+                "Catch",
+            ],
             "Map" => &[
-                "ItemsPath", "ItemSelector", "Parameters", "ItemProcessor", "Iterator", "MaxConcurrency",
-                "ResultSelector", "ResultPath", "Retry", "Catch",
+                "ItemsPath",
+                "ItemSelector",
+                "Parameters",
+                "ItemProcessor",
+                "Iterator",
+                "MaxConcurrency",
+                "ResultSelector",
+                "ResultPath",
+                "Retry",
+                "Catch",
             ],
             "" => return Err(at(full, "has no Type")),
             other => {
                 return Err(at(
                     full,
-                    format!("Type {other:?} is not a state type; use Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map"),
+                    format!(
+                        "Type {other:?} is not a state type; use Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map"
+                    ),
                 ));
             }
         };
@@ -434,7 +490,8 @@ impl ParseContext<'_> {
             "Pass" => Kind::Pass {
                 result: f.get("Result").cloned(),
                 parameters: template("Parameters")?,
-                result_path: ResultPath::parse(f.get("ResultPath")).map_err(|p| e(format!("ResultPath {p}")))?,
+                result_path: ResultPath::parse(f.get("ResultPath"))
+                    .map_err(|p| e(format!("ResultPath {p}")))?,
             },
             "Choice" => {
                 let Some(Value::Array(raw)) = f.get("Choices") else {
@@ -465,7 +522,9 @@ impl ParseContext<'_> {
                     .filter(|k| f.contains_key(*k))
                     .collect();
                 if set.len() != 1 {
-                    return Err(e("needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath".into()));
+                    return Err(e(
+                        "needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath".into(),
+                    ));
                 }
                 let path = |key: &str| -> Result<Path, DefinitionError> {
                     match f.get(key) {
@@ -484,8 +543,13 @@ impl ParseContext<'_> {
                     "Timestamp" => WaitFor::Timestamp(
                         f.get("Timestamp")
                             .and_then(Value::as_str)
-                            .filter(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok())
-                            .ok_or_else(|| e("Timestamp must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".into()))?
+                            .filter(|t| {
+                                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                                    .is_ok()
+                            })
+                            .ok_or_else(|| {
+                                e("Timestamp must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".into())
+                            })?
                             .to_string(),
                     ),
                     _ => WaitFor::TimestampPath(path("TimestampPath")?),
@@ -501,7 +565,9 @@ impl ParseContext<'_> {
                         (None, Some(Value::String(s))) => Expr::parse(s)
                             .map(|x| Some(Text::Computed(x)))
                             .map_err(|p| e(format!("{by_path}: {p}"))),
-                        (None, Some(_)) => Err(e(format!("{by_path} must be a path or an intrinsic function"))),
+                        (None, Some(_)) => {
+                            Err(e(format!("{by_path} must be a path or an intrinsic function")))
+                        }
                         (None, None) => Ok(None),
                     }
                 };
@@ -520,7 +586,9 @@ impl ParseContext<'_> {
                 let mut branches = Vec::with_capacity(raw.len());
                 for (i, branch) in raw.iter().enumerate() {
                     let Value::Object(map) = branch else {
-                        return Err(e(format!("Branches[{i}] must be an object with StartAt and States")));
+                        return Err(e(format!(
+                            "Branches[{i}] must be an object with StartAt and States"
+                        )));
                     };
                     branches.push(self.machine(map, &format!("{prefix}{name}/{i}/"))?);
                 }
@@ -536,11 +604,15 @@ impl ParseContext<'_> {
                     _ => return Err(e("needs ItemProcessor, an object with StartAt and States".into())),
                 };
                 if let Some(Value::Object(config)) = raw.get("ProcessorConfig")
-                    && config.get("Mode").and_then(Value::as_str).is_some_and(|m| m != "INLINE")
+                    && config
+                        .get("Mode")
+                        .and_then(Value::as_str)
+                        .is_some_and(|m| m != "INLINE")
                 {
                     return Err(e("only the INLINE processing mode is supported".into()));
                 }
-                let items_path = DataPath::parse(f.get("ItemsPath")).map_err(|p| e(format!("ItemsPath {p}")))?;
+                let items_path =
+                    DataPath::parse(f.get("ItemsPath")).map_err(|p| e(format!("ItemsPath {p}")))?;
                 let item_selector = match (template("ItemSelector")?, template("Parameters")?) {
                     (Some(_), Some(_)) => return Err(e("takes ItemSelector or Parameters, not both".into())),
                     (a, b) => a.or(b),
@@ -551,7 +623,9 @@ impl ParseContext<'_> {
                         .as_u64()
                         .and_then(|n| usize::try_from(n).ok())
                         .filter(|n| *n <= 1000)
-                        .ok_or_else(|| e("MaxConcurrency must be a whole number from 0 (no limit) to 1000".into()))?,
+                        .ok_or_else(|| {
+                            e("MaxConcurrency must be a whole number from 0 (no limit) to 1000".into())
+                        })?,
                 };
                 Kind::Map(Box::new(MapState {
                     items_path,
@@ -596,7 +670,9 @@ impl ParseContext<'_> {
                 };
                 let max_attempts = number("MaxAttempts", 3.0)?;
                 if max_attempts.fract() != 0.0 || max_attempts > 99_999_999.0 {
-                    return Err(e(format!("Retry[{i}].MaxAttempts must be a whole number up to 99999999")));
+                    return Err(e(format!(
+                        "Retry[{i}].MaxAttempts must be a whole number up to 99999999"
+                    )));
                 }
                 let backoff_rate = number("BackoffRate", 2.0)?;
                 if backoff_rate < 1.0 {
@@ -606,15 +682,30 @@ impl ParseContext<'_> {
                 if interval <= 0.0 {
                     return Err(e(format!("Retry[{i}].IntervalSeconds must be more than 0")));
                 }
-                let max_delay = rule.get("MaxDelaySeconds").map(|_| number("MaxDelaySeconds", 0.0)).transpose()?;
+                let max_delay = rule
+                    .get("MaxDelaySeconds")
+                    .map(|_| number("MaxDelaySeconds", 0.0))
+                    .transpose()?;
                 let full_jitter = match rule.get("JitterStrategy").and_then(Value::as_str) {
                     None | Some("NONE") => false,
                     Some("FULL") => true,
-                    Some(other) => return Err(e(format!("Retry[{i}].JitterStrategy {other:?} must be FULL or NONE"))),
+                    Some(other) => {
+                        return Err(e(format!(
+                            "Retry[{i}].JitterStrategy {other:?} must be FULL or NONE"
+                        )));
+                    }
                 };
                 for key in rule.as_object().into_iter().flat_map(|m| m.keys()) {
-                    if !["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"]
-                        .contains(&key.as_str())
+                    if ![
+                        "ErrorEquals",
+                        "IntervalSeconds",
+                        "MaxAttempts",
+                        "BackoffRate",
+                        "MaxDelaySeconds",
+                        "JitterStrategy",
+                        "Comment",
+                    ]
+                    .contains(&key.as_str())
                     {
                         return Err(e(format!("Retry[{i}]: {key:?} is not a field of a retrier")));
                     }
@@ -641,8 +732,8 @@ impl ParseContext<'_> {
                     .get("Next")
                     .and_then(Value::as_str)
                     .ok_or_else(|| e(format!("Catch[{i}] needs Next")))?;
-                let result_path =
-                    ResultPath::parse(rule.get("ResultPath")).map_err(|p| e(format!("Catch[{i}].ResultPath {p}")))?;
+                let result_path = ResultPath::parse(rule.get("ResultPath"))
+                    .map_err(|p| e(format!("Catch[{i}].ResultPath {p}")))?;
                 catch.push(Catcher {
                     errors,
                     next: next.to_string(),
@@ -661,7 +752,9 @@ impl ParseContext<'_> {
     fn error_names(&self, rule: &Value, what: &str, full: &str) -> Result<Vec<String>, DefinitionError> {
         let e = |problem: String| at(full, problem);
         let Some(Value::Array(names)) = rule.get("ErrorEquals") else {
-            return Err(e(format!("{what} needs ErrorEquals, a non-empty array of error names")));
+            return Err(e(format!(
+                "{what} needs ErrorEquals, a non-empty array of error names"
+            )));
         };
         if names.is_empty() {
             return Err(e(format!("{what}.ErrorEquals is empty")));
@@ -671,7 +764,8 @@ impl ParseContext<'_> {
             let Some(name) = name.as_str() else {
                 return Err(e(format!("{what}.ErrorEquals holds {name}, not an error name")));
             };
-            let known = GRPC_ERRORS.contains(&name) || STATES_ERRORS.contains(&name) || self.raised.contains(name);
+            let known =
+                GRPC_ERRORS.contains(&name) || STATES_ERRORS.contains(&name) || self.raised.contains(name);
             if !known {
                 return Err(e(format!(
                     "{what}.ErrorEquals names {name:?}, an unknown error; use a gRPC status name such as UNAVAILABLE, a States.* name, or an Error a Fail state raises"
@@ -703,7 +797,11 @@ fn check_graph(machine: &Machine, prefix: &str) -> Result<(), DefinitionError> {
         return Err(top(format!(
             "StartAt {:?}{} is not a state",
             machine.start_at,
-            if prefix.is_empty() { String::new() } else { format!(" of {}", prefix.trim_end_matches('/')) }
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", prefix.trim_end_matches('/'))
+            }
         )));
     }
     let mut terminal = false;
@@ -711,7 +809,10 @@ fn check_graph(machine: &Machine, prefix: &str) -> Result<(), DefinitionError> {
         let full = format!("{prefix}{}", state.name);
         for (label, target) in transitions(state) {
             if machine.state(target).is_none() {
-                return Err(at(&full, format!("{label} {target:?} is not a state in this machine")));
+                return Err(at(
+                    &full,
+                    format!("{label} {target:?} is not a state in this machine"),
+                ));
             }
         }
         terminal |= state.next.is_none() && !matches!(state.kind, Kind::Choice { .. });
@@ -719,7 +820,11 @@ fn check_graph(machine: &Machine, prefix: &str) -> Result<(), DefinitionError> {
     if !terminal {
         return Err(top(format!(
             "no state ends the {}: add \"End\": true, a Succeed or a Fail state",
-            if prefix.is_empty() { "execution".to_string() } else { format!("branch {}", prefix.trim_end_matches('/')) }
+            if prefix.is_empty() {
+                "execution".to_string()
+            } else {
+                format!("branch {}", prefix.trim_end_matches('/'))
+            }
         )));
     }
     let mut seen = BTreeSet::new();
@@ -735,7 +840,10 @@ fn check_graph(machine: &Machine, prefix: &str) -> Result<(), DefinitionError> {
     if let Some(lost) = machine.states.iter().find(|s| !seen.contains(s.name.as_str())) {
         return Err(at(
             &format!("{prefix}{}", lost.name),
-            format!("is unreachable: no Next, Choice, Default or Catch leads to it from {:?}", machine.start_at),
+            format!(
+                "is unreachable: no Next, Choice, Default or Catch leads to it from {:?}",
+                machine.start_at
+            ),
         ));
     }
     Ok(())
@@ -753,6 +861,12 @@ pub fn transitions(state: &State) -> Vec<(&'static str, &str)> {
             out.push(("Default", default.as_str()));
         }
     }
-    out.extend(state.kind.catchers().iter().map(|c| ("Catch Next", c.next.as_str())));
+    out.extend(
+        state
+            .kind
+            .catchers()
+            .iter()
+            .map(|c| ("Catch Next", c.next.as_str())),
+    );
     out
 }

@@ -112,8 +112,15 @@ impl Rule {
                 if items.is_empty() {
                     return Err(format!("{combinator} must hold at least one rule"));
                 }
-                let rules = items.iter().map(|r| Rule::parse(r, false)).collect::<Result<Vec<_>, _>>()?;
-                return Ok(if combinator == "And" { Rule::And(rules) } else { Rule::Or(rules) });
+                let rules = items
+                    .iter()
+                    .map(|r| Rule::parse(r, false))
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(if combinator == "And" {
+                    Rule::And(rules)
+                } else {
+                    Rule::Or(rules)
+                });
             }
         }
         if let Some(inner) = map.get("Not") {
@@ -130,11 +137,18 @@ impl Rule {
                 continue;
             }
             if found.is_some() {
-                return Err(format!("a choice rule takes one comparison; {key} is one too many"));
+                return Err(format!(
+                    "a choice rule takes one comparison; {key} is one too many"
+                ));
             }
             found = Some(parse_comparison(&variable, key, operand)?);
         }
-        found.ok_or_else(|| format!("the rule on {} has no comparison, e.g. StringEquals", variable.text()))
+        found.ok_or_else(|| {
+            format!(
+                "the rule on {} has no comparison, e.g. StringEquals",
+                variable.text()
+            )
+        })
     }
 
     /// Whether the rule holds for `input`.
@@ -143,7 +157,11 @@ impl Rule {
             Rule::And(rules) => rules.iter().all(|r| r.holds(input, context)),
             Rule::Or(rules) => rules.iter().any(|r| r.holds(input, context)),
             Rule::Not(rule) => !rule.holds(input, context),
-            Rule::Test { variable, test, expected } => {
+            Rule::Test {
+                variable,
+                test,
+                expected,
+            } => {
                 let value = variable.select(input, context);
                 let result = match (test, &value) {
                     (Test::IsPresent, v) => v.is_some(),
@@ -156,7 +174,12 @@ impl Rule {
                 };
                 result == *expected
             }
-            Rule::Compare { variable, family, op, operand } => {
+            Rule::Compare {
+                variable,
+                family,
+                op,
+                operand,
+            } => {
                 let Some(left) = variable.select(input, context) else {
                     return false;
                 };
@@ -190,9 +213,13 @@ fn parse_comparison(variable: &Path, key: &str, operand: &Value) -> Result<Rule,
     };
     let parsed = FAMILIES.iter().find_map(|(prefix, family)| {
         let rest = name.strip_prefix(prefix)?;
-        OPS.iter().find(|(op, _)| *op == rest).map(|(_, op)| (*family, *op))
+        OPS.iter()
+            .find(|(op, _)| *op == rest)
+            .map(|(_, op)| (*family, *op))
     });
-    let Some((family, op)) = parsed.filter(|(f, op)| *op != Op::Matches || (*f == Family::String && !by_path)) else {
+    let Some((family, op)) =
+        parsed.filter(|(f, op)| *op != Op::Matches || (*f == Family::String && !by_path))
+    else {
         return Err(format!(
             "{key} is not a comparison; use e.g. StringEquals, NumericGreaterThanPath, BooleanEquals, TimestampLessThan, StringMatches, IsPresent"
         ));
@@ -250,7 +277,10 @@ fn compare(family: Family, op: Op, left: &Value, right: &Value) -> bool {
             (Some(l), Some(r)) if op == Op::Equals => return l == r,
             _ => return false,
         },
-        Family::Timestamp => match (left.as_str().and_then(timestamp), right.as_str().and_then(timestamp)) {
+        Family::Timestamp => match (
+            left.as_str().and_then(timestamp),
+            right.as_str().and_then(timestamp),
+        ) {
             (Some(l), Some(r)) => l.cmp(&r),
             _ => return false,
         },
@@ -286,7 +316,10 @@ fn wildcard(text: &str, pattern: &str) -> bool {
             }
         }
     }
-    let (first, rest) = parts.split_first().map(|(f, r)| (f.as_str(), r)).unwrap_or(("", &[]));
+    let (first, rest) = parts
+        .split_first()
+        .map(|(f, r)| (f.as_str(), r))
+        .unwrap_or(("", &[]));
     let Some(mut remaining) = text.strip_prefix(first) else {
         return false;
     };
@@ -314,19 +347,58 @@ mod tests {
     #[test]
     fn comparisons_hold_as_step_functions_says() -> Result<(), String> {
         let input = json!({"n": 5, "s": "b", "t": "2026-01-01T00:00:00Z", "ok": true, "nul": null, "m": 5});
-        assert!(holds(json!({"Variable": "$.n", "NumericGreaterThan": 4, "Next": "x"}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.n", "NumericEqualsPath": "$.m"}), input.clone())?);
-        assert!(!holds(json!({"Variable": "$.n", "NumericLessThan": 5}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.n", "NumericLessThanEquals": 5}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.s", "StringGreaterThanEquals": "a"}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.ok", "BooleanEquals": true}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.t", "TimestampLessThan": "2026-06-01T00:00:00+02:00"}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.nul", "IsNull": true}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.missing", "IsPresent": false}), input.clone())?);
-        assert!(holds(json!({"Variable": "$.t", "IsTimestamp": true}), input.clone())?);
-        assert!(!holds(json!({"Variable": "$.missing", "StringEquals": "b"}), input.clone())?);
-        assert!(holds(json!({"And": [{"Variable": "$.n", "IsNumeric": true}, {"Not": {"Variable": "$.s", "StringEquals": "c"}}]}), input.clone())?);
-        assert!(holds(json!({"Or": [{"Variable": "$.n", "IsString": true}, {"Variable": "$.ok", "IsBoolean": true}]}), input)?);
+        assert!(holds(
+            json!({"Variable": "$.n", "NumericGreaterThan": 4, "Next": "x"}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.n", "NumericEqualsPath": "$.m"}),
+            input.clone()
+        )?);
+        assert!(!holds(
+            json!({"Variable": "$.n", "NumericLessThan": 5}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.n", "NumericLessThanEquals": 5}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.s", "StringGreaterThanEquals": "a"}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.ok", "BooleanEquals": true}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.t", "TimestampLessThan": "2026-06-01T00:00:00+02:00"}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.nul", "IsNull": true}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.missing", "IsPresent": false}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Variable": "$.t", "IsTimestamp": true}),
+            input.clone()
+        )?);
+        assert!(!holds(
+            json!({"Variable": "$.missing", "StringEquals": "b"}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"And": [{"Variable": "$.n", "IsNumeric": true}, {"Not": {"Variable": "$.s", "StringEquals": "c"}}]}),
+            input.clone()
+        )?);
+        assert!(holds(
+            json!({"Or": [{"Variable": "$.n", "IsString": true}, {"Variable": "$.ok", "IsBoolean": true}]}),
+            input
+        )?);
         Ok(())
     }
 

@@ -88,7 +88,10 @@ struct Outcome {
 #[derive(Clone)]
 enum Scope<'a> {
     Top(&'a Cursor),
-    Branch { prefix: String, item: Option<(usize, Value)> },
+    Branch {
+        prefix: String,
+        item: Option<(usize, Value)>,
+    },
 }
 
 impl Scope<'_> {
@@ -100,14 +103,20 @@ impl Scope<'_> {
     }
 }
 
+/// Turns a stored definition back into a machine.
+pub type ParseFn = Box<dyn Fn(&str) -> Result<Machine, String> + Send + Sync>;
+
+/// A running execution's stop signal and event counter.
+type Runner = (watch::Sender<bool>, Arc<AtomicI64>);
+
 /// The engine: what runs, and what it needs to run it.
 pub struct Engine {
     store: Store,
     journal: Journal,
     invoker: Arc<dyn Invoker>,
-    running: Mutex<HashMap<String, (watch::Sender<bool>, Arc<AtomicI64>)>>,
+    running: Mutex<HashMap<String, Runner>>,
     machines: Mutex<HashMap<(String, i32), Arc<Machine>>>,
-    parse: Box<dyn Fn(&str) -> Result<Machine, String> + Send + Sync>,
+    parse: ParseFn,
 }
 
 impl std::fmt::Debug for Engine {
@@ -129,12 +138,7 @@ fn exited_kind(kind: &Kind) -> String {
 impl Engine {
     /// An engine over the store, journal and invoker; `parse` turns a stored
     /// definition back into a machine.
-    pub fn new(
-        store: Store,
-        journal: Journal,
-        invoker: Arc<dyn Invoker>,
-        parse: Box<dyn Fn(&str) -> Result<Machine, String> + Send + Sync>,
-    ) -> Arc<Engine> {
+    pub fn new(store: Store, journal: Journal, invoker: Arc<dyn Invoker>, parse: ParseFn) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             journal,
@@ -168,7 +172,10 @@ impl Engine {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("state machine {name:?} version {version} is gone"))?;
         let machine = Arc::new((self.parse)(&row.definition)?);
-        self.machines.lock().map_err(|_| "poisoned")?.insert(key, machine.clone());
+        self.machines
+            .lock()
+            .map_err(|_| "poisoned")?
+            .insert(key, machine.clone());
         Ok(machine)
     }
 
@@ -190,9 +197,16 @@ impl Engine {
     /// runs here (so ids never collide), else from the store.
     pub async fn next_event_id(&self, name: &str) -> Result<i64, String> {
         loop {
-            let seq = self.running.lock().map_err(|_| "poisoned")?.get(name).map(|(_, seq)| seq.clone());
+            let seq = self
+                .running
+                .lock()
+                .map_err(|_| "poisoned")?
+                .get(name)
+                .map(|(_, seq)| seq.clone());
             match seq {
-                Some(seq) if seq.load(Ordering::SeqCst) >= 0 => return Ok(seq.fetch_add(1, Ordering::SeqCst) + 1),
+                Some(seq) if seq.load(Ordering::SeqCst) >= 0 => {
+                    return Ok(seq.fetch_add(1, Ordering::SeqCst) + 1);
+                }
                 // The runner is still reading its last id.
                 Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 None => return Ok(self.store.last_event_id(name).await.map_err(|e| e.to_string())? + 1),
@@ -207,7 +221,9 @@ impl Engine {
         // -1 until the runner has read the last event id.
         let seq = Arc::new(AtomicI64::new(-1));
         {
-            let Ok(mut running) = self.running.lock() else { return };
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
             if running.contains_key(&row.name) {
                 return;
             }
@@ -247,12 +263,17 @@ impl Engine {
     ) -> Result<(), String> {
         let machine = self.machine(&row.state_machine, row.version).await?;
         let mut cursor: Cursor = serde_json::from_str(&row.cursor).map_err(|e| format!("bad cursor: {e}"))?;
-        let last = self.store.last_event_id(&row.name).await.map_err(|e| e.to_string())?;
+        let last = self
+            .store
+            .last_event_id(&row.name)
+            .await
+            .map_err(|e| e.to_string())?;
         seq.store(last, Ordering::SeqCst);
         let exec_input: Value = serde_json::from_str(&row.input).unwrap_or(Value::Null);
         let span = tracing::info_span!("workflow.execution", execution = %row.name, state_machine = %row.state_machine);
         if !row.traceparent.is_empty() {
-            let carrier: HashMap<String, String> = HashMap::from([("traceparent".to_string(), row.traceparent.clone())]);
+            let carrier: HashMap<String, String> =
+                HashMap::from([("traceparent".to_string(), row.traceparent.clone())]);
             let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
             let _ = span.set_parent(parent);
         }
@@ -275,9 +296,10 @@ impl Engine {
         if resumed {
             run.event("ExecutionResumed", "", json!({"state": cursor.state}), 0);
         }
-        let deadline = machine
-            .timeout
-            .map(|t| row.start_micros.saturating_add(i64::try_from(t.as_micros()).unwrap_or(i64::MAX)));
+        let deadline = machine.timeout.map(|t| {
+            row.start_micros
+                .saturating_add(i64::try_from(t.as_micros()).unwrap_or(i64::MAX))
+        });
         async move {
             loop {
                 let Some(state) = machine.state(&cursor.state) else {
@@ -367,7 +389,11 @@ impl Run {
     /// Commits the pending events and `update`; Stopped if the execution
     /// was stopped meanwhile.
     async fn flush(&self, mut update: Update) -> Result<(), Halt> {
-        let events = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        let events = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
         update.transitions = self.transitions.swap(0, Ordering::Relaxed);
         let applied = loop {
             match self
@@ -395,7 +421,12 @@ impl Run {
     }
 
     /// Records where a top-level state stands before it acts.
-    async fn checkpoint(&self, scope: &Scope<'_>, attempt: u32, wake_micros: Option<i64>) -> Result<(), Halt> {
+    async fn checkpoint(
+        &self,
+        scope: &Scope<'_>,
+        attempt: u32,
+        wake_micros: Option<i64>,
+    ) -> Result<(), Halt> {
         let update = match scope {
             Scope::Top(cursor) => {
                 let mut at = (*cursor).clone();
@@ -447,7 +478,8 @@ impl Run {
     }
 
     async fn finish_failed(&self, cursor: &Cursor, failure: Failure) -> Result<(), String> {
-        self.finish(cursor, status::FAILED, "ExecutionFailed", None, Some(failure)).await
+        self.finish(cursor, status::FAILED, "ExecutionFailed", None, Some(failure))
+            .await
     }
 
     fn context(&self, scope: &Scope<'_>, state: &str, retry: u32, idempotency_id: &str) -> Value {
@@ -458,7 +490,11 @@ impl Run {
                 json!({"Name": state, "EnteredTime": kit_values::rfc3339(now_micros()), "RetryCount": retry}),
             );
             map.insert("Task".into(), json!({"IdempotencyId": idempotency_id}));
-            if let Scope::Branch { item: Some((index, value)), .. } = scope {
+            if let Scope::Branch {
+                item: Some((index, value)),
+                ..
+            } = scope
+            {
                 map.insert("Map".into(), json!({"Item": {"Index": index, "Value": value}}));
             }
         }
@@ -478,21 +514,30 @@ impl Run {
             let path = format!("{}{}", scope.prefix(), state.name);
             let idempotency_id = format!(
                 "wf-{}",
-                uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}/{path}/{ordinal}", self.name).as_bytes()).simple()
+                uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("{}/{path}/{ordinal}", self.name).as_bytes()
+                )
+                .simple()
             );
             let context = self.context(&scope, &state.name, first_attempt, &idempotency_id);
             let effective = state.input_path.apply(&raw, &context, "InputPath")?;
-            let exit = |output: Value, next: Option<String>, caught: Option<&Failure>| -> Result<Outcome, Halt> {
-                let output = state.output_path.apply(&output, &context, "OutputPath")?;
-                let mut details = json!({"output": output});
-                if let (Some(f), Value::Object(map)) = (caught, &mut details) {
-                    map.insert("caught".into(), f.to_json());
-                }
-                self.event(&exited_kind(&state.kind), &path, details, 0);
-                Ok(Outcome { next, output })
-            };
+            let exit =
+                |output: Value, next: Option<String>, caught: Option<&Failure>| -> Result<Outcome, Halt> {
+                    let output = state.output_path.apply(&output, &context, "OutputPath")?;
+                    let mut details = json!({"output": output});
+                    if let (Some(f), Value::Object(map)) = (caught, &mut details) {
+                        map.insert("caught".into(), f.to_json());
+                    }
+                    self.event(&exited_kind(&state.kind), &path, details, 0);
+                    Ok(Outcome { next, output })
+                };
             match &state.kind {
-                Kind::Pass { result, parameters, result_path } => {
+                Kind::Pass {
+                    result,
+                    parameters,
+                    result_path,
+                } => {
                     let value = match (result, parameters) {
                         (Some(r), _) => r.clone(),
                         (None, Some(p)) => p.render(&effective, &context)?,
@@ -508,7 +553,13 @@ impl Run {
                         .map(|(_, next)| next.clone())
                         .or_else(|| default.clone())
                         .ok_or_else(|| {
-                            Failure::new("States.NoChoiceMatched", format!("no choice rule matched {} and there is no Default", excerpt(&effective)))
+                            Failure::new(
+                                "States.NoChoiceMatched",
+                                format!(
+                                    "no choice rule matched {} and there is no Default",
+                                    excerpt(&effective)
+                                ),
+                            )
                         })?;
                     exit(effective, Some(next), None)
                 }
@@ -517,9 +568,16 @@ impl Run {
                         WaitFor::Seconds(s) => now_micros().saturating_add((s * 1e6) as i64),
                         WaitFor::SecondsPath(p) => {
                             let v = p.require(&effective, &context, "SecondsPath")?;
-                            let s = v.as_f64().filter(|s| *s >= 0.0 && *s <= 31_536_000.0).ok_or_else(|| {
-                                Failure::runtime(format!("SecondsPath {:?} is {}, not a number of seconds", p.text(), excerpt(&v)))
-                            })?;
+                            let s = v
+                                .as_f64()
+                                .filter(|s| *s >= 0.0 && *s <= 31_536_000.0)
+                                .ok_or_else(|| {
+                                    Failure::runtime(format!(
+                                        "SecondsPath {:?} is {}, not a number of seconds",
+                                        p.text(),
+                                        excerpt(&v)
+                                    ))
+                                })?;
                             now_micros().saturating_add((s * 1e6) as i64)
                         }
                         WaitFor::Timestamp(t) => timestamp_micros(t)?,
@@ -533,7 +591,12 @@ impl Run {
                         Scope::Top(c) => c.wake_micros.unwrap_or(wake),
                         Scope::Branch { .. } => wake,
                     };
-                    self.event("WaitStarted", &path, json!({"wake": kit_values::rfc3339(wake)}), 0);
+                    self.event(
+                        "WaitStarted",
+                        &path,
+                        json!({"wake": kit_values::rfc3339(wake)}),
+                        0,
+                    );
                     self.checkpoint(&scope, 0, Some(wake)).await?;
                     let left = u64::try_from(wake.saturating_sub(now_micros())).unwrap_or(0);
                     tokio::time::sleep(Duration::from_micros(left)).await;
@@ -566,7 +629,12 @@ impl Run {
                         let idempotency_id = idempotency_id.clone();
                         async move {
                             self.event("TaskScheduled", &path, json!({"resource": task.resource, "parameters": payload, "timeoutSeconds": task.timeout.as_secs_f64()}), attempt);
-                            self.event("TaskStarted", &path, json!({"idempotencyId": idempotency_id}), attempt);
+                            self.event(
+                                "TaskStarted",
+                                &path,
+                                json!({"idempotencyId": idempotency_id}),
+                                attempt,
+                            );
                             // Recorded before the call goes out.
                             self.checkpoint(&scope, attempt, None).await?;
                             let call = TaskCall {
@@ -582,15 +650,21 @@ impl Run {
                                     Ok(output)
                                 }
                                 Err(failure) => {
-                                    let kind = if failure.error == "States.Timeout" { "TaskTimedOut" } else { "TaskFailed" };
+                                    let kind = if failure.error == "States.Timeout" {
+                                        "TaskTimedOut"
+                                    } else {
+                                        "TaskFailed"
+                                    };
                                     self.event(kind, &path, failure.to_json(), attempt);
                                     Err(Halt::Failed(failure))
                                 }
                             }
                         }
                     };
-                    let result = self.with_retry(&task.handlers, first_attempt, &path, attempts).await;
-                    self.handle_result(state, &path, &task.handlers, raw, result, &context, exit)
+                    let result = self
+                        .with_retry(&task.handlers, first_attempt, &path, attempts)
+                        .await;
+                    self.handle_result(state, &path, raw, result, &context, exit)
                 }
                 Kind::Parallel(parallel) => {
                     let payload = match &parallel.parameters {
@@ -622,13 +696,19 @@ impl Run {
                             Ok(Value::Array(outputs))
                         }
                     };
-                    let result = self.with_retry(&parallel.handlers, first_attempt, &path, attempts).await;
-                    self.handle_result(state, &path, &parallel.handlers, raw, result, &context, exit)
+                    let result = self
+                        .with_retry(&parallel.handlers, first_attempt, &path, attempts)
+                        .await;
+                    self.handle_result(state, &path, raw, result, &context, exit)
                 }
                 Kind::Map(map) => {
                     let items = map.items_path.apply(&effective, &context, "ItemsPath")?;
                     let Value::Array(items) = items else {
-                        return Err(Failure::runtime(format!("ItemsPath must select an array, not a {}", kind_of(&items))).into());
+                        return Err(Failure::runtime(format!(
+                            "ItemsPath must select an array, not a {}",
+                            kind_of(&items)
+                        ))
+                        .into());
                     };
                     let attempts = |attempt: u32| {
                         let items = items.clone();
@@ -636,7 +716,11 @@ impl Run {
                         let effective = effective.clone();
                         async move {
                             self.event("MapStateStarted", &path, json!({"length": items.len()}), attempt);
-                            let limit = if map.max_concurrency == 0 { items.len().max(1) } else { map.max_concurrency };
+                            let limit = if map.max_concurrency == 0 {
+                                items.len().max(1)
+                            } else {
+                                map.max_concurrency
+                            };
                             let runs = items.into_iter().enumerate().map(|(i, item)| {
                                 let path = path.clone();
                                 let effective = effective.clone();
@@ -645,7 +729,10 @@ impl Run {
                                         Some(selector) => {
                                             let mut ctx = self.context_base.clone();
                                             if let Value::Object(m) = &mut ctx {
-                                                m.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
+                                                m.insert(
+                                                    "Map".into(),
+                                                    json!({"Item": {"Index": i, "Value": item}}),
+                                                );
                                             }
                                             selector.render(&effective, &ctx)?
                                         }
@@ -653,10 +740,21 @@ impl Run {
                                     };
                                     let iteration = format!("{path}/{i}");
                                     self.event("MapIterationStarted", &iteration, Value::Null, 0);
-                                    let out = self.run_machine(&map.processor, input, format!("{iteration}/"), Some((i, item))).await;
+                                    let out = self
+                                        .run_machine(
+                                            &map.processor,
+                                            input,
+                                            format!("{iteration}/"),
+                                            Some((i, item)),
+                                        )
+                                        .await;
                                     match &out {
-                                        Ok(_) => self.event("MapIterationSucceeded", &iteration, Value::Null, 0),
-                                        Err(Halt::Failed(f)) => self.event("MapIterationFailed", &iteration, f.to_json(), 0),
+                                        Ok(_) => {
+                                            self.event("MapIterationSucceeded", &iteration, Value::Null, 0)
+                                        }
+                                        Err(Halt::Failed(f)) => {
+                                            self.event("MapIterationFailed", &iteration, f.to_json(), 0)
+                                        }
                                         Err(Halt::Stopped) => {}
                                     }
                                     out
@@ -680,8 +778,10 @@ impl Run {
                             Ok(Value::Array(outputs))
                         }
                     };
-                    let result = self.with_retry(&map.handlers, first_attempt, &path, attempts).await;
-                    self.handle_result(state, &path, &map.handlers, raw, result, &context, exit)
+                    let result = self
+                        .with_retry(&map.handlers, first_attempt, &path, attempts)
+                        .await;
+                    self.handle_result(state, &path, raw, result, &context, exit)
                 }
             }
         })
@@ -744,12 +844,17 @@ impl Run {
         &self,
         state: &State,
         path: &str,
-        handlers: &Handlers,
         raw: Value,
         result: Result<Value, Halt>,
         context: &Value,
         exit: impl Fn(Value, Option<String>, Option<&Failure>) -> Result<Outcome, Halt>,
     ) -> Result<Outcome, Halt> {
+        let Some(handlers) = state.kind.handlers() else {
+            return Err(Halt::Failed(Failure::runtime(format!(
+                "{} has no result handling",
+                state.name
+            ))));
+        };
         match result {
             Ok(value) => {
                 let selected = match &handlers.result_selector {
@@ -760,7 +865,11 @@ impl Run {
                 exit(merged, state.next.clone(), None)
             }
             Err(Halt::Failed(failure)) => {
-                let Some(catcher) = handlers.catch.iter().find(|c| c.errors.iter().any(|e| failure.matches(e))) else {
+                let Some(catcher) = handlers
+                    .catch
+                    .iter()
+                    .find(|c| c.errors.iter().any(|e| failure.matches(e)))
+                else {
                     return Err(Halt::Failed(failure));
                 };
                 let merged = catcher.result_path.merge(raw, failure.to_json())?;
@@ -801,7 +910,12 @@ impl Run {
                     *n += 1;
                     *n
                 };
-                self.event(&entered_kind(&state.kind), &format!("{prefix}{name}"), json!({"input": input}), 0);
+                self.event(
+                    &entered_kind(&state.kind),
+                    &format!("{prefix}{name}"),
+                    json!({"input": input}),
+                    0,
+                );
                 self.transitions.fetch_add(1, Ordering::Relaxed);
                 let scope = Scope::Branch {
                     prefix: prefix.clone(),
@@ -810,10 +924,9 @@ impl Run {
                 let outcome = self.run_state(scope, state, input, ordinal, 0).await?;
                 match outcome.next {
                     Some(next) => {
-                        name = machine
-                            .state(&next)
-                            .map(|s| s.name.as_str())
-                            .ok_or_else(|| Failure::runtime(format!("state {next:?} is not in the branch")))?;
+                        name = machine.state(&next).map(|s| s.name.as_str()).ok_or_else(|| {
+                            Failure::runtime(format!("state {next:?} is not in the branch"))
+                        })?;
                         input = outcome.output;
                     }
                     None => return Ok(outcome.output),

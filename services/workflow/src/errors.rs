@@ -66,7 +66,11 @@ impl Failure {
     /// The failure from a gRPC status.
     pub fn from_status(status: &tonic::Status) -> Self {
         let name = GRPC_ERRORS
-            .get(usize::try_from(i32::from(status.code())).unwrap_or(0).saturating_sub(1))
+            .get(
+                usize::try_from(i32::from(status.code()))
+                    .unwrap_or(0)
+                    .saturating_sub(1),
+            )
             .copied()
             .unwrap_or("UNKNOWN");
         Failure::new(name, status.message())
@@ -78,7 +82,9 @@ impl Failure {
     pub fn matches(&self, name: &str) -> bool {
         match name {
             "States.ALL" => self.error != "States.Runtime",
-            "States.TaskFailed" => GRPC_ERRORS.contains(&self.error.as_str()) || self.error == "States.TaskFailed",
+            "States.TaskFailed" => {
+                GRPC_ERRORS.contains(&self.error.as_str()) || self.error == "States.TaskFailed"
+            }
             other => other == self.error,
         }
     }

@@ -119,7 +119,11 @@ pub fn build(machine: &Machine, events: &[event::Model], execution_failed: bool)
             } else if caught.contains(name) {
                 Progress::Caught
             } else if !exited.contains(name) {
-                if execution_failed { Progress::Failed } else { Progress::InProgress }
+                if execution_failed {
+                    Progress::Failed
+                } else {
+                    Progress::InProgress
+                }
             } else if !normal.contains(name) {
                 Progress::Compensation
             } else if any_compensation_ran && matches!(s.kind, Kind::Task(_)) {
@@ -195,13 +199,24 @@ fn caption(node: &Node) -> String {
 impl Graph {
     /// A Mermaid flowchart with a class per progress.
     pub fn mermaid(&self) -> String {
-        let id: HashMap<&str, String> = self.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), format!("s{i}"))).collect();
+        let id: HashMap<&str, String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), format!("s{i}")))
+            .collect();
         let mut out = String::from("flowchart TD\n");
         for n in &self.nodes {
-            out.push_str(&format!("    {}[\"{}\"]\n", id[n.name.as_str()], caption(n).replace('"', "'")));
+            out.push_str(&format!(
+                "    {}[\"{}\"]\n",
+                id[n.name.as_str()],
+                caption(n).replace('"', "'")
+            ));
         }
         for e in &self.edges {
-            let (Some(from), Some(to)) = (id.get(e.from.as_str()), id.get(e.to.as_str())) else { continue };
+            let (Some(from), Some(to)) = (id.get(e.from.as_str()), id.get(e.to.as_str())) else {
+                continue;
+            };
             // Taken edges are thick; a catch not taken is dotted.
             let line = match (e.label, e.taken) {
                 (label, true) => format!("==>|{label}|"),
@@ -219,7 +234,9 @@ impl Graph {
         for p in classes {
             let (fill, stroke, word) = p.style();
             let class = word.replace(' ', "_");
-            out.push_str(&format!("    classDef {class} fill:{fill},stroke:{stroke},stroke-width:2px\n"));
+            out.push_str(&format!(
+                "    classDef {class} fill:{fill},stroke:{stroke},stroke-width:2px\n"
+            ));
             let members: Vec<&str> = self
                 .nodes
                 .iter()
@@ -233,7 +250,9 @@ impl Graph {
 
     /// Graphviz DOT, filled by progress; taken edges bold, catch edges dashed.
     pub fn dot(&self) -> String {
-        let mut out = String::from("digraph execution {\n    node [shape=box, style=filled, fontname=\"Helvetica\"];\n");
+        let mut out = String::from(
+            "digraph execution {\n    node [shape=box, style=filled, fontname=\"Helvetica\"];\n",
+        );
         for n in &self.nodes {
             let (fill, stroke, _) = n.progress.style();
             out.push_str(&format!(
@@ -261,7 +280,9 @@ impl Graph {
     pub fn svg(&self) -> Result<String, String> {
         let dot = self.dot();
         let mut parser = layout::gv::DotParser::new(&dot);
-        let tree = parser.process().map_err(|e| format!("the drawing could not be parsed: {e}"))?;
+        let tree = parser
+            .process()
+            .map_err(|e| format!("the drawing could not be parsed: {e}"))?;
         let mut builder = layout::gv::GraphBuilder::new();
         builder.visit_graph(&tree);
         let mut graph = builder.get();

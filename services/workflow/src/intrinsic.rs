@@ -46,7 +46,10 @@ impl Intrinsic {
         let call = parser.call()?;
         parser.skip_space();
         if parser.at != text.len() {
-            return Err(format!("{text:?} has text after the closing `)` of {}", call.name));
+            return Err(format!(
+                "{text:?} has text after the closing `)` of {}",
+                call.name
+            ));
         }
         Ok(call)
     }
@@ -89,7 +92,11 @@ impl Intrinsic {
                         (Some(x), Some(y)) => Number::from_f64(x + y)
                             .map(Value::Number)
                             .ok_or_else(|| fail(format!("{x} + {y} is not a finite number"))),
-                        _ => Err(fail(format!("needs two numbers, not {} and {}", excerpt(a), excerpt(b)))),
+                        _ => Err(fail(format!(
+                            "needs two numbers, not {} and {}",
+                            excerpt(a),
+                            excerpt(b)
+                        ))),
                     },
                 }
             }
@@ -126,7 +133,9 @@ fn format(template: &str, args: &[Value]) -> Result<Value, String> {
                 chars.next();
                 match args.next() {
                     Some(Value::String(s)) => out.push_str(s),
-                    Some(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => out.push_str(&v.to_string()),
+                    Some(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => {
+                        out.push_str(&v.to_string())
+                    }
                     Some(other) => {
                         return Err(format!("cannot format a {} into a string", kind_of(other)));
                     }
@@ -166,7 +175,10 @@ impl<'a> Parser<'a> {
         let name = self.rest()[..open].trim().to_string();
         let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(n, _, _)| *n == name) else {
             let known: Vec<&str> = FUNCTIONS.iter().map(|f| f.0).collect();
-            return Err(format!("{name:?} is not an intrinsic function; the functions are {}", known.join(", ")));
+            return Err(format!(
+                "{name:?} is not an intrinsic function; the functions are {}",
+                known.join(", ")
+            ));
         };
         self.at += open + 1;
         let mut args = Vec::new();
@@ -188,7 +200,11 @@ impl<'a> Parser<'a> {
             }
         }
         if args.len() < min || args.len() > max {
-            return Err(format!("{name} takes {} arguments, not {}", arity(min, max), args.len()));
+            return Err(format!(
+                "{name} takes {} arguments, not {}",
+                arity(min, max),
+                args.len()
+            ));
         }
         Ok(Intrinsic { name, args })
     }
@@ -225,7 +241,9 @@ impl<'a> Parser<'a> {
         }
         match serde_json::from_str::<Value>(token) {
             Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => Ok(Arg::Literal(v)),
-            _ => Err(format!("{token:?} is not an argument: write a 'string', a number, true, false, null, a path or a call")),
+            _ => Err(format!(
+                "{token:?} is not an argument: write a 'string', a number, true, false, null, a path or a call"
+            )),
         }
     }
 
@@ -268,19 +286,45 @@ mod tests {
     use serde_json::json;
 
     fn eval(text: &str, input: Value) -> Result<Value, String> {
-        Intrinsic::parse(text)?.eval(&input, &json!({"Execution": {"Name": "e"}})).map_err(|f| f.cause)
+        Intrinsic::parse(text)?
+            .eval(&input, &json!({"Execution": {"Name": "e"}}))
+            .map_err(|f| f.cause)
     }
 
     #[test]
     fn functions_compute() -> Result<(), String> {
-        assert_eq!(eval("States.Format('Hello, {} of {}!', $.name, $$.Execution.Name)", json!({"name": "Ada"}))?, json!("Hello, Ada of e!"));
-        assert_eq!(eval("States.Format('a \\{b\\} {}', 3)", json!({}))?, json!("a {b} 3"));
-        assert_eq!(eval("States.StringToJson($.s)", json!({"s": "{\"a\":[1]}"}))?, json!({"a": [1]}));
-        assert_eq!(eval("States.JsonToString($.o)", json!({"o": {"a": 1}}))?, json!("{\"a\":1}"));
-        assert_eq!(eval("States.Array(1, 'two', $.x, States.MathAdd(1, 2))", json!({"x": null}))?, json!([1, "two", null, 3]));
+        assert_eq!(
+            eval(
+                "States.Format('Hello, {} of {}!', $.name, $$.Execution.Name)",
+                json!({"name": "Ada"})
+            )?,
+            json!("Hello, Ada of e!")
+        );
+        assert_eq!(
+            eval("States.Format('a \\{b\\} {}', 3)", json!({}))?,
+            json!("a {b} 3")
+        );
+        assert_eq!(
+            eval("States.StringToJson($.s)", json!({"s": "{\"a\":[1]}"}))?,
+            json!({"a": [1]})
+        );
+        assert_eq!(
+            eval("States.JsonToString($.o)", json!({"o": {"a": 1}}))?,
+            json!("{\"a\":1}")
+        );
+        assert_eq!(
+            eval(
+                "States.Array(1, 'two', $.x, States.MathAdd(1, 2))",
+                json!({"x": null})
+            )?,
+            json!([1, "two", null, 3])
+        );
         assert_eq!(eval("States.MathAdd($.n, -1)", json!({"n": 10}))?, json!(9));
         assert_eq!(eval("States.ArrayLength($.a)", json!({"a": [1, 2]}))?, json!(2));
-        assert_eq!(eval("States.StringSplit('a,b,,c', ',')", json!({}))?, json!(["a", "b", "c"]));
+        assert_eq!(
+            eval("States.StringSplit('a,b,,c', ',')", json!({}))?,
+            json!(["a", "b", "c"])
+        );
         let uuid = eval("States.UUID()", json!({}))?;
         assert_eq!(uuid.as_str().map(str::len), Some(36));
         Ok(())
@@ -293,9 +337,13 @@ mod tests {
         assert!(Intrinsic::parse("States.Format('x'").is_err());
         assert!(Intrinsic::parse("States.Format('x') trailing").is_err());
         assert!(eval("States.Format('{} {}', 1)", json!({})).is_err_and(|e| e.contains("more `{}`")));
-        assert!(eval("States.MathAdd(9223372036854775807, 1)", json!({})).is_err_and(|e| e.contains("overflows")));
+        assert!(
+            eval("States.MathAdd(9223372036854775807, 1)", json!({})).is_err_and(|e| e.contains("overflows"))
+        );
         assert!(eval("States.StringToJson($.s)", json!({"s": "{"})).is_err_and(|e| e.contains("not JSON")));
-        assert!(eval("States.Format('{}', $.missing)", json!({})).is_err_and(|e| e.contains("matched nothing")));
+        assert!(
+            eval("States.Format('{}', $.missing)", json!({})).is_err_and(|e| e.contains("matched nothing"))
+        );
     }
 
     proptest::proptest! {

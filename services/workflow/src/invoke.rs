@@ -40,7 +40,10 @@ impl ContractMethods {
 
     fn method(&self, path: &str) -> Option<prost_reflect::MethodDescriptor> {
         let (service, method) = path.trim_start_matches('/').split_once('/')?;
-        self.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)
+        self.pool
+            .get_service_by_name(service)?
+            .methods()
+            .find(|m| m.name() == method)
     }
 }
 
@@ -56,7 +59,9 @@ impl Methods for ContractMethods {
             format!("Resource {resource:?} names no method of the mesh's contracts; see `grpcurl list` on each service")
         })?;
         if method.is_client_streaming() || method.is_server_streaming() {
-            return Err(format!("Resource {resource:?} is a streaming method; a Task calls unary methods only"));
+            return Err(format!(
+                "Resource {resource:?} is a streaming method; a Task calls unary methods only"
+            ));
         }
         Ok(path)
     }
@@ -71,7 +76,10 @@ pub struct GrpcInvoker {
 
 impl GrpcInvoker {
     /// `endpoints` maps a package (`ferrymesh.payments.v1`) to its address.
-    pub fn new(pool: DescriptorPool, endpoints: &[(String, String)]) -> Result<Self, kit::client::ClientError> {
+    pub fn new(
+        pool: DescriptorPool,
+        endpoints: &[(String, String)],
+    ) -> Result<Self, kit::client::ClientError> {
         let mut upstreams = HashMap::new();
         for (package, uri) in endpoints {
             // The task's TimeoutSeconds caps each call through the call context.
@@ -88,10 +96,9 @@ impl Invoker for GrpcInvoker {
     fn invoke(&self, call: TaskCall) -> Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send>> {
         let this = self.clone();
         Box::pin(async move {
-            let method = this
-                .methods
-                .method(&call.method)
-                .ok_or_else(|| Failure::runtime(format!("{} is not a method of the contracts", call.method)))?;
+            let method = this.methods.method(&call.method).ok_or_else(|| {
+                Failure::runtime(format!("{} is not a method of the contracts", call.method))
+            })?;
             let package = method.parent_service().package_name().to_string();
             let upstream = this.upstreams.get(&package).cloned().ok_or_else(|| {
                 Failure::new(
@@ -102,7 +109,10 @@ impl Invoker for GrpcInvoker {
             let request = DynamicMessage::deserialize(method.input(), call.payload.clone()).map_err(|e| {
                 Failure::new(
                     "INVALID_ARGUMENT",
-                    format!("the task's request does not fit {}: {e}", method.input().full_name()),
+                    format!(
+                        "the task's request does not fit {}: {e}",
+                        method.input().full_name()
+                    ),
                 )
             })?;
             let mut grpc = tonic::client::Grpc::new(upstream);
@@ -128,7 +138,9 @@ impl Invoker for GrpcInvoker {
             .await;
             match sent {
                 Ok(response) => {
-                    let options = SerializeOptions::new().skip_default_fields(false).use_proto_field_name(true);
+                    let options = SerializeOptions::new()
+                        .skip_default_fields(false)
+                        .use_proto_field_name(true);
                     response
                         .into_inner()
                         .serialize_with_options(serde_json::value::Serializer, &options)
@@ -136,7 +148,12 @@ impl Invoker for GrpcInvoker {
                 }
                 Err(status) if status.code() == Code::DeadlineExceeded => Err(Failure::new(
                     "States.Timeout",
-                    format!("{} did not answer within {:?}: {}", call.method, call.timeout, status.message()),
+                    format!(
+                        "{} did not answer within {:?}: {}",
+                        call.method,
+                        call.timeout,
+                        status.message()
+                    ),
                 )),
                 Err(status) => Err(Failure::from_status(&status)),
             }

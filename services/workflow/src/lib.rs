@@ -55,14 +55,16 @@ pub struct Config {
 }
 
 fn parse_endpoint(text: &str) -> Result<(String, String), String> {
-    let (package, url) = text
-        .split_once('=')
-        .ok_or_else(|| format!("endpoint `{text}` must be PACKAGE=URL, e.g. ferrymesh.payments.v1=http://127.0.0.1:50053"))?;
+    let (package, url) = text.split_once('=').ok_or_else(|| {
+        format!("endpoint `{text}` must be PACKAGE=URL, e.g. ferrymesh.payments.v1=http://127.0.0.1:50053")
+    })?;
     if package.is_empty() || !package.contains('.') {
         return Err(format!("endpoint `{text}` names no package before `=`"));
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!("endpoint `{text}`: the URL must start with http:// or https://"));
+        return Err(format!(
+            "endpoint `{text}`: the URL must start with http:// or https://"
+        ));
     }
     Ok((package.to_string(), url.to_string()))
 }
@@ -105,9 +107,13 @@ pub async fn service_with(
     let api = api::WorkflowApi::new(engine.clone(), methods);
     if !config.no_saga {
         // A new saga definition becomes a new version; running executions keep theirs.
-        let row = match api.publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, false).await {
+        let row = match api
+            .publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, false)
+            .await
+        {
             Err(api::WorkflowError::NotFound { .. }) => {
-                api.publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, true).await?
+                api.publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, true)
+                    .await?
             }
             other => other?,
         };

@@ -25,7 +25,11 @@ impl Path {
         let (context, rest) = match text.strip_prefix("$$") {
             Some(rest) => (true, format!("${rest}")),
             None if text.starts_with('$') => (false, text.to_string()),
-            None => return Err(format!("path {text:?} must start with `$` (the input) or `$$` (the context)")),
+            None => {
+                return Err(format!(
+                    "path {text:?} must start with `$` (the input) or `$$` (the context)"
+                ));
+            }
         };
         let query = JsonPath::parse(&rest).map_err(|e| format!("path {text:?} is not JSONPath: {e}"))?;
         // Wildcards, slices, filters, unions and descendants select many nodes.
@@ -171,9 +175,7 @@ impl ResultPath {
 /// Parses a reference path: `$` followed by `.name`, `['name']` or `[n]`.
 pub fn parse_reference(text: &str) -> Result<Vec<Step>, String> {
     let bad = |why: &str| format!("reference path {text:?} {why}");
-    let mut rest = text
-        .strip_prefix('$')
-        .ok_or_else(|| bad("must start with `$`"))?;
+    let mut rest = text.strip_prefix('$').ok_or_else(|| bad("must start with `$`"))?;
     if rest.starts_with('$') {
         return Err(bad("cannot write into the context object"));
     }
@@ -216,14 +218,20 @@ fn set(root: &mut Value, steps: &[Step], result: Value) -> Result<(), String> {
                 *root = Value::Object(Map::new());
             }
             let Value::Object(map) = root else {
-                return Err(format!("{key:?} is under a {} value, not an object", kind_of(root)));
+                return Err(format!(
+                    "{key:?} is under a {} value, not an object",
+                    kind_of(root)
+                ));
             };
             let child = map.entry(key.clone()).or_insert(Value::Null);
             set(child, rest, result)
         }
         Step::Index(index) => {
             let Value::Array(items) = root else {
-                return Err(format!("[{index}] is under a {} value, not an array", kind_of(root)));
+                return Err(format!(
+                    "[{index}] is under a {} value, not an array",
+                    kind_of(root)
+                ));
             };
             let len = items.len();
             let child = items
@@ -268,9 +276,9 @@ impl Expr {
     /// Evaluates it.
     pub fn eval(&self, input: &Value, context: &Value) -> Result<Value, Failure> {
         match self {
-            Expr::Path(path) => path.require(input, context, "the path").map_err(|f| {
-                Failure::new("States.ParameterPathFailure", f.cause)
-            }),
+            Expr::Path(path) => path
+                .require(input, context, "the path")
+                .map_err(|f| Failure::new("States.ParameterPathFailure", f.cause)),
             Expr::Intrinsic(call) => call.eval(input, context),
         }
     }
@@ -298,7 +306,9 @@ impl Template {
                 for (key, member) in map {
                     if let Some(name) = key.strip_suffix(".$") {
                         let Value::String(text) = member else {
-                            return Err(format!("{key:?} ends in `.$`, so its value must be a path or an intrinsic function, not {member}"));
+                            return Err(format!(
+                                "{key:?} ends in `.$`, so its value must be a path or an intrinsic function, not {member}"
+                            ));
                         };
                         let expr = Expr::parse(text).map_err(|e| format!("{key:?}: {e}"))?;
                         members.push((name.to_string(), Template::Expr(expr)));
@@ -346,9 +356,18 @@ mod tests {
     fn paths_select_one_node_or_many() -> Result<(), String> {
         let input = json!({"order": {"items": [{"sku": "a"}, {"sku": "b"}]}});
         let ctx = json!({"Execution": {"Name": "x"}});
-        assert_eq!(Path::parse("$.order.items[1].sku")?.select(&input, &ctx), Some(json!("b")));
-        assert_eq!(Path::parse("$.order.items[*].sku")?.select(&input, &ctx), Some(json!(["a", "b"])));
-        assert_eq!(Path::parse("$$.Execution.Name")?.select(&input, &ctx), Some(json!("x")));
+        assert_eq!(
+            Path::parse("$.order.items[1].sku")?.select(&input, &ctx),
+            Some(json!("b"))
+        );
+        assert_eq!(
+            Path::parse("$.order.items[*].sku")?.select(&input, &ctx),
+            Some(json!(["a", "b"]))
+        );
+        assert_eq!(
+            Path::parse("$$.Execution.Name")?.select(&input, &ctx),
+            Some(json!("x"))
+        );
         assert_eq!(Path::parse("$.nope")?.select(&input, &ctx), None);
         assert!(Path::parse("order").is_err());
         assert!(Path::parse("$.[").is_err());
@@ -382,7 +401,10 @@ mod tests {
         let out = template
             .render(&json!({"x": 5}), &json!({"Execution": {"Name": "e1"}}))
             .map_err(|f| f.cause)?;
-        assert_eq!(out, json!({"static": [1, {"deep": 5}], "id": "ord-5", "name": "e1"}));
+        assert_eq!(
+            out,
+            json!({"static": [1, {"deep": 5}], "id": "ord-5", "name": "e1"})
+        );
         let missing = Template::parse(&json!({"y.$": "$.y"}))?.render(&json!({}), &json!({}));
         assert!(matches!(missing, Err(f) if f.error == "States.ParameterPathFailure"));
         assert!(Template::parse(&json!({"y.$": 3})).is_err());

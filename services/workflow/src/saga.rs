@@ -9,7 +9,8 @@
 pub const NAME: &str = "place-order";
 
 /// What the saga is for.
-pub const DESCRIPTION: &str = "Reserve stock, charge, ship, commit, confirm; compensate in reverse on failure";
+pub const DESCRIPTION: &str =
+    "Reserve stock, charge, ship, commit, confirm; compensate in reverse on failure";
 
 /// The definition. `$$.Task.IdempotencyId` is stable for one entry of a
 /// state (across retries and restarts), so each effect happens once.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -173,7 +173,9 @@ pub struct Journal {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("execution", &self.write.execution).finish()
+        f.debug_struct("Job")
+            .field("execution", &self.write.execution)
+            .finish()
     }
 }
 
@@ -235,7 +237,11 @@ async fn commit(db: &Db, group: &[Job]) -> Result<Vec<Applied>, DbErr> {
         if let Some(row) = &write.insert {
             let model: execution::ActiveModel = row.clone().into();
             let inserted = execution::Entity::insert(model)
-                .on_conflict(OnConflict::column(execution::Column::Name).do_nothing().to_owned())
+                .on_conflict(
+                    OnConflict::column(execution::Column::Name)
+                        .do_nothing()
+                        .to_owned(),
+                )
                 .exec_without_returning(&txn)
                 .await?;
             ok = inserted == 1;
@@ -252,7 +258,9 @@ async fn commit(db: &Db, group: &[Job]) -> Result<Vec<Applied>, DbErr> {
     while !events.is_empty() {
         let rest = events.split_off(events.len().min(4000));
         let chunk = std::mem::replace(&mut events, rest);
-        event::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+        event::Entity::insert_many(chunk)
+            .exec_without_returning(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok(applied)
@@ -342,7 +350,9 @@ impl Store {
 
     /// The latest version of each state machine, by name, after `after`.
     pub async fn list_machines(&self, after: Option<&str>, limit: u64) -> Result<Vec<machine::Model>, DbErr> {
-        let mut query = machine::Entity::find().order_by_asc(machine::Column::Name).order_by_desc(machine::Column::Version);
+        let mut query = machine::Entity::find()
+            .order_by_asc(machine::Column::Name)
+            .order_by_desc(machine::Column::Version);
         if let Some(after) = after {
             query = query.filter(machine::Column::Name.gt(after));
         }
@@ -363,12 +373,16 @@ impl Store {
 
     /// An execution by name.
     pub async fn execution(&self, name: &str) -> Result<Option<execution::Model>, DbErr> {
-        execution::Entity::find_by_id(name.to_string()).one(self.db.read()).await
+        execution::Entity::find_by_id(name.to_string())
+            .one(self.db.read())
+            .await
     }
 
     /// The same, read from the writer (just after a write, on SQLite's separate readers).
     pub async fn execution_fresh(&self, name: &str) -> Result<Option<execution::Model>, DbErr> {
-        execution::Entity::find_by_id(name.to_string()).one(self.db.write()).await
+        execution::Entity::find_by_id(name.to_string())
+            .one(self.db.write())
+            .await
     }
 
     /// Executions newest first, filtered, after the key `(start_micros, name)`.
@@ -393,9 +407,11 @@ impl Store {
         }
         if let Some((micros, name)) = after {
             query = query.filter(
-                Condition::any()
-                    .add(C::StartMicros.lt(micros))
-                    .add(Condition::all().add(C::StartMicros.eq(micros)).add(C::Name.lt(name))),
+                Condition::any().add(C::StartMicros.lt(micros)).add(
+                    Condition::all()
+                        .add(C::StartMicros.eq(micros))
+                        .add(C::Name.lt(name)),
+                ),
             );
         }
         query

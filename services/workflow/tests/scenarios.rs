@@ -12,7 +12,10 @@ const GET_PRODUCT: &str = "grpc:ferrymesh.catalog.v1.CatalogService/GetProduct";
 
 pub(crate) async fn bad_definitions_are_refused_naming_the_state_and_the_problem(wf: &Workflow) {
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}), r#"state "A": Next "B" is not a state in this machine"#),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}),
+            r#"state "A": Next "B" is not a state in this machine"#,
+        ),
         (
             json!({"StartAt": "A", "States": {"A": {"Type": "Succeed"}, "B": {"Type": "Succeed"}}}),
             r#"state "B": is unreachable"#,
@@ -60,7 +63,10 @@ pub(crate) async fn bad_definitions_are_refused_naming_the_state_and_the_problem
                 {"StartAt": "X", "States": {"X": {"Type": "Pass", "Next": "Y"}}}]}}}),
             r#"state "P/0/X": Next "Y" is not a state"#,
         ),
-        (json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Nxt": "B", "End": true}}}), r#"state "A": "Nxt" is not a field of a Pass state"#),
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Nxt": "B", "End": true}}}),
+            r#"state "A": "Nxt" is not a field of a Pass state"#,
+        ),
     ];
     for (definition, says) in cases {
         let status = wf.create("bad", &definition).await.unwrap_err();
@@ -87,9 +93,17 @@ pub(crate) async fn versions_are_immutable_and_executions_stay_pinned(wf: &Workf
     let v2 = json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "Result": {"version": 2}, "End": true}}});
     let created = wf.create("versioned", &v1).await.unwrap();
     assert_eq!(created.version, 1);
-    assert_eq!(wf.create("versioned", &v1).await.unwrap().version, 1, "the same definition again is the same version");
+    assert_eq!(
+        wf.create("versioned", &v1).await.unwrap().version,
+        1,
+        "the same definition again is the same version"
+    );
     let status = wf.create("versioned", &v2).await.unwrap_err();
-    assert_status(&status, Code::AlreadyExists, "UpdateStateMachine publishes a new version");
+    assert_status(
+        &status,
+        Code::AlreadyExists,
+        "UpdateStateMachine publishes a new version",
+    );
     wf.start_execution("versioned", "on-v1", json!({})).await.unwrap();
     let updated = wf
         .client()
@@ -108,17 +122,27 @@ pub(crate) async fn versions_are_immutable_and_executions_stay_pinned(wf: &Workf
     assert_eq!(on_v2.state_machine_version, 2);
     let first = wf.finished("on-v1").await;
     assert_eq!(first.state_machine_version, 1);
-    assert_eq!(first.output, r#"{"version":1}"#, "the running execution finished on the version it started on");
+    assert_eq!(
+        first.output, r#"{"version":1}"#,
+        "the running execution finished on the version it started on"
+    );
     assert_eq!(wf.finished("on-v2").await.output, r#"{"version":2}"#);
     let old = wf
         .client()
-        .get_state_machine(pb::GetStateMachineRequest { name: "versioned".into(), version: 1 })
+        .get_state_machine(pb::GetStateMachineRequest {
+            name: "versioned".into(),
+            version: 1,
+        })
         .await
         .unwrap()
         .into_inner()
         .state_machine
         .unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&old.definition).unwrap(), v1, "version 1 is unchanged");
+    assert_eq!(
+        serde_json::from_str::<Value>(&old.definition).unwrap(),
+        v1,
+        "version 1 is unchanged"
+    );
     let listed = wf
         .client()
         .list_executions(pb::ListExecutionsRequest {
@@ -130,7 +154,13 @@ pub(crate) async fn versions_are_immutable_and_executions_stay_pinned(wf: &Workf
         .unwrap()
         .into_inner()
         .executions;
-    assert_eq!(listed.iter().map(|e| e.execution_name.as_str()).collect::<Vec<_>>(), ["on-v1"]);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|e| e.execution_name.as_str())
+            .collect::<Vec<_>>(),
+        ["on-v1"]
+    );
     let status = wf.start_execution("missing", "x", json!({})).await.unwrap_err();
     assert_status(&status, Code::NotFound, "state machine `missing` does not exist");
 }
@@ -188,13 +218,32 @@ pub(crate) async fn the_language_computes_what_step_functions_would(wf: &Workflo
     );
     let history = wf.history("lang-1").await;
     let kinds: Vec<&str> = history.iter().map(|e| e.type_name.as_str()).collect();
-    for kind in ["ExecutionStarted", "PassStateEntered", "ChoiceStateEntered", "ChoiceStateExited", "ParallelStateStarted",
-        "ParallelStateSucceeded", "MapStateStarted", "MapIterationStarted", "MapIterationSucceeded", "MapStateSucceeded",
-        "TaskScheduled", "TaskSucceeded", "SucceedStateEntered", "ExecutionSucceeded"] {
+    for kind in [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "ChoiceStateEntered",
+        "ChoiceStateExited",
+        "ParallelStateStarted",
+        "ParallelStateSucceeded",
+        "MapStateStarted",
+        "MapIterationStarted",
+        "MapIterationSucceeded",
+        "MapStateSucceeded",
+        "TaskScheduled",
+        "TaskSucceeded",
+        "SucceedStateEntered",
+        "ExecutionSucceeded",
+    ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    assert!(history.iter().any(|e| e.state_name == "Each/1/Name"), "map iterations are named by index");
-    assert!(history.windows(2).all(|w| w[0].id + 1 == w[1].id), "event ids count up from 1");
+    assert!(
+        history.iter().any(|e| e.state_name == "Each/1/Name"),
+        "map iterations are named by index"
+    );
+    assert!(
+        history.windows(2).all(|w| w[0].id + 1 == w[1].id),
+        "event ids count up from 1"
+    );
     // Four task calls, each with its own idempotency id.
     let calls = wf.script.calls.lock().unwrap().clone();
     let ids: std::collections::BTreeSet<String> = calls.iter().map(|c| c.idempotency_id.clone()).collect();
@@ -212,21 +261,39 @@ pub(crate) async fn retry_and_catch_follow_the_error_names(wf: &Workflow) {
         "Slow": {"Type": "Pass", "End": true}}});
     wf.create("retry", &definition).await.unwrap();
     for (name, product) in [("flaky", "flaky"), ("refused", "refused"), ("slow", "slow")] {
-        wf.start_execution("retry", name, json!({"product_id": product})).await.unwrap();
+        wf.start_execution("retry", name, json!({"product_id": product}))
+            .await
+            .unwrap();
     }
     // Retried twice on UNAVAILABLE, then succeeded with the same idempotency id.
     let flaky = wf.finished("flaky").await;
     assert_eq!(flaky.status, pb::ExecutionStatus::Succeeded as i32, "{flaky:?}");
     let history = wf.history("flaky").await;
-    let retries: Vec<i32> = history.iter().filter(|e| e.type_name == "TaskRetryScheduled").map(|e| e.retry_attempt).collect();
+    let retries: Vec<i32> = history
+        .iter()
+        .filter(|e| e.type_name == "TaskRetryScheduled")
+        .map(|e| e.retry_attempt)
+        .collect();
     assert_eq!(retries, [1, 2]);
-    assert!(history.iter().any(|e| e.type_name == "TaskSucceeded" && e.retry_attempt == 2));
+    assert!(
+        history
+            .iter()
+            .any(|e| e.type_name == "TaskSucceeded" && e.retry_attempt == 2)
+    );
     // A business refusal is caught at once, with the error where ResultPath says.
     let refused = wf.finished("refused").await;
     let output: Value = serde_json::from_str(&refused.output).unwrap();
-    assert_eq!(output["error"], json!({"Error": "FAILED_PRECONDITION", "Cause": "no such thing"}));
+    assert_eq!(
+        output["error"],
+        json!({"Error": "FAILED_PRECONDITION", "Cause": "no such thing"})
+    );
     assert_eq!(refused.current_state, "Refused");
-    assert!(!wf.history("refused").await.iter().any(|e| e.type_name == "TaskRetryScheduled"));
+    assert!(
+        !wf.history("refused")
+            .await
+            .iter()
+            .any(|e| e.type_name == "TaskRetryScheduled")
+    );
     let slow = wf.finished("slow").await;
     assert_eq!(slow.current_state, "Slow", "{slow:?}");
 
@@ -236,29 +303,44 @@ pub(crate) async fn retry_and_catch_follow_the_error_names(wf: &Workflow) {
             "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": true},
         "Caught": {"Type": "Succeed"}}});
     wf.create("runtime", &runtime).await.unwrap();
-    wf.start_execution("runtime", "runtime-1", json!({})).await.unwrap();
+    wf.start_execution("runtime", "runtime-1", json!({}))
+        .await
+        .unwrap();
     let failed = wf.finished("runtime-1").await;
     assert_eq!(failed.status, pb::ExecutionStatus::Failed as i32);
     assert_eq!(failed.error, "States.ParameterPathFailure");
     // A Fail state's error is what the execution reports.
     let fail = json!({"StartAt": "No", "States": {"No": {"Type": "Fail", "ErrorPath": "$.why", "Cause": "because"}}});
     wf.create("fail", &fail).await.unwrap();
-    wf.start_execution("fail", "fail-1", json!({"why": "Custom.Error"})).await.unwrap();
+    wf.start_execution("fail", "fail-1", json!({"why": "Custom.Error"}))
+        .await
+        .unwrap();
     let failed = wf.finished("fail-1").await;
-    assert_eq!((failed.error.as_str(), failed.cause.as_str()), ("Custom.Error", "because"));
+    assert_eq!(
+        (failed.error.as_str(), failed.cause.as_str()),
+        ("Custom.Error", "because")
+    );
 }
 
 pub(crate) async fn start_is_idempotent_by_name_even_when_raced(wf: &Workflow) {
-    let definition = json!({"StartAt": "Get", "States": {"Get": {"Type": "Task", "Resource": GET_PRODUCT, "End": true}}});
+    let definition =
+        json!({"StartAt": "Get", "States": {"Get": {"Type": "Task", "Resource": GET_PRODUCT, "End": true}}});
     wf.create("once", &definition).await.unwrap();
     let input = json!({"product_id": "mug"});
     let calls = (0..16).map(|_| wf.start_execution("once", "same-name", input.clone()));
     let started: Vec<pb::Execution> = join_all(calls).await.into_iter().map(Result::unwrap).collect();
-    assert!(started.iter().all(|e| e.execution_name == "same-name" && e.start_time == started[0].start_time));
+    assert!(
+        started
+            .iter()
+            .all(|e| e.execution_name == "same-name" && e.start_time == started[0].start_time)
+    );
     wf.finished("same-name").await;
     let calls = wf.script.calls.lock().unwrap().len();
     assert_eq!(calls, 1, "one execution ran, once");
-    let status = wf.start_execution("once", "same-name", json!({"product_id": "other"})).await.unwrap_err();
+    let status = wf
+        .start_execution("once", "same-name", json!({"product_id": "other"}))
+        .await
+        .unwrap_err();
     assert_status(&status, Code::AlreadyExists, "already exists with another input");
     for (input, says) in [("[1]", "must be a JSON object"), ("{", "is not JSON")] {
         let status = wf
@@ -276,7 +358,8 @@ pub(crate) async fn start_is_idempotent_by_name_even_when_raced(wf: &Workflow) {
 }
 
 pub(crate) async fn a_stopped_execution_ends_aborted(wf: &Workflow) {
-    let definition = json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 30, "End": true}}});
+    let definition =
+        json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 30, "End": true}}});
     wf.create("long", &definition).await.unwrap();
     wf.start_execution("long", "long-1", json!({})).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -287,19 +370,33 @@ pub(crate) async fn a_stopped_execution_ends_aborted(wf: &Workflow) {
             error: error.into(),
             cause: "not needed".into(),
         };
-        async move { client.stop_execution(request).await.unwrap().into_inner().execution.unwrap() }
+        async move {
+            client
+                .stop_execution(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .execution
+                .unwrap()
+        }
     };
     let stopped = stop("Operator.Stopped").await;
     assert_eq!(stopped.status, pb::ExecutionStatus::Aborted as i32);
     assert_eq!(stopped.error, "Operator.Stopped");
     let again = stop("Other").await;
-    assert_eq!((again.status, again.error.as_str()), (pb::ExecutionStatus::Aborted as i32, "Operator.Stopped"), "stopping again changes nothing");
+    assert_eq!(
+        (again.status, again.error.as_str()),
+        (pb::ExecutionStatus::Aborted as i32, "Operator.Stopped"),
+        "stopping again changes nothing"
+    );
     let history = wf.history("long-1").await;
     assert_eq!(history.last().unwrap().type_name, "ExecutionAborted");
     // Aborted executions can be redriven; finished ones cannot.
     let status = wf
         .client()
-        .redrive_execution(pb::RedriveExecutionRequest { execution_name: "nope".into() })
+        .redrive_execution(pb::RedriveExecutionRequest {
+            execution_name: "nope".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -309,7 +406,9 @@ pub(crate) async fn history_and_lists_page(wf: &Workflow) {
     let definition = json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "End": true}}});
     wf.create("pages", &definition).await.unwrap();
     for n in 0..5 {
-        wf.start_execution("pages", &format!("page-{n}"), json!({})).await.unwrap();
+        wf.start_execution("pages", &format!("page-{n}"), json!({}))
+            .await
+            .unwrap();
     }
     for n in 0..5 {
         wf.finished(&format!("page-{n}")).await;
@@ -334,10 +433,18 @@ pub(crate) async fn history_and_lists_page(wf: &Workflow) {
         }
         token = page.next_page_token;
     }
-    assert_eq!(seen, ["page-4", "page-3", "page-2", "page-1", "page-0"], "newest first, each once");
+    assert_eq!(
+        seen,
+        ["page-4", "page-3", "page-2", "page-1", "page-0"],
+        "newest first, each once"
+    );
     let first = wf
         .client()
-        .get_execution_history(pb::GetExecutionHistoryRequest { execution_name: "page-0".into(), page_size: 3, page_token: String::new() })
+        .get_execution_history(pb::GetExecutionHistoryRequest {
+            execution_name: "page-0".into(),
+            page_size: 3,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -365,14 +472,20 @@ pub(crate) async fn history_and_lists_page(wf: &Workflow) {
     kit_testing::assert_invalid(&status, "page_token", "other filters");
     let status = wf
         .client()
-        .list_executions(pb::ListExecutionsRequest { status: 99, ..Default::default() })
+        .list_executions(pb::ListExecutionsRequest {
+            status: 99,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     kit_testing::assert_invalid(&status, "status", "is not an ExecutionStatus");
     // The saga is registered at start.
     let saga = wf
         .client()
-        .get_state_machine(pb::GetStateMachineRequest { name: "place-order".into(), version: 0 })
+        .get_state_machine(pb::GetStateMachineRequest {
+            name: "place-order".into(),
+            version: 0,
+        })
         .await
         .unwrap()
         .into_inner()

@@ -29,7 +29,10 @@ impl Invoker for Scripted {
             let attempts = {
                 let mut calls = script.calls.lock().unwrap();
                 calls.push(call.clone());
-                calls.iter().filter(|c| c.idempotency_id == call.idempotency_id).count()
+                calls
+                    .iter()
+                    .filter(|c| c.idempotency_id == call.idempotency_id)
+                    .count()
             };
             let p = &call.payload;
             match call.method.as_str() {
@@ -72,7 +75,11 @@ impl Workflow {
         })
         .await;
         let client = WorkflowServiceClient::new(server.channel().await);
-        Workflow { server, client, script }
+        Workflow {
+            server,
+            client,
+            script,
+        }
     }
 
     pub(crate) async fn stop(self) {
@@ -83,7 +90,11 @@ impl Workflow {
         self.client.clone()
     }
 
-    pub(crate) async fn create(&self, name: &str, definition: &Value) -> Result<pb::StateMachine, tonic::Status> {
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        definition: &Value,
+    ) -> Result<pb::StateMachine, tonic::Status> {
         self.client()
             .create_state_machine(pb::CreateStateMachineRequest {
                 name: name.into(),
@@ -94,7 +105,12 @@ impl Workflow {
             .map(|r| r.into_inner().state_machine.unwrap())
     }
 
-    pub(crate) async fn start_execution(&self, machine: &str, name: &str, input: Value) -> Result<pb::Execution, tonic::Status> {
+    pub(crate) async fn start_execution(
+        &self,
+        machine: &str,
+        name: &str,
+        input: Value,
+    ) -> Result<pb::Execution, tonic::Status> {
         self.client()
             .start_execution(pb::StartExecutionRequest {
                 state_machine_name: machine.into(),
@@ -108,7 +124,9 @@ impl Workflow {
 
     pub(crate) async fn describe(&self, name: &str) -> pb::Execution {
         self.client()
-            .describe_execution(pb::DescribeExecutionRequest { execution_name: name.into() })
+            .describe_execution(pb::DescribeExecutionRequest {
+                execution_name: name.into(),
+            })
             .await
             .unwrap()
             .into_inner()

@@ -20,7 +20,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(CardTokens::Table)
-                    .col(ColumnDef::new(CardTokens::Token).string_len(40).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(CardTokens::Token)
+                            .string_len(40)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(CardTokens::CardBrand).string_len(16).not_null())
                     .col(ColumnDef::new(CardTokens::CardLast4).string_len(4).not_null())
                     .col(ColumnDef::new(CardTokens::Behaviour).string_len(40).not_null())

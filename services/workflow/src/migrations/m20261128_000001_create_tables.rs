@@ -57,8 +57,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(StateMachines::Version).integer().not_null())
                     .col(ColumnDef::new(StateMachines::Definition).text().not_null())
                     .col(ColumnDef::new(StateMachines::Description).text().not_null())
-                    .col(ColumnDef::new(StateMachines::CreateMicros).big_integer().not_null())
-                    .primary_key(Index::create().col(StateMachines::Name).col(StateMachines::Version))
+                    .col(
+                        ColumnDef::new(StateMachines::CreateMicros)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(StateMachines::Name)
+                            .col(StateMachines::Version),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -66,7 +74,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Executions::Table)
-                    .col(ColumnDef::new(Executions::Name).string_len(80).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Executions::Name)
+                            .string_len(80)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Executions::StateMachine).string_len(80).not_null())
                     .col(ColumnDef::new(Executions::Version).integer().not_null())
                     .col(ColumnDef::new(Executions::Status).string_len(16).not_null())
@@ -125,7 +138,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(HistoryEvents::StateName).text().not_null())
                     .col(ColumnDef::new(HistoryEvents::Details).text().not_null())
                     .col(ColumnDef::new(HistoryEvents::RetryAttempt).integer().not_null())
-                    .primary_key(Index::create().col(HistoryEvents::Execution).col(HistoryEvents::Id))
+                    .primary_key(
+                        Index::create()
+                            .col(HistoryEvents::Execution)
+                            .col(HistoryEvents::Id),
+                    )
                     .to_owned(),
             )
             .await
