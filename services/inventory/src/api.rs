@@ -42,15 +42,7 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         }
         violations.into_result(()).map_err(InventoryError::from)?;
         let levels = self.store.levels(&skus).await?;
-        let levels = levels
-            .into_iter()
-            .map(|l| pb::StockLevel {
-                available: l.available(),
-                sku: l.sku,
-                on_hand: l.on_hand,
-                reserved: l.reserved,
-            })
-            .collect();
+        let levels = levels.into_iter().map(level_to_pb).collect();
         Ok(Response::new(pb::GetStockResponse { levels }))
     }
 
@@ -64,6 +56,19 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         let reservation = self.store.reserve(&reserve).await?;
         Ok(Response::new(pb::ReserveStockResponse {
             reservation: Some(to_pb(reservation)),
+        }))
+    }
+
+    async fn receive_stock(
+        &self,
+        request: Request<pb::ReceiveStockRequest>,
+    ) -> Result<Response<pb::ReceiveStockResponse>, Status> {
+        let request = request.into_inner();
+        let items: Vec<(String, i32)> = request.items.into_iter().map(|i| (i.sku, i.quantity)).collect();
+        let receipt = ReserveStock::parse_with_id("receipt_id", &request.receipt_id, &items)?;
+        let levels = self.store.receive(&receipt).await?;
+        Ok(Response::new(pb::ReceiveStockResponse {
+            levels: levels.into_iter().map(level_to_pb).collect(),
         }))
     }
 
@@ -158,5 +163,14 @@ impl From<InventoryError> for Status {
                 e::internal(&error)
             }
         }
+    }
+}
+
+fn level_to_pb(l: crate::domain::StockLevel) -> pb::StockLevel {
+    pb::StockLevel {
+        available: l.available(),
+        sku: l.sku,
+        on_hand: l.on_hand,
+        reserved: l.reserved,
     }
 }

@@ -31,8 +31,14 @@ pub struct ReserveStock {
 impl ReserveStock {
     /// Checks the request, naming each bad field.
     pub fn parse(reservation_id: &str, items: &[(String, i32)]) -> Result<Self, InventoryError> {
+        Self::parse_with_id("reservation_id", reservation_id, items)
+    }
+
+    /// The same checks for a request whose id field has another name
+    /// (ReceiveStock's `receipt_id`); the id is kept in `reservation_id`.
+    pub fn parse_with_id(field: &str, id: &str, items: &[(String, i32)]) -> Result<Self, InventoryError> {
         let mut violations = Violations::new();
-        let reservation_id = check_request_id("reservation_id", reservation_id, &mut violations);
+        let reservation_id = check_request_id(field, id, &mut violations);
         if items.is_empty() || items.len() > MAX_ITEMS {
             violations.add(
                 "items",

@@ -117,6 +117,38 @@ impl Store {
             .collect())
     }
 
+    /// Adds a delivery to the stock on hand, once per receipt id.
+    pub async fn receive(&self, receipt: &ReserveStock) -> Result<Vec<StockLevel>, InventoryError> {
+        let claim: Claim<Vec<String>> = kit_store::claim(
+            &self.db,
+            "inventory.receive",
+            &receipt.reservation_id,
+            &receipt.fingerprint(),
+        )
+        .await
+        .map_err(|e| conflict_as(e, &receipt.reservation_id))?;
+        let skus: Vec<String> = receipt.items.iter().map(|i| i.sku.clone()).collect();
+        let pending = match claim {
+            Claim::Replay(_) => return self.levels(&skus).await,
+            Claim::Won(pending) => pending,
+        };
+        for item in &receipt.items {
+            let added = stock::Entity::update_many()
+                .col_expr(
+                    stock::Column::OnHand,
+                    Expr::col(stock::Column::OnHand).add(item.quantity),
+                )
+                .filter(stock::Column::Sku.eq(item.sku.as_str()))
+                .exec(pending.txn())
+                .await?;
+            if added.rows_affected == 0 {
+                return Err(InventoryError::UnknownSkus(vec![item.sku.clone()]));
+            }
+        }
+        pending.complete(&skus).await?;
+        self.levels(&skus).await
+    }
+
     /// Holds every item or none; the same id with the same items answers the first result.
     pub async fn reserve(&self, request: &ReserveStock) -> Result<Reservation, InventoryError> {
         let claim: Claim<Reservation> = kit_store::claim(

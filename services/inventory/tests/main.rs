@@ -18,4 +18,5 @@ kit_testing::on_sqlite_and_postgres!(
     sixteen_identical_reservations_of_exactly_what_is_left_are_one,
     a_refused_reservation_leaves_its_id_free_for_the_retry,
     bad_input_names_the_field,
+    received_stock_counts_once_per_receipt,
 );

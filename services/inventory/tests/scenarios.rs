@@ -442,3 +442,52 @@ pub(crate) async fn a_refused_reservation_leaves_its_id_free_for_the_retry(inven
     );
     assert_eq!(inventory.level("city-bike").await.available, 1);
 }
+
+pub(crate) async fn received_stock_counts_once_per_receipt(inventory: &Inventory) {
+    use inventory::pb::ferrymesh::inventory::v1::{ReceiveStockRequest, ReservationItem};
+    let receive = |id: &str, items: &[(&str, i32)]| {
+        let mut client = inventory.client();
+        let request = ReceiveStockRequest {
+            receipt_id: id.into(),
+            items: items
+                .iter()
+                .map(|(sku, quantity)| ReservationItem {
+                    sku: sku.to_string(),
+                    quantity: *quantity,
+                })
+                .collect(),
+        };
+        async move { client.receive_stock(request).await.map(|r| r.into_inner().levels) }
+    };
+    let before = inventory
+        .client()
+        .get_stock(GetStockRequest {
+            skus: vec!["city-bike".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .levels[0]
+        .on_hand;
+    // Sixteen deliveries of the same receipt at once count once.
+    let calls = (0..16).map(|_| receive("delivery-1", &[("city-bike", 20)]));
+    for levels in join_all(calls).await {
+        assert_eq!(levels.unwrap()[0].on_hand, before + 20);
+    }
+    let status = receive("delivery-1", &[("city-bike", 21)]).await.unwrap_err();
+    assert_status(&status, Code::AlreadyExists, "delivery-1");
+    let status = receive("delivery-2", &[("city-bike", 5), ("no-such-sku", 1)])
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "sku", "is not a SKU the inventory stocks");
+    let after = receive("delivery-3", &[("city-bike", 1)]).await.unwrap();
+    assert_eq!(
+        after[0].on_hand,
+        before + 21,
+        "the refused delivery added nothing"
+    );
+    let status = receive("", &[("city-bike", 1)]).await.unwrap_err();
+    assert_invalid(&status, "receipt_id", "must not be empty");
+    let status = receive("delivery-4", &[("city-bike", 0)]).await.unwrap_err();
+    assert_invalid(&status, "items[0].quantity", "must be 1 to 10000");
+}
