@@ -53,6 +53,12 @@ struct PlaceOrderArgs {
         env = "FERRYMESH_ORDERS_URL"
     )]
     orders_url: String,
+    /// Where inventory listens, to restock before the run.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50052", env = "FERRYMESH_INVENTORY_URL")]
+    inventory_url: String,
+    /// Do not receive stock before the run (orders then fail once stock runs out).
+    #[arg(long)]
+    no_restock: bool,
     /// Where workflow listens, to count state transitions afterwards.
     #[arg(
         long,
@@ -117,6 +123,12 @@ pub(crate) async fn run(args: LoadArgs) -> ExitCode {
     let started = Instant::now();
     let total = (args.duration.as_secs_f64() * f64::from(args.rate)).round() as u64;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
+    if !args.no_restock
+        && let Err(e) = restock(&args.inventory_url, &run_id, total).await
+    {
+        eprintln!("ferrymesh load: could not restock at {}: {e}", args.inventory_url);
+        return ExitCode::FAILURE;
+    }
     let mut tasks = tokio::task::JoinSet::new();
     let progress = tokio::spawn(progress_line(tally.clone(), started, args.json));
     for n in 0..total {
@@ -177,6 +189,40 @@ fn order_request(run_id: &str, n: u64, cards: Cards) -> pb::PlaceOrderRequest {
             holder_name: "Load Test".into(),
         }),
     }
+}
+
+/// Receives enough of every product the run orders, so stock never runs out.
+async fn restock(url: &str, run_id: &str, orders: u64) -> Result<(), String> {
+    use inventory::pb::ferrymesh::inventory::v1::inventory_service_client::InventoryServiceClient;
+    use inventory::pb::ferrymesh::inventory::v1::{ReceiveStockRequest, ReservationItem};
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = InventoryServiceClient::new(channel);
+    let per_product = orders / PRODUCTS.len() as u64 + 1;
+    let mut left = per_product;
+    let mut n = 0;
+    while left > 0 {
+        let quantity = left.min(10_000);
+        client
+            .receive_stock(ReceiveStockRequest {
+                receipt_id: format!("load-{run_id}-{n}"),
+                items: PRODUCTS
+                    .iter()
+                    .map(|sku| ReservationItem {
+                        sku: sku.to_string(),
+                        quantity: i32::try_from(quantity).unwrap_or(10_000),
+                    })
+                    .collect(),
+            })
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        left -= quantity;
+        n += 1;
+    }
+    Ok(())
 }
 
 /// Places one order and watches it to its final status.
