@@ -54,7 +54,12 @@ struct PlaceOrderArgs {
     )]
     orders_url: String,
     /// Where inventory listens, to restock before the run.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50052", env = "FERRYMESH_INVENTORY_URL")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50052",
+        env = "FERRYMESH_INVENTORY_URL"
+    )]
     inventory_url: String,
     /// Do not receive stock before the run (orders then fail once stock runs out).
     #[arg(long)]

@@ -48,8 +48,9 @@ pub struct Core {
     changes: broadcast::Sender<String>,
 }
 
-/// How often a watcher reads the store for changes other replicas made.
-const WATCH_POLL: Duration = Duration::from_millis(250);
+/// How often a watcher reads the store for changes other replicas made
+/// (changes made here reach it at once).
+const WATCH_POLL: Duration = Duration::from_secs(1);
 
 impl Core {
     /// The core over a store and the services it calls.

@@ -413,7 +413,8 @@ impl WorkflowApi {
             .map_err(WorkflowError::Journal)?;
         if applied == Applied::Yes {
             tracing::info!(execution = %row.name, state_machine = %row.state_machine, version = row.version, "execution started");
-            self.engine.launch(row.clone(), false);
+            // Its first two events are written: ExecutionStarted and the first state's entry.
+            self.engine.launch(row.clone(), false, Some(2));
             return Ok(row);
         }
         let existing = store
@@ -863,7 +864,7 @@ impl WorkflowService for WorkflowApi {
             .map_err(WorkflowError::from)?
             .ok_or_else(|| Status::internal("the execution vanished"))?;
         tracing::info!(execution = %row.name, state = %cursor.state, "execution redriven");
-        self.engine.launch(fresh.clone(), false);
+        self.engine.launch(fresh.clone(), false, None);
         Ok(Response::new(pb::RedriveExecutionResponse {
             execution: Some(execution_to_pb(fresh)),
         }))

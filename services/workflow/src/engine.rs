@@ -115,7 +115,7 @@ pub struct Engine {
     journal: Journal,
     invoker: Arc<dyn Invoker>,
     running: Mutex<HashMap<String, Runner>>,
-    machines: Mutex<HashMap<(String, i32), Arc<Machine>>>,
+    machines: Mutex<HashMap<(String, i32), (Arc<Machine>, bool)>>,
     parse: ParseFn,
 }
 
@@ -162,7 +162,7 @@ impl Engine {
     /// A stored version, parsed once.
     pub async fn machine(&self, name: &str, version: i32) -> Result<Arc<Machine>, String> {
         let key = (name.to_string(), version);
-        if let Some(m) = self.machines.lock().map_err(|_| "poisoned")?.get(&key) {
+        if let Some((m, _)) = self.machines.lock().map_err(|_| "poisoned")?.get(&key) {
             return Ok(m.clone());
         }
         let row = self
@@ -172,11 +172,21 @@ impl Engine {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("state machine {name:?} version {version} is gone"))?;
         let machine = Arc::new((self.parse)(&row.definition)?);
+        let reads_input = row.definition.contains("$$.Execution.Input");
         self.machines
             .lock()
             .map_err(|_| "poisoned")?
-            .insert(key, machine.clone());
+            .insert(key, (machine.clone(), reads_input));
         Ok(machine)
+    }
+
+    /// Whether a (cached) version's definition reads `$$.Execution.Input`.
+    fn reads_input(&self, name: &str, version: i32) -> bool {
+        self.machines
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(name.to_string(), version)).map(|(_, reads)| *reads))
+            .unwrap_or(true)
     }
 
     /// Whether an execution is running in this process.
@@ -216,7 +226,7 @@ impl Engine {
 
     /// Runs an execution from its stored cursor on a task of its own; does
     /// nothing if it already runs here (never twice at once).
-    pub fn launch(self: &Arc<Self>, row: execution::Model, resumed: bool) {
+    pub fn launch(self: &Arc<Self>, row: execution::Model, resumed: bool, last_event: Option<i64>) {
         let (tx, rx) = watch::channel(false);
         // -1 until the runner has read the last event id.
         let seq = Arc::new(AtomicI64::new(-1));
@@ -232,7 +242,7 @@ impl Engine {
         let engine = self.clone();
         tokio::spawn(async move {
             let name = row.name.clone();
-            if let Err(e) = engine.clone().drive(row, rx, seq, resumed).await {
+            if let Err(e) = engine.clone().drive(row, rx, seq, resumed, last_event).await {
                 tracing::error!(execution = %name, error = %e, "execution could not run; it stays RUNNING and resumes at the next start");
             }
             if let Ok(mut running) = engine.running.lock() {
@@ -247,7 +257,7 @@ impl Engine {
         let mut resumed = 0;
         for name in names {
             if let Some(row) = self.store.execution_fresh(&name).await? {
-                self.launch(row, true);
+                self.launch(row, true, None);
                 resumed += 1;
             }
         }
@@ -260,16 +270,28 @@ impl Engine {
         stop: watch::Receiver<bool>,
         seq: Arc<AtomicI64>,
         resumed: bool,
+        last_event: Option<i64>,
     ) -> Result<(), String> {
         let machine = self.machine(&row.state_machine, row.version).await?;
         let mut cursor: Cursor = serde_json::from_str(&row.cursor).map_err(|e| format!("bad cursor: {e}"))?;
-        let last = self
-            .store
-            .last_event_id(&row.name)
-            .await
-            .map_err(|e| e.to_string())?;
+        let last = match last_event {
+            Some(last) => last,
+            None => self
+                .store
+                .last_event_id(&row.name)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
         seq.store(last, Ordering::SeqCst);
-        let exec_input: Value = serde_json::from_str(&row.input).unwrap_or(Value::Null);
+        // The context object carries the execution's input only for
+        // definitions that read it: copying it into every state's context
+        // costs more than anything else the engine does per state.
+        let reads_input = self.reads_input(&row.state_machine, row.version);
+        let exec_input: Value = if reads_input {
+            serde_json::from_str(&row.input).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
         let span = tracing::info_span!("workflow.execution", execution = %row.name, state_machine = %row.state_machine);
         if !row.traceparent.is_empty() {
             let carrier: HashMap<String, String> =
