@@ -32,6 +32,30 @@ pub(crate) struct LoadArgs {
 enum Scenario {
     /// Place orders at a fixed rate and follow each to CONFIRMED or FAILED.
     PlaceOrder(PlaceOrderArgs),
+    /// The engine alone: start executions of a machine of Pass states as
+    /// fast as workflow takes them and count state transitions per second.
+    Transitions(TransitionsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct TransitionsArgs {
+    /// How many executions to start.
+    #[arg(long, default_value_t = 2000)]
+    executions: u32,
+    /// How many StartExecution calls at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Pass states per execution.
+    #[arg(long, default_value_t = 10)]
+    states: u32,
+    /// Where workflow listens.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50056",
+        env = "FERRYMESH_WORKFLOW_URL"
+    )]
+    workflow_url: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -102,7 +126,10 @@ struct Tally {
 const PRODUCTS: &[&str] = &["mug", "canvas-tote", "air-plant", "tank-top", "sunglasses"];
 
 pub(crate) async fn run(args: LoadArgs) -> ExitCode {
-    let Scenario::PlaceOrder(args) = args.scenario;
+    let args = match args.scenario {
+        Scenario::PlaceOrder(args) => args,
+        Scenario::Transitions(args) => return transitions(args).await,
+    };
     if args.rate == 0 || args.rate > 100_000 {
         eprintln!("ferrymesh load: --rate must be 1 to 100000 orders per second");
         return ExitCode::from(2);
@@ -430,6 +457,122 @@ fn report(
         }
     }
     if errors == 0 && t.unfinished == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Starts executions of an all-Pass machine and measures transitions per second.
+async fn transitions(args: TransitionsArgs) -> ExitCode {
+    use workflow::pb::ferrymesh::workflow::v1 as wpb;
+    let channel = match tonic::transport::Endpoint::from_shared(args.workflow_url.clone()) {
+        Ok(e) => e.tcp_nodelay(true).connect_lazy(),
+        Err(e) => {
+            eprintln!("ferrymesh load: {} is not a URL: {e}", args.workflow_url);
+            return ExitCode::from(2);
+        }
+    };
+    let client = WorkflowServiceClient::new(channel);
+    let states = args.states.clamp(1, 1000);
+    let mut machine = serde_json::Map::new();
+    for i in 0..states {
+        let mut state = json!({"Type": "Pass", "Result": {"step": i}, "ResultPath": format!("$.s{i}")});
+        if i + 1 == states {
+            state["End"] = json!(true);
+        } else {
+            state["Next"] = json!(format!("S{}", i + 1));
+        }
+        machine.insert(format!("S{i}"), state);
+    }
+    let name = format!("bench-passes-{states}");
+    let definition = json!({"StartAt": "S0", "States": machine}).to_string();
+    if let Err(s) = client
+        .clone()
+        .create_state_machine(wpb::CreateStateMachineRequest {
+            name: name.clone(),
+            definition,
+            description: "ferrymesh load transitions".into(),
+        })
+        .await
+    {
+        eprintln!(
+            "ferrymesh load: cannot create {name}: {:?}: {}",
+            s.code(),
+            s.message()
+        );
+        return ExitCode::FAILURE;
+    }
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    let names: Vec<String> = (0..args.executions)
+        .map(|n| format!("t{}-{n}", &run_id[..12]))
+        .collect();
+    let mut errors = 0u64;
+    for chunk in names.chunks(args.concurrency.max(1)) {
+        let calls = chunk.iter().map(|execution| {
+            let mut client = client.clone();
+            let request = wpb::StartExecutionRequest {
+                state_machine_name: name.clone(),
+                execution_name: execution.clone(),
+                input: "{}".into(),
+                state_machine_version: 0,
+            };
+            async move { client.start_execution(request).await.is_ok() }
+        });
+        errors += futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter(|ok| !ok)
+            .count() as u64;
+    }
+    let sent = started.elapsed();
+    // Done when the last one started has finished, and none is still running.
+    let mut transitions = 0i64;
+    let mut pending: Vec<String> = names;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for chunk in pending.chunks(64) {
+            let calls = chunk.iter().map(|execution| {
+                let mut client = client.clone();
+                let execution = execution.clone();
+                async move {
+                    let e = client
+                        .describe_execution(wpb::DescribeExecutionRequest {
+                            execution_name: execution.clone(),
+                        })
+                        .await
+                        .ok()
+                        .and_then(|r| r.into_inner().execution);
+                    (execution, e)
+                }
+            });
+            for (execution, e) in futures_util::future::join_all(calls).await {
+                match e {
+                    Some(e) if e.status != wpb::ExecutionStatus::Running as i32 => {
+                        transitions += e.transition_count
+                    }
+                    Some(_) => still.push(execution),
+                    None => errors += 1,
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "ferrymesh load transitions: {} executions of {states} Pass states: {transitions} transitions in {elapsed:.2}s = {:.0}/s \
+         (starts took {:.2}s; {} still running, {errors} errors)",
+        args.executions,
+        transitions as f64 / elapsed,
+        sent.as_secs_f64(),
+        pending.len()
+    );
+    if pending.is_empty() && errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -109,13 +109,16 @@ pub type ParseFn = Box<dyn Fn(&str) -> Result<Machine, String> + Send + Sync>;
 /// A running execution's stop signal and event counter.
 type Runner = (watch::Sender<bool>, Arc<AtomicI64>);
 
+/// Parsed versions by (name, version), with whether each reads `$$.Execution.Input`.
+type Machines = HashMap<(String, i32), (Arc<Machine>, bool)>;
+
 /// The engine: what runs, and what it needs to run it.
 pub struct Engine {
     store: Store,
     journal: Journal,
     invoker: Arc<dyn Invoker>,
     running: Mutex<HashMap<String, Runner>>,
-    machines: Mutex<HashMap<(String, i32), (Arc<Machine>, bool)>>,
+    machines: Mutex<Machines>,
     parse: ParseFn,
 }
 
