@@ -259,10 +259,22 @@ async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
     )
     .await;
     let catalog_url = format!("http://{catalog_addr}");
+    // orders tokenizes the card with payments; no workflow runs here.
+    let (_payments, payments_addr) = serve("payments", data.path(), &[], &env).await;
+    let payments_url = format!("http://{payments_addr}");
     let (mut orders, orders_addr) = serve(
         "orders",
         data.path(),
-        &["--log-format", "json", "--catalog-url", &catalog_url],
+        &[
+            "--log-format",
+            "json",
+            "--catalog-url",
+            &catalog_url,
+            "--payments-url",
+            &payments_url,
+            "--workflow-url",
+            "http://127.0.0.1:9",
+        ],
         &env,
     )
     .await;
