@@ -15,6 +15,7 @@ kit_testing::on_sqlite_and_postgres!(
     v2_requires_an_idempotency_key,
     bad_orders_name_the_field,
     a_watched_order_streams_its_cancellation_and_ends,
+    a_watcher_sees_a_change_made_by_another_replica,
     lists_page_newest_first_and_filter,
 );
 

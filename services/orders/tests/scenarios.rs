@@ -477,3 +477,42 @@ pub(crate) async fn sixteen_identical_placements_are_one_order(orders: &Orders) 
         );
     }
 }
+
+pub(crate) async fn a_watcher_sees_a_change_made_by_another_replica(orders: &Orders) {
+    let (replica, mut other) = orders.second_replica().await;
+    let order = orders
+        .place_v2(v2_request("watched-across", &[("terrarium", 1)]))
+        .await
+        .unwrap();
+    let mut stream = orders
+        .v2()
+        .watch_order(v2::WatchOrderRequest {
+            order_id: order.order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let now = stream.message().await.unwrap().unwrap().order.unwrap();
+    assert_eq!(now.status, v2::OrderStatus::Pending as i32);
+    // Cancelled through the other replica: this one hears of it from the store.
+    other
+        .cancel_order(v2::CancelOrderRequest {
+            order_id: order.order_id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+        .await
+        .expect("the change arrives within seconds")
+        .unwrap()
+        .unwrap()
+        .order
+        .unwrap();
+    assert_eq!(change.status, v2::OrderStatus::Cancelled as i32);
+    assert!(
+        stream.message().await.unwrap().is_none(),
+        "the stream ends once the order is final"
+    );
+    replica.stop().await.unwrap();
+}

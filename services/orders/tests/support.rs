@@ -46,6 +46,35 @@ impl Orders {
         }
     }
 
+    /// Another orders process over the same database, as a second replica.
+    pub(crate) async fn second_replica(
+        &self,
+    ) -> (
+        kit::server::Running,
+        v2::orders_service_client::OrdersServiceClient<Channel>,
+    ) {
+        let db = kit_store::connect_and_migrate::<orders::migrations::Migrator>(&self.server.db.url)
+            .await
+            .unwrap();
+        let args = kit::ServerArgs::for_tests(self.server.db.url.clone());
+        let upstreams = orders::core::Upstreams {
+            catalog: kit::client::Upstream::new(&self.catalog.uri(), Duration::from_secs(2)).unwrap(),
+            payments: kit::client::Upstream::new(&self.payments.uri(), Duration::from_secs(2)).unwrap(),
+            workflow: kit::client::Upstream::new("http://127.0.0.1:9", Duration::from_millis(200)).unwrap(),
+        };
+        let service = orders::service_with(db, upstreams, &args).await.unwrap();
+        let running = kit::server::spawn(service, &args, 0).await.unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(running.uri())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        (
+            running,
+            v2::orders_service_client::OrdersServiceClient::new(channel),
+        )
+    }
+
     pub(crate) fn v1(&self) -> v1::orders_service_client::OrdersServiceClient<Channel> {
         self.v1.clone()
     }
