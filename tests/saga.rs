@@ -892,3 +892,75 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
     catalog.signal(Signal::SIGTERM);
     catalog.wait_exit(Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn an_order_cancelled_while_its_saga_runs_is_undone_and_stays_cancelled() {
+    let data = tempfile::tempdir().unwrap();
+    // Shipping takes a second, so the cancel lands while the saga runs.
+    let mesh = Mesh::up(data.path(), &["shipping=--fault=CreateShipment:latency=1s"]).await;
+    let before = mesh.stock(&["mug"]).await;
+    let order = mesh.place("cancel-midway", &[("mug", 3)], GOOD, "GB").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancelled = mesh
+        .orders
+        .clone()
+        .cancel_order(opb::CancelOrderRequest {
+            order_id: order.order_id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(cancelled.status, opb::OrderStatus::Cancelled as i32);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let execution = loop {
+        let e = mesh.execution(&order.order_id).await;
+        if e.status != wpb::ExecutionStatus::Running as i32 {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "{e:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        execution.status,
+        wpb::ExecutionStatus::Failed as i32,
+        "{execution:?}"
+    );
+    let events = mesh.history(&order.order_id).await;
+    assert!(
+        task_events(&events, "Confirm order")
+            .iter()
+            .any(|e| e.type_name == "TaskFailed")
+    );
+    for step in ["Cancel shipment", "Refund payment", "Release stock", "Fail order"] {
+        assert!(succeeded(&events, step), "{step} ran");
+    }
+    assert!(
+        !task_events(&events, "Commit stock")
+            .iter()
+            .any(|e| e.type_name == "TaskScheduled")
+    );
+    let order = mesh.order(&order.order_id).await;
+    assert_eq!(
+        order.status,
+        opb::OrderStatus::Cancelled as i32,
+        "the customer's cancel stands"
+    );
+    assert_eq!(order.status_reason, "changed my mind");
+    let payment = mesh
+        .payments
+        .clone()
+        .get_payment(GetPaymentRequest {
+            payment_id: payment_id(&events).unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
+    assert_eq!(payment.refunded_amount, payment.amount, "refunded in full");
+    assert_eq!(mesh.stock(&["mug"]).await, before, "the stock is as it was");
+    mesh.stop().await;
+}

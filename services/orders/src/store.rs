@@ -233,7 +233,11 @@ impl Store {
         }
         txn.commit().await?;
         let order = self.get(order_id).await?;
-        if order.status == to {
+        // A customer's cancel that came first stands: the saga undid its
+        // work and only wants the order out of PENDING, which it is.
+        let settled =
+            order.status == to || (to == OrderStatus::Failed && order.status == OrderStatus::Cancelled);
+        if settled {
             Ok((order, moved.rows_affected == 1))
         } else {
             Err(OrdersError::NotPending {

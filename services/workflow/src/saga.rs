@@ -1,9 +1,14 @@
 //! The place-order saga, a built-in state machine: reserve stock, charge the
-//! card (by token), create the shipment, commit the stock, confirm the
-//! order. A failure compensates in reverse (cancel the shipment, refund,
+//! card (by token), create the shipment, confirm the order, commit the
+//! stock. A failure compensates in reverse (cancel the shipment, refund,
 //! release the stock) and marks the order FAILED with the reason. Transient
 //! errors are retried with backoff; business refusals go straight to
 //! compensation.
+//!
+//! Confirming is the pivot: an order the customer cancelled meanwhile
+//! refuses it, and everything is undone. Committing the stock comes after,
+//! because a reservation still held can be released and a committed one
+//! cannot; past the pivot the saga only retries.
 
 /// The saga's name.
 pub const NAME: &str = "place-order";
@@ -49,16 +54,6 @@ pub const DEFINITION: &str = r#"{
       "TimeoutSeconds": 5,
       "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 6, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
       "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Refund payment"}],
-      "Next": "Commit stock"
-    },
-    "Commit stock": {
-      "Type": "Task",
-      "Resource": "grpc:ferrymesh.inventory.v1.InventoryService/CommitReservation",
-      "Parameters": {"reservation_id.$": "$.reservation.reservation_id"},
-      "ResultPath": null,
-      "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
-      "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cancel shipment"}],
       "Next": "Confirm order"
     },
     "Confirm order": {
@@ -69,6 +64,16 @@ pub const DEFINITION: &str = r#"{
       "ResultPath": "$.order",
       "TimeoutSeconds": 5,
       "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cancel shipment"}],
+      "Next": "Commit stock"
+    },
+    "Commit stock": {
+      "Type": "Task",
+      "Resource": "grpc:ferrymesh.inventory.v1.InventoryService/CommitReservation",
+      "Parameters": {"reservation_id.$": "$.reservation.reservation_id"},
+      "ResultPath": null,
+      "TimeoutSeconds": 5,
+      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 20, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
       "End": true
     },
     "Cancel shipment": {
