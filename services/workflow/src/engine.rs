@@ -420,23 +420,23 @@ impl Run {
             .map(|mut p| std::mem::take(&mut *p))
             .unwrap_or_default();
         update.transitions = self.transitions.swap(0, Ordering::Relaxed);
-        let applied = loop {
-            match self
-                .engine
-                .journal
-                .write(Write {
-                    insert: None,
-                    execution: self.name.clone(),
-                    events: events.clone(),
-                    update: Some(update.clone()),
-                })
-                .await
-            {
-                Ok(applied) => break applied,
-                Err(e) => {
-                    tracing::warn!(error = %e, "journal unavailable; waiting");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+        let written = self
+            .engine
+            .journal
+            .write(Write {
+                insert: None,
+                execution: self.name.clone(),
+                events,
+                update: Some(update),
+            })
+            .await;
+        let applied = match written {
+            Ok(applied) => applied,
+            Err(e) => {
+                // Not recorded, so not done: the execution stays RUNNING at
+                // its last recorded cursor and resumes at the next start.
+                tracing::error!(execution = %self.name, error = %e, "transition not recorded; the execution pauses until restart");
+                return Err(Halt::Stopped);
             }
         };
         match applied {

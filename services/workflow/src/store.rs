@@ -196,20 +196,21 @@ impl Journal {
                         Err(_) => break,
                     }
                 }
-                let mut delay = Duration::from_millis(50);
-                let applied = loop {
-                    match commit(&db, &group).await {
-                        Ok(applied) => break applied,
-                        Err(e) => {
-                            // The database is down or busy: the executions wait, nothing is lost.
-                            tracing::warn!(error = %e, writes = group.len(), "journal commit failed; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(2));
+                match commit(&db, &group).await {
+                    Ok(applied) => {
+                        for (job, applied) in group.drain(..).zip(applied) {
+                            let _ = job.done.send(Ok(applied));
                         }
                     }
-                };
-                for (job, applied) in group.drain(..).zip(applied) {
-                    let _ = job.done.send(Ok(applied));
+                    Err(e) => {
+                        // One bad write must not hold the others back: try each
+                        // alone, retrying while the database itself is away.
+                        tracing::warn!(error = %e, writes = group.len(), "group commit failed; committing one by one");
+                        for job in group.drain(..) {
+                            let result = commit_alone(&db, &job).await;
+                            let _ = job.done.send(result);
+                        }
+                    }
                 }
             }
         });
@@ -225,6 +226,27 @@ impl Journal {
             .map_err(|_| "the journal has stopped".to_string())?;
         rx.await.map_err(|_| "the journal has stopped".to_string())?
     }
+}
+
+/// Commits one write; retries a failure a few times (a database that is
+/// away), then reports it to the writer, whose execution stops here and
+/// resumes at the next start.
+async fn commit_alone(db: &Db, job: &Job) -> Result<Applied, String> {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match commit(db, std::slice::from_ref(job)).await {
+            Ok(applied) => return Ok(applied.first().copied().unwrap_or(Applied::No)),
+            Err(e) if attempt == 8 => {
+                tracing::error!(execution = %job.write.execution, error = %e, "journal write failed");
+                return Err(e.to_string());
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    Err("journal write failed".into())
 }
 
 async fn commit(db: &Db, group: &[Job]) -> Result<Vec<Applied>, DbErr> {

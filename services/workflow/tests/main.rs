@@ -16,4 +16,5 @@ kit_testing::on_sqlite_and_postgres!(
     start_is_idempotent_by_name_even_when_raced,
     a_stopped_execution_ends_aborted,
     history_and_lists_page,
+    a_bad_journal_write_does_not_hold_back_the_others,
 );

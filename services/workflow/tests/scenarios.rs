@@ -493,3 +493,82 @@ pub(crate) async fn history_and_lists_page(wf: &Workflow) {
         .unwrap();
     assert_eq!(saga.version, 1);
 }
+
+pub(crate) async fn a_bad_journal_write_does_not_hold_back_the_others(wf: &Workflow) {
+    use workflow::store::{Applied, Journal, Write, event, execution};
+    let db = kit_store::connect_and_migrate::<workflow::migrations::Migrator>(&wf.server.db.url)
+        .await
+        .unwrap();
+    let journal = Journal::start(db);
+    let row = |name: &str| execution::Model {
+        name: name.into(),
+        state_machine: "place-order".into(),
+        version: 1,
+        status: "SUCCEEDED".into(),
+        input: "{}".into(),
+        output: String::new(),
+        error: String::new(),
+        cause: String::new(),
+        start_micros: 1,
+        stop_micros: 2,
+        current_state: String::new(),
+        redrive_count: 0,
+        transitions: 0,
+        cursor: "{}".into(),
+        traceparent: String::new(),
+        correlation_id: String::new(),
+    };
+    let event = |execution: &str, id: i64| event::Model {
+        execution: execution.into(),
+        id,
+        kind: "ExecutionStarted".into(),
+        micros: 1,
+        state_name: String::new(),
+        details: "{}".into(),
+        retry_attempt: 0,
+    };
+    let first = journal
+        .write(Write {
+            insert: Some(row("j-a")),
+            execution: "j-a".into(),
+            events: vec![event("j-a", 1)],
+            update: None,
+        })
+        .await;
+    assert_eq!(first, Ok(Applied::Yes));
+    // Event 1 of j-a again breaks the primary key; j-c's write beside it must still land.
+    let (bad, good) = tokio::join!(
+        journal.write(Write {
+            insert: None,
+            execution: "j-a".into(),
+            events: vec![event("j-a", 1)],
+            update: None
+        }),
+        journal.write(Write {
+            insert: Some(row("j-c")),
+            execution: "j-c".into(),
+            events: vec![event("j-c", 1)],
+            update: None
+        }),
+    );
+    assert!(bad.is_err(), "{bad:?}");
+    assert_eq!(good, Ok(Applied::Yes));
+    assert_eq!(
+        wf.server.db.count("history_events where execution = 'j-c'").await,
+        1
+    );
+    // The same name again is not inserted twice.
+    let again = journal
+        .write(Write {
+            insert: Some(row("j-c")),
+            execution: "j-c".into(),
+            events: vec![event("j-c", 2)],
+            update: None,
+        })
+        .await;
+    assert_eq!(again, Ok(Applied::No));
+    assert_eq!(
+        wf.server.db.count("history_events where execution = 'j-c'").await,
+        1
+    );
+}

@@ -56,7 +56,7 @@ impl Invoker for Scripted {
 }
 
 pub(crate) struct Workflow {
-    server: TestServer,
+    pub(crate) server: TestServer,
     pub(crate) client: WorkflowServiceClient<Channel>,
     pub(crate) script: Arc<Script>,
 }
