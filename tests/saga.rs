@@ -105,12 +105,15 @@ impl Mesh {
             .unwrap()
     }
 
-    /// Waits until the order leaves PENDING.
+    /// Waits until the order leaves PENDING and its saga has ended (a
+    /// confirmed order's stock is committed after it is confirmed).
     pub(crate) async fn settled(&self, id: &str, within: Duration) -> opb::Order {
         let deadline = Instant::now() + within;
         loop {
             let order = self.order(id).await;
-            if order.status != opb::OrderStatus::Pending as i32 {
+            if order.status != opb::OrderStatus::Pending as i32
+                && self.execution(id).await.status != wpb::ExecutionStatus::Running as i32
+            {
                 return order;
             }
             assert!(
