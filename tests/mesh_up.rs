@@ -378,3 +378,34 @@ async fn up_restarts_a_service_that_dies() {
         up.output()
     );
 }
+
+#[tokio::test]
+async fn services_stop_when_up_is_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let offset = free_port_offset();
+    let mut command = ferrymesh();
+    command
+        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
+        .arg(data.path());
+    let mut up = Process::spawn(command);
+    up.wait_for_line(
+        |l| l.contains("all services are SERVING"),
+        Duration::from_secs(90),
+    )
+    .await;
+    let catalog = format!("127.0.0.1:{}", 50051 + offset);
+    let workflow = format!("127.0.0.1:{}", 50056 + offset);
+    assert!(pid_of(&["serve", "catalog", &catalog]).is_some());
+    up.signal(Signal::SIGKILL);
+    up.wait_exit(Duration::from_secs(10)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while pid_of(&["serve", "catalog", &catalog]).is_some()
+        || pid_of(&["serve", "workflow", &workflow]).is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the services outlived a killed `up`"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

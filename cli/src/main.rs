@@ -95,7 +95,10 @@ fn in_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { service, args } => mesh::serve(&service, args),
+        Command::Serve { service, args } => {
+            up::follow_parent();
+            mesh::serve(&service, args)
+        }
         Command::Up(args) => in_runtime(up::run(args)),
         Command::Workflow(args) => in_runtime(workflow_cmd::run(args)),
         Command::Load(args) => in_runtime(load::run(args)),

@@ -157,6 +157,8 @@ impl Spawn {
             .arg("--log-format")
             .arg(self.log_format)
             .args(&self.upstreams)
+            // The service stops itself if `up` dies without stopping it.
+            .env(UP_PID, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -177,6 +179,29 @@ impl Spawn {
             child.id().unwrap_or_default()
         );
         Ok(child)
+    }
+}
+
+/// Names the `up` process a service was started by, so it can follow it.
+pub(crate) const UP_PID: &str = "FERRYMESH_UP_PID";
+
+/// In a service started by `up`: asks the kernel for SIGTERM when `up`
+/// dies (even by SIGKILL), so no service outlives the mesh it belongs to.
+/// Exits at once if `up` is already gone. (The kernel watches the thread
+/// that spawned the child; `up` spawns from its Tokio workers, which live
+/// as long as `up` does.)
+pub(crate) fn follow_parent() {
+    let Some(up) = std::env::var(UP_PID).ok().and_then(|p| p.parse::<i32>().ok()) else {
+        return;
+    };
+    #[cfg(target_os = "linux")]
+    if let Err(error) = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM) {
+        eprintln!("ferrymesh: cannot follow `up` (pid {up}): {error}");
+    }
+    // `up` may have died before the request above took effect.
+    if nix::unistd::getppid().as_raw() != up {
+        eprintln!("ferrymesh: `up` (pid {up}) is gone; not starting");
+        std::process::exit(1);
     }
 }
 
