@@ -247,17 +247,7 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     );
 
     let data = tempfile::tempdir().unwrap();
-    let offset = free_port_offset();
-    let mut command = ferrymesh();
-    command
-        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
-        .arg(data.path());
-    let mut up = Process::spawn(command);
-    up.wait_for_line(
-        |l| l.contains("all services are SERVING"),
-        Duration::from_secs(90),
-    )
-    .await;
+    let (mut up, offset) = up_and_serving(data.path()).await;
 
     let tools = crate::support::root().join(".tools/bin");
     let binaries = std::path::Path::new(env!("CARGO_BIN_EXE_ferrymesh"))
@@ -329,17 +319,7 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
 #[tokio::test]
 async fn up_restarts_a_service_that_dies() {
     let data = tempfile::tempdir().unwrap();
-    let offset = free_port_offset();
-    let mut command = ferrymesh();
-    command
-        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
-        .arg(data.path());
-    let mut up = Process::spawn(command);
-    up.wait_for_line(
-        |l| l.contains("all services are SERVING"),
-        Duration::from_secs(90),
-    )
-    .await;
+    let (mut up, offset) = up_and_serving(data.path()).await;
 
     let inventory = format!("127.0.0.1:{}", 50052 + offset);
     let pid = pid_of(&["serve", "inventory", &inventory]).expect("the inventory process");
@@ -382,17 +362,7 @@ async fn up_restarts_a_service_that_dies() {
 #[tokio::test]
 async fn services_stop_when_up_is_killed() {
     let data = tempfile::tempdir().unwrap();
-    let offset = free_port_offset();
-    let mut command = ferrymesh();
-    command
-        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
-        .arg(data.path());
-    let mut up = Process::spawn(command);
-    up.wait_for_line(
-        |l| l.contains("all services are SERVING"),
-        Duration::from_secs(90),
-    )
-    .await;
+    let (mut up, offset) = up_and_serving(data.path()).await;
     let catalog = format!("127.0.0.1:{}", 50051 + offset);
     let workflow = format!("127.0.0.1:{}", 50056 + offset);
     assert!(pid_of(&["serve", "catalog", &catalog]).is_some());
@@ -408,4 +378,20 @@ async fn services_stop_when_up_is_killed() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `ferrymesh up` on a free port offset, once every service answers SERVING.
+async fn up_and_serving(data: &std::path::Path) -> (Process, u16) {
+    let offset = free_port_offset();
+    let mut command = ferrymesh();
+    command
+        .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
+        .arg(data);
+    let mut up = Process::spawn(command);
+    up.wait_for_line(
+        |l| l.contains("all services are SERVING"),
+        Duration::from_secs(90),
+    )
+    .await;
+    (up, offset)
 }

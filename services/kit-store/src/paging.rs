@@ -80,6 +80,18 @@ impl PageRequest {
     pub fn next_token(&self, key: &str) -> String {
         encode(&self.filter, key)
     }
+
+    /// Cuts `rows`, read with one more than the page holds, to the page, and
+    /// returns the next page's token (empty on the last page), keyed by
+    /// `key` of the page's last row.
+    pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> String) -> String {
+        let size = self.size as usize;
+        if rows.len() <= size {
+            return String::new();
+        }
+        rows.truncate(size);
+        rows.last().map(|r| self.next_token(&key(r))).unwrap_or_default()
+    }
 }
 
 fn encode(filter: &str, key: &str) -> String {
@@ -94,6 +106,29 @@ fn decode(token: &str) -> Option<(String, String)> {
     let filter = String::from_utf8(hex::decode(filter).ok()?).ok()?;
     let key = String::from_utf8(hex::decode(key).ok()?).ok()?;
     (!key.is_empty()).then_some((filter, key))
+}
+
+#[cfg(test)]
+mod finish_tests {
+    use super::*;
+
+    #[test]
+    fn finish_cuts_to_the_page_and_tokens_the_last_row() {
+        let mut v = Violations::new();
+        let page = PageRequest::parse(2, "", "f", &mut v).unwrap_or_else(|| panic!("{v:?}"));
+        let mut rows = vec![1, 2, 3];
+        let token = page.finish(&mut rows, |r| r.to_string());
+        assert_eq!(rows, [1, 2]);
+        let mut v = Violations::new();
+        let next = PageRequest::parse(2, &token, "f", &mut v).unwrap_or_else(|| panic!("{v:?}"));
+        assert_eq!(next.after.as_deref(), Some("2"));
+        let mut last = vec![3];
+        assert_eq!(
+            next.finish(&mut last, |r| r.to_string()),
+            "",
+            "no token on the last page"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -417,10 +417,7 @@ impl WorkflowApi {
             self.engine.launch(row.clone(), false, Some(2));
             return Ok(row);
         }
-        let existing = store
-            .execution_fresh(&request.execution_name)
-            .await?
-            .ok_or_else(|| WorkflowError::Journal("the execution vanished".into()))?;
+        let existing = self.fresh(&request.execution_name).await?;
         let same_input = serde_json::from_str::<Value>(&existing.input).ok().as_ref() == Some(&input);
         if existing.state_machine == machine_row.name && same_input {
             return Ok(existing);
@@ -448,6 +445,15 @@ impl WorkflowApi {
                 kind: "execution",
                 name: name.to_string(),
             })
+    }
+
+    /// An execution as just written, read from the writer.
+    async fn fresh(&self, name: &str) -> Result<execution::Model, WorkflowError> {
+        self.engine
+            .store()
+            .execution_fresh(name)
+            .await?
+            .ok_or_else(|| WorkflowError::Journal(format!("execution {name:?} vanished")))
     }
 
     async fn append(
@@ -556,12 +562,7 @@ impl WorkflowService for WorkflowApi {
             .list_machines(page.after.as_deref(), u64::from(page.size))
             .await
             .map_err(WorkflowError::from)?;
-        let next = if rows.len() > page.size as usize {
-            rows.truncate(page.size as usize);
-            rows.last().map(|r| page.next_token(&r.name)).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut rows, |r| r.name.clone());
         Ok(Response::new(pb::ListStateMachinesResponse {
             state_machines: rows.into_iter().map(machine_to_pb).collect(),
             next_page_token: next,
@@ -659,14 +660,7 @@ impl WorkflowService for WorkflowApi {
             .list_executions(machine, version, status_filter, after, u64::from(page.size) + 1)
             .await
             .map_err(WorkflowError::from)?;
-        let next = if rows.len() > page.size as usize {
-            rows.truncate(page.size as usize);
-            rows.last()
-                .map(|r| page.next_token(&format!("{}:{}", r.start_micros, r.name)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut rows, |r| format!("{}:{}", r.start_micros, r.name));
         Ok(Response::new(pb::ListExecutionsResponse {
             executions: rows.into_iter().map(execution_to_pb).collect(),
             next_page_token: next,
@@ -691,7 +685,11 @@ impl WorkflowService for WorkflowApi {
                 0
             }
         };
-        let page = PageRequest::parse(0, &r.page_token, &r.execution_name, &mut v);
+        // History pages run to 1000 events, past the usual 100.
+        let page = PageRequest::parse(0, &r.page_token, &r.execution_name, &mut v).map(|mut p| {
+            p.size = size;
+            p
+        });
         v.into_result(()).map_err(WorkflowError::from)?;
         let after = match page.as_ref().and_then(|p| p.after.clone()) {
             None => 0,
@@ -704,15 +702,10 @@ impl WorkflowService for WorkflowApi {
             .events(&r.execution_name, after, u64::from(size) + 1)
             .await
             .map_err(WorkflowError::from)?;
-        let next = match (&page, rows.len() > size as usize) {
-            (Some(page), true) => {
-                rows.truncate(size as usize);
-                rows.last()
-                    .map(|e| page.next_token(&e.id.to_string()))
-                    .unwrap_or_default()
-            }
-            _ => String::new(),
-        };
+        let next = page
+            .as_ref()
+            .map(|p| p.finish(&mut rows, |e| e.id.to_string()))
+            .unwrap_or_default();
         Ok(Response::new(pb::GetExecutionHistoryResponse {
             events: rows.into_iter().map(event_to_pb).collect(),
             next_page_token: next,
@@ -808,13 +801,7 @@ impl WorkflowService for WorkflowApi {
             .await?;
             tracing::info!(execution = %row.name, "execution stopped");
         }
-        let row = self
-            .engine
-            .store()
-            .execution_fresh(&row.name)
-            .await
-            .map_err(WorkflowError::from)?
-            .ok_or_else(|| Status::internal("the execution vanished"))?;
+        let row = self.fresh(&row.name).await?;
         Ok(Response::new(pb::StopExecutionResponse {
             execution: Some(execution_to_pb(row)),
         }))
@@ -856,13 +843,7 @@ impl WorkflowService for WorkflowApi {
             ))
             .into());
         }
-        let fresh = self
-            .engine
-            .store()
-            .execution_fresh(&row.name)
-            .await
-            .map_err(WorkflowError::from)?
-            .ok_or_else(|| Status::internal("the execution vanished"))?;
+        let fresh = self.fresh(&row.name).await?;
         tracing::info!(execution = %row.name, state = %cursor.state, "execution redriven");
         self.engine.launch(fresh.clone(), false, None);
         Ok(Response::new(pb::RedriveExecutionResponse {
