@@ -9,6 +9,7 @@
 mod address;
 mod card;
 mod ids;
+mod methods;
 mod money;
 mod time;
 mod violations;
@@ -16,8 +17,9 @@ mod violations;
 pub use address::PostalAddress;
 pub use card::{Card, luhn_valid};
 pub use ids::{MAX_QUOTED_CHARS, check_request_id, check_sku, quoted};
+pub use methods::MethodPattern;
 pub use money::{Amount, MAX_UNITS, NANOS_PER_UNIT};
-pub use time::{current_year_month, now_micros, rfc3339, timestamp};
+pub use time::{CalendarPeriod, current_year_month, month_bounds, now_micros, rfc3339, timestamp};
 pub use violations::{MAX_REPORTED, Violations};
 
 /// The generated `ferrymesh.common.v1` messages, shared by every service.

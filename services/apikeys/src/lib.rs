@@ -1,0 +1,138 @@
+//! The apikeys service: usage plans, developers, API keys stored as keyed
+//! hashes, usage metering and invoices. `ApiKeysService` is for operators
+//! (and the gateway) behind an admin token; `DeveloperPortalService` is the
+//! self-service face the gateway exposes.
+
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod domain;
+pub mod migrations;
+pub mod store;
+
+/// Generated code of the contracts this service serves.
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
+
+use std::path::Path;
+
+use pb::ferrymesh::apikeys::v1::api_keys_service_server::ApiKeysServiceServer;
+use pb::ferrymesh::apikeys::v1::developer_portal_service_server::DeveloperPortalServiceServer;
+
+/// The apikeys default port.
+pub const DEFAULT_PORT: u16 = 50057;
+
+/// The apikeys flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "apikeys",
+    about = "ferrymesh apikeys service: usage plans, hashed API keys, metering and invoices"
+)]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+    /// The token operators and the gateway send as `authorization: Bearer TOKEN`
+    /// [default: read from DATA_DIR/admin-token, made there at first start].
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// The plan self-registered developers start on; made with free-tier
+    /// limits (10 rps, burst 20, 10000 calls a day) when it does not exist.
+    #[arg(long, value_name = "PLAN_ID", default_value = "free")]
+    pub default_plan: String,
+    /// The 32-byte key, as 64 hex digits, that secrets are hashed with
+    /// [default: one made at first start and kept in the database].
+    #[arg(long, value_name = "HEX")]
+    pub secret_hash_key: Option<String>,
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "apikeys";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// The admin token file in a data directory, made (mode 0600) when missing.
+pub fn admin_token_file(data_dir: &Path) -> Result<String, kit::BoxError> {
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token = format!("fma_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, token.as_bytes())?;
+            Ok(token)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().to_string())
+        }
+        Err(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
+    }
+}
+
+/// Opens (and migrates) the apikeys database and builds the service.
+pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
+    let url = config.server.database_url("apikeys");
+    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    service_with(db, &config).await
+}
+
+/// The service over an open, migrated database.
+pub async fn service_with(db: kit_store::Db, config: &Config) -> Result<kit::Service, kit::BoxError> {
+    let hash_key = match &config.secret_hash_key {
+        None => None,
+        Some(text) => {
+            let bytes = hex::decode(text).map_err(|e| format!("--secret-hash-key is not hex: {e}"))?;
+            Some(
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| "--secret-hash-key must be 64 hex digits (32 bytes)")?,
+            )
+        }
+    };
+    let token = match &config.admin_token {
+        Some(token) if token.len() >= 16 => token.clone(),
+        Some(_) => return Err("--admin-token must be at least 16 characters".into()),
+        None => {
+            let token = admin_token_file(&config.server.data_dir)?;
+            tracing::info!(
+                file = %config.server.data_dir.join("admin-token").display(),
+                "the admin token is in the data directory"
+            );
+            token
+        }
+    };
+    let mut v = kit_values::Violations::new();
+    domain::check_slug("--default-plan", &config.default_plan, &mut v);
+    if !v.is_empty() {
+        return Err(format!("{v}").into());
+    }
+    let store = store::Store::open(db, hash_key).await?;
+    store.ensure_plan(&domain::Plan::free(&config.default_plan)).await?;
+    let max = config.server.max_message_bytes;
+    Ok(kit::Service::new("apikeys")
+        .serving(
+            ApiKeysServiceServer::new(api::ApiKeysApi::new(store.clone(), api::AdminAuth::new(&token)))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serving(
+            DeveloperPortalServiceServer::new(api::PortalApi::new(store, config.default_plan.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .reflect(pb::FILE_DESCRIPTOR_SET))
+}

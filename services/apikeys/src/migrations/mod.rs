@@ -1,0 +1,21 @@
+//! The apikeys schema, applied in order at start-up.
+
+use sea_orm_migration::prelude::*;
+
+// sea-orm's MigrationTrait is written with the lifetime elided; its impls must match.
+#[allow(elided_lifetimes_in_paths)]
+mod m20261128_000001_create_apikeys;
+
+/// Applies the apikeys migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261128_000001_create_apikeys::Migration),
+            Box::new(kit_store::idempotency::migration::Migration),
+        ]
+    }
+}
