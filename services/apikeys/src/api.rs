@@ -7,7 +7,7 @@ use kit_values::{Amount, Violations, quoted, timestamp};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    ApiKeysError, DEFAULT_GRACE_MICROS, MAX_GRACE_MICROS, MAX_USAGE_RECORDS, Plan, PlanParts, Period,
+    ApiKeysError, DEFAULT_GRACE_MICROS, MAX_GRACE_MICROS, MAX_USAGE_RECORDS, Period, Plan, PlanParts,
     check_email, check_id, check_name, check_slug, token_matches,
 };
 use crate::pb::ferrymesh::apikeys::v1 as pb;
@@ -171,7 +171,10 @@ fn usage_range(
             (DAY_MICROS, 366 * DAY_MICROS, "366 days")
         }
         Err(_) => {
-            v.add("granularity", format!("{granularity} is not a UsageGranularity: use MINUTE or DAY"));
+            v.add(
+                "granularity",
+                format!("{granularity} is not a UsageGranularity: use MINUTE or DAY"),
+            );
             return None;
         }
     };
@@ -181,7 +184,10 @@ fn usage_range(
         return None;
     }
     if end - start > longest {
-        v.add("end_time", format!("may be at most {name} after start_time at this granularity"));
+        v.add(
+            "end_time",
+            format!("may be at most {name} after start_time at this granularity"),
+        );
         return None;
     }
     Some(((start, end), bucket))
@@ -347,13 +353,20 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         let mut v = Violations::new();
         check_id("key_id", &r.key_id, &mut v);
         check_id("developer_id", &r.developer_id, &mut v);
-        let name = if r.name.is_empty() { r.key_id.clone() } else { r.name };
+        let name = if r.name.is_empty() {
+            r.key_id.clone()
+        } else {
+            r.name
+        };
         check_name("name", &name, &mut v);
         if !v.is_empty() {
             return Err(ApiKeysError::from(v).into());
         }
         let (key, secret) = self.store.create_key(&r.key_id, &r.developer_id, &name).await?;
-        let developer = self.store.developer(&self.store_read(), &key.developer_id).await?;
+        let developer = self
+            .store
+            .developer(&self.store_read(), &key.developer_id)
+            .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             key: Some(key_to_pb(&key, &developer.plan_id)),
             secret: secret.unwrap_or_default(),
@@ -372,7 +385,10 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
             return Err(ApiKeysError::from(v).into());
         }
         let key = self.store.revoke(&r.key_id).await?;
-        let developer = self.store.developer(&self.store_read(), &key.developer_id).await?;
+        let developer = self
+            .store
+            .developer(&self.store_read(), &key.developer_id)
+            .await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             key: Some(key_to_pb(&key, &developer.plan_id)),
         }))
@@ -392,7 +408,10 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
             return Err(ApiKeysError::from(v).into());
         }
         let (old, new, secret) = self.store.rotate(&r.key_id, &r.new_key_id, grace).await?;
-        let developer = self.store.developer(&self.store_read(), &old.developer_id).await?;
+        let developer = self
+            .store
+            .developer(&self.store_read(), &old.developer_id)
+            .await?;
         Ok(Response::new(pb::RotateApiKeyResponse {
             old_key: Some(key_to_pb(&old, &developer.plan_id)),
             new_key: Some(key_to_pb(&new, &developer.plan_id)),
@@ -427,7 +446,10 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         let next_page_token = page.finish(&mut keys, |k| k.key_id.clone());
         let mut out = Vec::with_capacity(keys.len());
         for key in &keys {
-            let developer = self.store.developer(&self.store_read(), &key.developer_id).await?;
+            let developer = self
+                .store
+                .developer(&self.store_read(), &key.developer_id)
+                .await?;
             out.push(key_to_pb(key, &developer.plan_id));
         }
         Ok(Response::new(pb::ListApiKeysResponse {
@@ -490,7 +512,12 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         v.check(
             r.records.is_empty() || r.records.len() > MAX_USAGE_RECORDS,
             "records",
-            || format!("must hold 1 to {MAX_USAGE_RECORDS} records, got {}", r.records.len()),
+            || {
+                format!(
+                    "must hold 1 to {MAX_USAGE_RECORDS} records, got {}",
+                    r.records.len()
+                )
+            },
         );
         let mut records = Vec::with_capacity(r.records.len());
         for (i, rec) in r.records.iter().enumerate() {
@@ -503,13 +530,22 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
                 && rec.method.len() <= 256
                 && kit_values::MethodPattern::parse(&rec.method).is_ok_and(|p| p.as_str().contains('/'));
             v.check(!method_ok, &field("method"), || {
-                format!("must be a full method such as /pkg.Service/Method, got {}", quoted(&rec.method))
+                format!(
+                    "must be a full method such as /pkg.Service/Method, got {}",
+                    quoted(&rec.method)
+                )
             });
             let stage_ok = !rec.stage.is_empty()
                 && rec.stage.len() <= 32
-                && rec.stage.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && rec
+                    .stage
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             v.check(!stage_ok, &field("stage"), || {
-                format!("must be a stage name such as \"prod\", got {}", quoted(&rec.stage))
+                format!(
+                    "must be a stage name such as \"prod\", got {}",
+                    quoted(&rec.stage)
+                )
             });
             v.check(!(1..=1_000_000_000).contains(&rec.count), &field("count"), || {
                 format!("must be 1 to 1000000000, got {}", rec.count)
@@ -572,7 +608,10 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         check_id("developer_id", &r.developer_id, &mut v);
         let bounds = kit_values::month_bounds(&r.period);
         v.check(bounds.is_none(), "period", || {
-            format!("must be a month written YYYY-MM, such as 2026-11, got {}", quoted(&r.period))
+            format!(
+                "must be a month written YYYY-MM, such as 2026-11, got {}",
+                quoted(&r.period)
+            )
         });
         let Some(bounds) = bounds.filter(|_| v.is_empty()) else {
             return Err(ApiKeysError::from(v).into());

@@ -156,7 +156,10 @@ pub fn check_slug(field: &str, text: &str, v: &mut Violations) {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     v.check(!ok, field, || {
-        format!("must be 1 to 64 lowercase letters, digits and '-', got {}", quoted(text))
+        format!(
+            "must be 1 to 64 lowercase letters, digits and '-', got {}",
+            quoted(text)
+        )
     });
 }
 
@@ -184,7 +187,10 @@ pub fn check_email(field: &str, text: &str, v: &mut Violations) {
             .split_once('@')
             .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !domain.contains('@'));
     v.check(!ok, field, || {
-        format!("must be an email address such as ada@example.com, got {}", quoted(text))
+        format!(
+            "must be an email address such as ada@example.com, got {}",
+            quoted(text)
+        )
     });
 }
 
@@ -201,11 +207,19 @@ fn check_rate(field: &str, rate: f64, burst: i32, required: bool, v: &mut Violat
     v.check(!rate_ok, &format!("{field}.rate_limit"), || {
         format!(
             "must be {} requests per second, at most 1000000, got {rate}",
-            if required { "more than 0" } else { "0 (no limit) or more" }
+            if required {
+                "more than 0"
+            } else {
+                "0 (no limit) or more"
+            }
         )
     });
     let needs_burst = rate > 0.0;
-    let burst_ok = if needs_burst { (1..=1_000_000).contains(&burst) } else { burst >= 0 };
+    let burst_ok = if needs_burst {
+        (1..=1_000_000).contains(&burst)
+    } else {
+        burst >= 0
+    };
     v.check(!burst_ok, &format!("{field}.burst_limit"), || {
         format!("must be 1 to 1000000 when there is a rate limit, got {burst}")
     });
@@ -226,13 +240,18 @@ impl Plan {
             2 => Some(Period::Week),
             3 => Some(Period::Month),
             n => {
-                v.add("plan.quota_period", format!("{n} is not a QuotaPeriod: use DAY, WEEK or MONTH"));
+                v.add(
+                    "plan.quota_period",
+                    format!("{n} is not a QuotaPeriod: use DAY, WEEK or MONTH"),
+                );
                 None
             }
         };
-        v.check(p.quota_limit > 0 && quota_period.is_none(), "plan.quota_period", || {
-            "is required when quota_limit is set: use DAY, WEEK or MONTH".to_string()
-        });
+        v.check(
+            p.quota_limit > 0 && quota_period.is_none(),
+            "plan.quota_period",
+            || "is required when quota_limit is set: use DAY, WEEK or MONTH".to_string(),
+        );
         if let Some(price) = &p.price {
             v.check(price.nanos() < 0, "plan.price_per_thousand", || {
                 format!("must not be negative, got {price}")
@@ -251,9 +270,14 @@ impl Plan {
         for (i, stage) in p.stages.iter().enumerate() {
             let ok = !stage.is_empty()
                 && stage.len() <= 32
-                && stage.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && stage
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             v.check(!ok, &format!("plan.stages[{i}]"), || {
-                format!("must be 1 to 32 lowercase letters, digits and '-', got {}", quoted(stage))
+                format!(
+                    "must be 1 to 32 lowercase letters, digits and '-', got {}",
+                    quoted(stage)
+                )
             });
         }
         for (i, (pattern, rate, burst)) in p.method_rate_limits.iter().enumerate() {
@@ -275,9 +299,11 @@ impl Plan {
             if let Err(e) = MethodPattern::parse(pattern) {
                 v.add(format!("plan.method_weights[{i}].method"), e);
             }
-            v.check(!(1..=1000).contains(weight), &format!("plan.method_weights[{i}].weight"), || {
-                format!("must be 1 to 1000, got {weight}")
-            });
+            v.check(
+                !(1..=1000).contains(weight),
+                &format!("plan.method_weights[{i}].weight"),
+                || format!("must be 1 to 1000, got {weight}"),
+            );
         }
         if !v.is_empty() {
             return None;
@@ -365,7 +391,9 @@ pub fn shown_prefix(secret: &str) -> String {
 pub fn looks_like_secret(text: &str) -> bool {
     text.len() == KEY_PREFIX.len() + KEY_RANDOM_CHARS
         && text.starts_with(KEY_PREFIX)
-        && text[KEY_PREFIX.len()..].chars().all(|c| c.is_ascii_alphanumeric())
+        && text[KEY_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Hashes secrets with a keyed BLAKE3: fast, and useless to whoever reads
@@ -390,7 +418,9 @@ impl SecretHasher {
 
     /// The stored form of a secret.
     pub fn hash(&self, secret: &str) -> String {
-        blake3::keyed_hash(&self.key, secret.as_bytes()).to_hex().to_string()
+        blake3::keyed_hash(&self.key, secret.as_bytes())
+            .to_hex()
+            .to_string()
     }
 }
 
@@ -514,7 +544,10 @@ mod tests {
         assert_eq!(invoice.billable, 976);
         // 976 / 1000 × 2.50 = 2.44
         assert_eq!(invoice.total.nanos(), 2_440_000_000);
-        assert_eq!(invoice.lines[0].method, "/ferrymesh.catalog.v1.CatalogService/GetProduct");
+        assert_eq!(
+            invoice.lines[0].method,
+            "/ferrymesh.catalog.v1.CatalogService/GetProduct"
+        );
     }
 
     #[test]

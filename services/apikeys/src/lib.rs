@@ -121,7 +121,9 @@ pub async fn service_with(db: kit_store::Db, config: &Config) -> Result<kit::Ser
         return Err(format!("{v}").into());
     }
     let store = store::Store::open(db, hash_key).await?;
-    store.ensure_plan(&domain::Plan::free(&config.default_plan)).await?;
+    store
+        .ensure_plan(&domain::Plan::free(&config.default_plan))
+        .await?;
     let max = config.server.max_message_bytes;
     Ok(kit::Service::new("apikeys")
         .serving(

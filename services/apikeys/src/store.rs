@@ -247,7 +247,8 @@ impl Store {
                     .ok_or_else(|| corrupt("settings", "secret_hash_key is missing"))?;
                 let text: String = row.try_get("", "value")?;
                 let bytes = hex::decode(&text).map_err(|e| corrupt("secret_hash_key", e))?;
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| corrupt("secret_hash_key", "not 32 bytes"))?
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| corrupt("secret_hash_key", "not 32 bytes"))?
             }
         };
         Ok(Store {
@@ -289,9 +290,10 @@ impl Store {
     /// Creates the plan once; the same settings again answer it.
     pub async fn create_plan(&self, plan: &Plan) -> Result<(Plan, i64), ApiKeysError> {
         let fingerprint = serde_json::to_string(plan).map_err(|e| corrupt("plan", e))?;
-        let claim: Claim<(Plan, i64)> = kit_store::claim(&self.db, "apikeys.plan", &plan.plan_id, &fingerprint)
-            .await
-            .map_err(conflict_as("usage plan", &plan.plan_id))?;
+        let claim: Claim<(Plan, i64)> =
+            kit_store::claim(&self.db, "apikeys.plan", &plan.plan_id, &fingerprint)
+                .await
+                .map_err(conflict_as("usage plan", &plan.plan_id))?;
         let pending = match claim {
             Claim::Replay(done) => return Ok(done),
             Claim::Won(pending) => pending,
@@ -353,7 +355,11 @@ impl Store {
     }
 
     /// Plans by id after `after`, at most `limit`.
-    pub async fn list_plans(&self, after: Option<&str>, limit: u32) -> Result<Vec<(Plan, i64)>, ApiKeysError> {
+    pub async fn list_plans(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Plan, i64)>, ApiKeysError> {
         let rows = self
             .db
             .read()
@@ -399,16 +405,23 @@ impl Store {
     /// Creates a developer once per id.
     pub async fn create_developer(&self, developer: &Developer) -> Result<Developer, ApiKeysError> {
         let fingerprint = format!("{}\n{}\n{}", developer.email, developer.name, developer.plan_id);
-        let claim: Claim<Developer> =
-            kit_store::claim(&self.db, "apikeys.developer", &developer.developer_id, &fingerprint)
-                .await
-                .map_err(conflict_as("developer", &developer.developer_id))?;
+        let claim: Claim<Developer> = kit_store::claim(
+            &self.db,
+            "apikeys.developer",
+            &developer.developer_id,
+            &fingerprint,
+        )
+        .await
+        .map_err(conflict_as("developer", &developer.developer_id))?;
         let pending = match claim {
             Claim::Replay(d) => return Ok(d),
             Claim::Won(pending) => pending,
         };
         self.insert_developer(pending.txn(), developer).await?;
-        pending.complete(developer).await.map_err(ApiKeysError::Idempotency)?;
+        pending
+            .complete(developer)
+            .await
+            .map_err(ApiKeysError::Idempotency)?;
         Ok(developer.clone())
     }
 
@@ -421,9 +434,10 @@ impl Store {
         plan_id: &str,
     ) -> Result<(Developer, Key, Option<String>), ApiKeysError> {
         let email = email.to_ascii_lowercase();
-        let claim: Claim<(Developer, Key)> = kit_store::claim(&self.db, "apikeys.register", &email, "register")
-            .await
-            .map_err(conflict_as("developer", &email))?;
+        let claim: Claim<(Developer, Key)> =
+            kit_store::claim(&self.db, "apikeys.register", &email, "register")
+                .await
+                .map_err(conflict_as("developer", &email))?;
         let pending = match claim {
             Claim::Replay((developer, key)) => {
                 let key = self.key(self.db.read(), &key.key_id).await?;
@@ -475,7 +489,11 @@ impl Store {
     }
 
     /// A developer by id.
-    pub async fn developer(&self, db: &impl ConnectionTrait, developer_id: &str) -> Result<Developer, ApiKeysError> {
+    pub async fn developer(
+        &self,
+        db: &impl ConnectionTrait,
+        developer_id: &str,
+    ) -> Result<Developer, ApiKeysError> {
         let row = db
             .query_one_raw(stmt(
                 self.backend(),
@@ -551,7 +569,13 @@ impl Store {
         };
         self.developer(pending.txn(), developer_id).await?;
         let (key, secret) = self
-            .insert_key(pending.txn(), key_id, developer_id, name, kit_values::now_micros())
+            .insert_key(
+                pending.txn(),
+                key_id,
+                developer_id,
+                name,
+                kit_values::now_micros(),
+            )
             .await?;
         pending.complete(&key).await.map_err(ApiKeysError::Idempotency)?;
         Ok((key, Some(secret)))
@@ -600,9 +624,10 @@ impl Store {
         grace_micros: i64,
     ) -> Result<(Key, Key, Option<String>), ApiKeysError> {
         let fingerprint = format!("{key_id}\n{grace_micros}");
-        let claim: Claim<(String, String)> = kit_store::claim(&self.db, "apikeys.rotate", new_key_id, &fingerprint)
-            .await
-            .map_err(conflict_as("api key", new_key_id))?;
+        let claim: Claim<(String, String)> =
+            kit_store::claim(&self.db, "apikeys.rotate", new_key_id, &fingerprint)
+                .await
+                .map_err(conflict_as("api key", new_key_id))?;
         let pending = match claim {
             Claim::Replay((old, new)) => {
                 let old = self.key(self.db.read(), &old).await?;
@@ -636,7 +661,8 @@ impl Store {
                 vec![expire.into(), new_key_id.into(), key_id.into()],
             ))
             .await?;
-        self.add_change(pending.txn(), key_id, &old.developer_id, "").await?;
+        self.add_change(pending.txn(), key_id, &old.developer_id, "")
+            .await?;
         let old = self.key(pending.txn(), key_id).await?;
         pending
             .complete(&(key_id.to_string(), new_key_id.to_string()))
@@ -654,7 +680,9 @@ impl Store {
     ) -> Result<Vec<Key>, ApiKeysError> {
         let (sql, mut values): (String, Vec<Value>) = match developer_id {
             Some(d) => (
-                format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE developer_id = ? AND key_id > ? ORDER BY key_id LIMIT ?"),
+                format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE developer_id = ? AND key_id > ? ORDER BY key_id LIMIT ?"
+                ),
                 vec![d.into()],
             ),
             None => (
@@ -664,7 +692,11 @@ impl Store {
         };
         values.push(after.unwrap_or("").into());
         values.push(i64::from(limit).into());
-        let rows = self.db.read().query_all_raw(stmt(self.backend(), &sql, values)).await?;
+        let rows = self
+            .db
+            .read()
+            .query_all_raw(stmt(self.backend(), &sql, values))
+            .await?;
         rows.iter().map(key_from).collect()
     }
 
@@ -712,7 +744,10 @@ impl Store {
         let now = kit_values::now_micros();
         let quota_bounds = plan.quota_bounds(now);
         let quota_used = match quota_bounds {
-            Some(bounds) => self.calls(self.db.read(), &developer.developer_id, bounds).await?,
+            Some(bounds) => {
+                self.calls(self.db.read(), &developer.developer_id, bounds)
+                    .await?
+            }
             None => 0,
         };
         Ok(Validated {
@@ -780,7 +815,12 @@ impl Store {
         Ok((changes, next, truncated))
     }
 
-    async fn calls(&self, db: &impl ConnectionTrait, developer_id: &str, (start, end): (i64, i64)) -> Result<i64, ApiKeysError> {
+    async fn calls(
+        &self,
+        db: &impl ConnectionTrait,
+        developer_id: &str,
+        (start, end): (i64, i64),
+    ) -> Result<i64, ApiKeysError> {
         let row = db
             .query_one_raw(stmt(
                 self.backend(),
@@ -805,7 +845,12 @@ impl Store {
         let mut merged: BTreeMap<(&str, &str, &str, i64), i64> = BTreeMap::new();
         for r in records {
             let n = merged
-                .entry((r.key_id.as_str(), r.method.as_str(), r.stage.as_str(), r.minute_micros))
+                .entry((
+                    r.key_id.as_str(),
+                    r.method.as_str(),
+                    r.stage.as_str(),
+                    r.minute_micros,
+                ))
                 .or_default();
             *n = n.saturating_add(r.count);
         }
@@ -863,14 +908,24 @@ impl Store {
             sql.push_str(
                 " ON CONFLICT (key_id, method, stage, minute_micros) DO UPDATE SET calls = usage_counts.calls + excluded.calls",
             );
-            pending.txn().execute_raw(stmt(self.backend(), &sql, values)).await?;
+            pending
+                .txn()
+                .execute_raw(stmt(self.backend(), &sql, values))
+                .await?;
         }
         let quotas = self.quotas_of(pending.txn(), records).await?;
-        pending.complete(&total).await.map_err(ApiKeysError::Idempotency)?;
+        pending
+            .complete(&total)
+            .await
+            .map_err(ApiKeysError::Idempotency)?;
         Ok((total, quotas))
     }
 
-    async fn quotas_of(&self, db: &impl ConnectionTrait, records: &[UsageRecord]) -> Result<Vec<QuotaUse>, ApiKeysError> {
+    async fn quotas_of(
+        &self,
+        db: &impl ConnectionTrait,
+        records: &[UsageRecord],
+    ) -> Result<Vec<QuotaUse>, ApiKeysError> {
         let mut developers: BTreeMap<String, ()> = BTreeMap::new();
         for r in records {
             if let Ok(key) = self.key(db, &r.key_id).await {
@@ -912,7 +967,11 @@ impl Store {
         if let Some(k) = key_id {
             values.push(k.into());
         }
-        let rows = self.db.read().query_all_raw(stmt(self.backend(), &sql, values)).await?;
+        let rows = self
+            .db
+            .read()
+            .query_all_raw(stmt(self.backend(), &sql, values))
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Bucket {
@@ -925,7 +984,11 @@ impl Store {
     }
 
     /// Prices a developer's calls over [start, end) on their current plan.
-    pub async fn invoice(&self, developer_id: &str, (start, end): (i64, i64)) -> Result<(Developer, Plan, Invoice), ApiKeysError> {
+    pub async fn invoice(
+        &self,
+        developer_id: &str,
+        (start, end): (i64, i64),
+    ) -> Result<(Developer, Plan, Invoice), ApiKeysError> {
         let developer = self.developer(self.db.read(), developer_id).await?;
         let (plan, _) = self.plan(self.db.read(), &developer.plan_id).await?;
         let rows = self
@@ -955,7 +1018,10 @@ impl Store {
     pub async fn quota(&self, developer: &Developer) -> Result<(i64, i64), ApiKeysError> {
         let (plan, _) = self.plan(self.db.read(), &developer.plan_id).await?;
         let used = match plan.quota_bounds(kit_values::now_micros()) {
-            Some(bounds) => self.calls(self.db.read(), &developer.developer_id, bounds).await?,
+            Some(bounds) => {
+                self.calls(self.db.read(), &developer.developer_id, bounds)
+                    .await?
+            }
             None => 0,
         };
         Ok((used, plan.quota_limit))

@@ -33,8 +33,9 @@ impl MethodPattern {
         };
         let name_ok = |s: &str| {
             !s.is_empty()
-                && s.split('.')
-                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                && s.split('.').all(|part| {
+                    !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
         };
         let trimmed = text.trim_start_matches('/');
         if text.len() > 256 {
@@ -72,7 +73,9 @@ impl MethodPattern {
         let method = method.strip_prefix('/').unwrap_or(method);
         match &self.kind {
             PatternKind::Any => true,
-            PatternKind::Package(prefix) | PatternKind::Service(prefix) => method.starts_with(prefix.as_str()),
+            PatternKind::Package(prefix) | PatternKind::Service(prefix) => {
+                method.starts_with(prefix.as_str())
+            }
             PatternKind::Exact => method == self.text,
         }
     }
@@ -114,7 +117,15 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused_with_the_forms_that_work() {
-        for bad in ["", "catalog", "ferrymesh.catalog.v1.", "a/b/c", "pkg.S/Get*", "pkg.**", "x y.*"] {
+        for bad in [
+            "",
+            "catalog",
+            "ferrymesh.catalog.v1.",
+            "a/b/c",
+            "pkg.S/Get*",
+            "pkg.**",
+            "x y.*",
+        ] {
             let error = MethodPattern::parse(bad).unwrap_err();
             assert!(error.contains("pkg.Service/Method"), "{bad}: {error}");
         }

@@ -116,11 +116,20 @@ mod tests {
         // 2026-11-28T13:00:00Z is a Saturday.
         let at = 1_795_870_800_000_000;
         let day = CalendarPeriod::Day.bounds(at);
-        assert_eq!((rfc3339(day.0), rfc3339(day.1)), ("2026-11-28T00:00:00Z".into(), "2026-11-29T00:00:00Z".into()));
+        assert_eq!(
+            (rfc3339(day.0), rfc3339(day.1)),
+            ("2026-11-28T00:00:00Z".into(), "2026-11-29T00:00:00Z".into())
+        );
         let week = CalendarPeriod::Week.bounds(at);
-        assert_eq!((rfc3339(week.0), rfc3339(week.1)), ("2026-11-23T00:00:00Z".into(), "2026-11-30T00:00:00Z".into()));
+        assert_eq!(
+            (rfc3339(week.0), rfc3339(week.1)),
+            ("2026-11-23T00:00:00Z".into(), "2026-11-30T00:00:00Z".into())
+        );
         let month = CalendarPeriod::Month.bounds(at);
-        assert_eq!((rfc3339(month.0), rfc3339(month.1)), ("2026-11-01T00:00:00Z".into(), "2026-12-01T00:00:00Z".into()));
+        assert_eq!(
+            (rfc3339(month.0), rfc3339(month.1)),
+            ("2026-11-01T00:00:00Z".into(), "2026-12-01T00:00:00Z".into())
+        );
         let december = month_bounds("2026-12").unwrap();
         assert_eq!(rfc3339(december.1), "2027-01-01T00:00:00Z");
         for bad in ["2026-13", "2026-1", "26-01", "x", "2026-00"] {

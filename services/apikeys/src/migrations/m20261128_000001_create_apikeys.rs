@@ -71,7 +71,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(UsagePlans::Table)
-                    .col(ColumnDef::new(UsagePlans::PlanId).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(UsagePlans::PlanId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(UsagePlans::Settings).text().not_null())
                     .col(ColumnDef::new(UsagePlans::CreateMicros).big_integer().not_null())
                     .to_owned(),
@@ -81,8 +86,18 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Developers::Table)
-                    .col(ColumnDef::new(Developers::DeveloperId).string_len(64).not_null().primary_key())
-                    .col(ColumnDef::new(Developers::Email).string_len(254).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Developers::DeveloperId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Developers::Email)
+                            .string_len(254)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Developers::Name).string_len(512).not_null())
                     .col(ColumnDef::new(Developers::PlanId).string_len(64).not_null())
                     .col(ColumnDef::new(Developers::CreateMicros).big_integer().not_null())
@@ -93,11 +108,21 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(ApiKeys::Table)
-                    .col(ColumnDef::new(ApiKeys::KeyId).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(ApiKeys::KeyId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(ApiKeys::DeveloperId).string_len(64).not_null())
                     .col(ColumnDef::new(ApiKeys::Name).string_len(512).not_null())
                     .col(ColumnDef::new(ApiKeys::Prefix).string_len(16).not_null())
-                    .col(ColumnDef::new(ApiKeys::SecretHash).string_len(64).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(ApiKeys::SecretHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(ApiKeys::Status).string_len(16).not_null())
                     .col(ColumnDef::new(ApiKeys::CreateMicros).big_integer().not_null())
                     .col(ColumnDef::new(ApiKeys::RevokeMicros).big_integer().null())
@@ -168,7 +193,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Settings::Table)
-                    .col(ColumnDef::new(Settings::Name).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Settings::Name)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Settings::Value).text().not_null())
                     .to_owned(),
             )
