@@ -15,8 +15,6 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
 }
 
-use std::path::Path;
-
 use pb::ferrymesh::apikeys::v1::api_keys_service_server::ApiKeysServiceServer;
 use pb::ferrymesh::apikeys::v1::developer_portal_service_server::DeveloperPortalServiceServer;
 
@@ -56,34 +54,6 @@ impl kit::ServiceConfig for Config {
     }
 }
 
-/// The admin token file in a data directory, made (mode 0600) when missing.
-pub fn admin_token_file(data_dir: &Path) -> Result<String, kit::BoxError> {
-    let path = data_dir.join("admin-token");
-    match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let token = format!("fma_{}", hex::encode(rand::random::<[u8; 24]>()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            std::io::Write::write_all(&mut file, token.as_bytes())?;
-            Ok(token)
-        }
-        // Another process made it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(&path)?.trim().to_string())
-        }
-        Err(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
-    }
-}
-
 /// Opens (and migrates) the apikeys database and builds the service.
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("apikeys");
@@ -107,7 +77,7 @@ pub async fn service_with(db: kit_store::Db, config: &Config) -> Result<kit::Ser
         Some(token) if token.len() >= 16 => token.clone(),
         Some(_) => return Err("--admin-token must be at least 16 characters".into()),
         None => {
-            let token = admin_token_file(&config.server.data_dir)?;
+            let token = kit::config::admin_token_file(&config.server.data_dir)?;
             tracing::info!(
                 file = %config.server.data_dir.join("admin-token").display(),
                 "the admin token is in the data directory"

@@ -778,7 +778,7 @@ impl Store {
 
     /// Changes after `after`: (changes, next cursor, truncated).
     pub async fn changes(&self, after: i64) -> Result<(Vec<Change>, i64, bool), ApiKeysError> {
-        if after <= 0 {
+        if after < 0 {
             return Ok((Vec::new(), self.current_cursor().await?, false));
         }
         let rows = self

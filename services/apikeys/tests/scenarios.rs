@@ -201,7 +201,7 @@ pub(crate) async fn revoking_refuses_the_key_and_feeds_the_change(api: &ApiKeys)
     // Creating the plan made change 1; the feed starts from there.
     let cursor = api
         .admin()
-        .list_changes(pb::ListChangesRequest { after: 0 })
+        .list_changes(pb::ListChangesRequest { after: -1 })
         .await
         .unwrap()
         .into_inner()

@@ -97,6 +97,36 @@ impl ServerArgs {
     }
 }
 
+/// The admin token of the mesh, kept in `DATA_DIR/admin-token` (mode 0600)
+/// and made there when missing: apikeys checks it, the gateway and the
+/// `ferrymesh keys` commands send it.
+pub fn admin_token_file(data_dir: &std::path::Path) -> Result<String, crate::BoxError> {
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token = format!("fma_{}", uuid::Uuid::new_v4().simple());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, token.as_bytes())?;
+            Ok(token)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().to_string())
+        }
+        Err(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
+    }
+}
+
 /// A service's whole configuration: its own flags plus the shared [`ServerArgs`].
 pub trait ServiceConfig: clap::Parser + Send + 'static {
     /// The service's name, as in `FERRYMESH_<NAME>_...` and `service.name`.

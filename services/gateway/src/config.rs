@@ -1,0 +1,474 @@
+//! The gateway's one configuration file (TOML): which methods are public,
+//! the stages with their routes, variables and canaries, and the limits of
+//! the caches. It is checked whole before it replaces the running one, so a
+//! bad edit is logged and the last good file keeps serving.
+//!
+//! ```toml
+//! default_stage = "prod"                       # when a call sends no x-stage
+//! public = ["ferrymesh.catalog.v1.*",          # the only methods reachable
+//!           "ferrymesh.orders.v2.OrdersService/*"]
+//! anonymous = ["ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper"]  # no key needed
+//! pass_api_key = ["ferrymesh.apikeys.v1"]      # packages that read x-api-key themselves
+//!
+//! [limits]
+//! key_cache_ttl = "30s"     # longest a validated key is trusted without asking apikeys
+//! changes_poll = "500ms"    # how often revocations and plan changes are fetched
+//! usage_flush = "1s"        # how often counted calls are sent to apikeys
+//! anonymous_rate = 5.0      # calls per second without a key, all callers together
+//! anonymous_burst = 20
+//!
+//! [stages.prod.routes]
+//! "ferrymesh.catalog.v1" = "http://127.0.0.1:50051"
+//! [stages.prod.variables]
+//! tier = "production"                          # sent upstream as x-stage-var-tier
+//! [[stages.prod.canaries]]
+//! package = "ferrymesh.catalog.v1"
+//! upstream = "http://127.0.0.1:60051"
+//! percent = 10.0            # of keys, sticky per key
+//! max_error_rate = 0.5      # switched off above this share of faults ...
+//! window = "30s"            # ... over this window ...
+//! min_calls = 20            # ... once it has seen this many calls
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use kit_values::MethodPattern;
+use serde::Deserialize;
+
+use crate::canary::{Canary, CanaryRegistry};
+use crate::limits::KeyLimiter;
+use crate::proxy::Upstream;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct ConfigError {
+    path: String,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "default_stage")]
+    default_stage: String,
+    public: Vec<String>,
+    #[serde(default)]
+    anonymous: Vec<String>,
+    #[serde(default)]
+    pass_api_key: Vec<String>,
+    #[serde(default)]
+    limits: LimitsFile,
+    stages: BTreeMap<String, StageFile>,
+}
+
+fn default_stage() -> String {
+    "prod".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    key_cache_ttl: Option<String>,
+    changes_poll: Option<String>,
+    usage_flush: Option<String>,
+    anonymous_rate: Option<f64>,
+    anonymous_burst: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageFile {
+    routes: BTreeMap<String, String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    canaries: Vec<CanaryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryFile {
+    package: String,
+    upstream: String,
+    percent: f64,
+    #[serde(default = "default_error_rate")]
+    max_error_rate: f64,
+    #[serde(default = "default_window")]
+    window: String,
+    #[serde(default = "default_min_calls")]
+    min_calls: u64,
+}
+
+fn default_error_rate() -> f64 {
+    0.5
+}
+fn default_window() -> String {
+    "30s".into()
+}
+fn default_min_calls() -> u64 {
+    20
+}
+
+/// The cache and flush timings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Longest a validated key is trusted without asking apikeys again.
+    pub key_cache_ttl: Duration,
+    /// How often the change feed is read.
+    pub changes_poll: Duration,
+    /// How often usage is flushed.
+    pub usage_flush: Duration,
+    /// Calls per second without a key, over all callers.
+    pub anonymous_rate: f64,
+    /// Burst of calls without a key.
+    pub anonymous_burst: i32,
+}
+
+/// One stage: where each package goes, its variables and canaries.
+#[derive(Debug)]
+pub struct Stage {
+    /// The stage's name.
+    pub name: Arc<str>,
+    /// Package to upstream.
+    pub routes: HashMap<String, Arc<Upstream>>,
+    /// `x-stage-var-<name>` headers to send.
+    pub variables: Vec<(HeaderName, HeaderValue)>,
+    /// Package to canary.
+    pub canaries: HashMap<String, Arc<Canary>>,
+}
+
+/// A checked configuration.
+#[derive(Debug)]
+pub struct Routes {
+    /// The stage used when a call names none.
+    pub default_stage: String,
+    /// The public method patterns.
+    pub public: Vec<MethodPattern>,
+    /// Public methods callable without a key (signing up).
+    pub anonymous: Vec<MethodPattern>,
+    /// Packages that receive x-api-key.
+    pub pass_api_key: HashSet<String>,
+    /// Cache timings.
+    pub limits: Limits,
+    /// The one bucket calls without a key share.
+    pub anonymous_limiter: KeyLimiter,
+    /// The stages by name.
+    pub stages: HashMap<String, Stage>,
+}
+
+impl Routes {
+    /// Whether `method` (`/pkg.Service/Method`) is public.
+    pub fn is_public(&self, method: &str) -> bool {
+        self.public.iter().any(|p| p.matches(method))
+    }
+
+    /// Whether `method` may be called without a key.
+    pub fn is_anonymous(&self, method: &str) -> bool {
+        self.anonymous.iter().any(|p| p.matches(method))
+    }
+}
+
+/// The package of a path `/pkg.Service/Method`: everything before the service's last dot.
+pub fn package_of(path: &str) -> Option<&str> {
+    let service = path.strip_prefix('/')?.split('/').next()?;
+    service.rsplit_once('.').map(|(package, _)| package)
+}
+
+fn duration(field: &str, text: Option<&str>, default: Duration, errors: &mut Vec<String>) -> Duration {
+    match text {
+        None => default,
+        Some(t) => match humantime::parse_duration(t) {
+            Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => d,
+            _ => {
+                errors.push(format!("{field}: {t:?} must be a duration from 1ms to 1h, such as \"500ms\""));
+                default
+            }
+        },
+    }
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Parses and checks a configuration file's text; every problem is
+/// reported, each with the key it is about.
+pub fn parse(
+    path: &str,
+    text: &str,
+    upstreams: &mut dyn FnMut(&str) -> Result<Arc<Upstream>, String>,
+    canaries: &CanaryRegistry,
+) -> Result<Routes, ConfigError> {
+    let fail = |reason: String| ConfigError {
+        path: path.to_string(),
+        reason,
+    };
+    let file: File = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+    let mut errors = Vec::new();
+    let public: Vec<MethodPattern> = file
+        .public
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match MethodPattern::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("public[{i}]: {e}"));
+                None
+            }
+        })
+        .collect();
+    let anonymous: Vec<MethodPattern> = file
+        .anonymous
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match MethodPattern::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("anonymous[{i}]: {e}"));
+                None
+            }
+        })
+        .collect();
+    let anonymous_rate = file.limits.anonymous_rate.unwrap_or(5.0);
+    if !(anonymous_rate.is_finite() && anonymous_rate > 0.0 && anonymous_rate <= 1e6) {
+        errors.push(format!("limits.anonymous_rate: must be more than 0 calls per second, got {anonymous_rate}"));
+    }
+    let anonymous_burst = file.limits.anonymous_burst.unwrap_or(20);
+    if !(1..=1_000_000).contains(&anonymous_burst) {
+        errors.push(format!("limits.anonymous_burst: must be 1 to 1000000, got {anonymous_burst}"));
+    }
+    let limits = Limits {
+        anonymous_rate,
+        anonymous_burst,
+        key_cache_ttl: duration(
+            "limits.key_cache_ttl",
+            file.limits.key_cache_ttl.as_deref(),
+            Duration::from_secs(30),
+            &mut errors,
+        ),
+        changes_poll: duration(
+            "limits.changes_poll",
+            file.limits.changes_poll.as_deref(),
+            Duration::from_millis(500),
+            &mut errors,
+        ),
+        usage_flush: duration(
+            "limits.usage_flush",
+            file.limits.usage_flush.as_deref(),
+            Duration::from_secs(1),
+            &mut errors,
+        ),
+    };
+    let mut stages = HashMap::new();
+    for (name, stage) in &file.stages {
+        if !name_ok(name) {
+            errors.push(format!(
+                "stages.{name}: a stage name is 1 to 32 lowercase letters, digits and '-'"
+            ));
+            continue;
+        }
+        let mut routes = HashMap::new();
+        for (package, url) in &stage.routes {
+            if MethodPattern::parse(&format!("{package}.*")).is_err() {
+                errors.push(format!("stages.{name}.routes: {package:?} is not a package name"));
+                continue;
+            }
+            match upstreams(url) {
+                Ok(u) => {
+                    routes.insert(package.clone(), u);
+                }
+                Err(e) => errors.push(format!("stages.{name}.routes.{package:?}: {e}")),
+            }
+        }
+        let mut variables = Vec::new();
+        for (var, value) in &stage.variables {
+            let header = HeaderName::from_bytes(format!("x-stage-var-{var}").as_bytes());
+            let value = HeaderValue::from_str(value);
+            match (header, value) {
+                (Ok(h), Ok(v)) if !var.is_empty() && var.len() <= 64 => variables.push((h, v)),
+                _ => errors.push(format!(
+                    "stages.{name}.variables.{var}: names are lowercase letters, digits and '-', values printable ASCII"
+                )),
+            }
+        }
+        let mut stage_canaries = HashMap::new();
+        for (i, c) in stage.canaries.iter().enumerate() {
+            let field = format!("stages.{name}.canaries[{i}]");
+            if !routes.contains_key(&c.package) {
+                errors.push(format!(
+                    "{field}.package: {:?} has no route in this stage to be the canary of",
+                    c.package
+                ));
+                continue;
+            }
+            if !(c.percent.is_finite() && (0.0..=100.0).contains(&c.percent)) {
+                errors.push(format!("{field}.percent: must be 0 to 100, got {}", c.percent));
+                continue;
+            }
+            if !(c.max_error_rate.is_finite() && (0.0..=1.0).contains(&c.max_error_rate)) {
+                errors.push(format!(
+                    "{field}.max_error_rate: must be 0 to 1, got {}",
+                    c.max_error_rate
+                ));
+                continue;
+            }
+            let window = duration(&format!("{field}.window"), Some(&c.window), Duration::from_secs(30), &mut errors);
+            let upstream = match upstreams(&c.upstream) {
+                Ok(u) => u,
+                Err(e) => {
+                    errors.push(format!("{field}.upstream: {e}"));
+                    continue;
+                }
+            };
+            let canary = canaries.canary(
+                name,
+                &c.package,
+                upstream,
+                c.percent,
+                c.max_error_rate,
+                window,
+                c.min_calls.max(1),
+            );
+            stage_canaries.insert(c.package.clone(), canary);
+        }
+        stages.insert(
+            name.clone(),
+            Stage {
+                name: name.as_str().into(),
+                routes,
+                variables,
+                canaries: stage_canaries,
+            },
+        );
+    }
+    if !stages.contains_key(&file.default_stage) {
+        errors.push(format!(
+            "default_stage: {:?} is not one of the stages ({})",
+            file.default_stage,
+            file.stages.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(fail(errors.join("; ")));
+    }
+    Ok(Routes {
+        default_stage: file.default_stage,
+        public,
+        anonymous,
+        pass_api_key: file.pass_api_key.into_iter().collect(),
+        anonymous_limiter: KeyLimiter::new(limits.anonymous_rate, limits.anonymous_burst),
+        limits,
+        stages,
+    })
+}
+
+/// The configuration `ferrymesh up` writes: every public contract of the
+/// mesh on the `prod` stage, at the given addresses.
+pub fn local_mesh(addresses: &[(&str, String)]) -> String {
+    let mut text = String::from(
+        "# The ferrymesh gateway's configuration, written by `ferrymesh up`.\n\
+         # Edit a copy and pass it with --pass gateway=--config=FILE; it is\n\
+         # reloaded when it changes. Every key is described in the README.\n\n\
+         default_stage = \"prod\"\n\n\
+         # The only methods reachable through the gateway.\n\
+         public = [\n",
+    );
+    for p in PUBLIC_METHODS {
+        text.push_str(&format!("  \"{p}\",\n"));
+    }
+    text.push_str("]\n\n# Public methods callable without a key.\nanonymous = [\"ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper\"]\n\n");
+    text.push_str("# Packages that authenticate the caller by x-api-key themselves.\npass_api_key = [\"ferrymesh.apikeys.v1\"]\n\n");
+    text.push_str("[limits]\nkey_cache_ttl = \"30s\"\nchanges_poll = \"500ms\"\nusage_flush = \"1s\"\nanonymous_rate = 5.0\nanonymous_burst = 20\n\n");
+    text.push_str("[stages.prod.routes]\n");
+    for (package, url) in addresses {
+        text.push_str(&format!("\"{package}\" = \"{url}\"\n"));
+    }
+    text.push_str("\n[stages.prod.variables]\nname = \"prod\"\n");
+    text
+}
+
+/// What a key holder may reach in the local mesh. Not here: apikeys'
+/// admin service, workflow (its executions hold every customer's data),
+/// orders' fulfillment service (the saga's), inventory's and payments'
+/// mutations, shipping's shipments.
+pub const PUBLIC_METHODS: &[&str] = &[
+    "ferrymesh.catalog.v1.CatalogService/*",
+    "ferrymesh.orders.v1.OrdersService/*",
+    "ferrymesh.orders.v2.OrdersService/*",
+    "ferrymesh.inventory.v1.InventoryService/GetStock",
+    "ferrymesh.shipping.v1.ShippingService/GetQuote",
+    "ferrymesh.apikeys.v1.DeveloperPortalService/*",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstreams(url: &str) -> Result<Arc<Upstream>, String> {
+        Upstream::new(url).map(Arc::new)
+    }
+
+    #[test]
+    fn the_local_mesh_file_parses() {
+        let text = local_mesh(&[
+            ("ferrymesh.catalog.v1", "http://127.0.0.1:50051".into()),
+            ("ferrymesh.orders.v2", "http://127.0.0.1:50055".into()),
+        ]);
+        let routes = parse("gateway.toml", &text, &mut upstreams, &CanaryRegistry::default()).unwrap();
+        assert!(routes.is_public("/ferrymesh.catalog.v1.CatalogService/GetProduct"));
+        assert!(!routes.is_public("/ferrymesh.apikeys.v1.ApiKeysService/CreateApiKey"));
+        assert!(!routes.is_public("/ferrymesh.orders.v2.OrderFulfillmentService/ConfirmOrder"));
+        assert_eq!(routes.stages["prod"].routes.len(), 2);
+        assert_eq!(routes.limits.changes_poll, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_key() {
+        let text = r#"
+            default_stage = "beta"
+            public = ["catalog"]
+            [limits]
+            usage_flush = "soon"
+            [stages.prod.routes]
+            "ferrymesh.catalog.v1" = "not a url"
+            [[stages.prod.canaries]]
+            package = "ferrymesh.orders.v2"
+            upstream = "http://127.0.0.1:1"
+            percent = 10.0
+        "#;
+        let error = parse("g.toml", text, &mut upstreams, &CanaryRegistry::default())
+            .unwrap_err()
+            .to_string();
+        for says in [
+            "public[0]",
+            "limits.usage_flush",
+            "stages.prod.routes.\"ferrymesh.catalog.v1\"",
+            "stages.prod.canaries[0].package",
+            "default_stage: \"beta\"",
+        ] {
+            assert!(error.contains(says), "{says} in {error}");
+        }
+        let error = parse("g.toml", "public = []\nstagez = 1", &mut upstreams, &CanaryRegistry::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `stagez`"), "{error}");
+    }
+
+    #[test]
+    fn packages_come_from_paths() {
+        assert_eq!(
+            package_of("/ferrymesh.catalog.v1.CatalogService/GetProduct"),
+            Some("ferrymesh.catalog.v1")
+        );
+        assert_eq!(package_of("/Service/Method"), None);
+        assert_eq!(package_of("nonsense"), None);
+    }
+}

@@ -1,0 +1,344 @@
+//! The gateway: the mesh's one public endpoint. A transparent HTTP/2 gRPC
+//! proxy (hyper and tower, on the serving runtime that links no database)
+//! that routes by path to the upstream serving each package and applies
+//! its policies as a tower stack: API keys, throttling, quotas, stages and
+//! canaries, metering. Key checks are cached and usage is counted in
+//! memory, so no call waits on a network round trip but its key's first.
+
+#![forbid(unsafe_code)]
+
+pub mod canary;
+pub mod config;
+pub mod keys;
+pub mod limits;
+pub mod metering;
+pub mod proxy;
+pub mod reflection;
+pub mod stack;
+
+/// Generated code of the contracts the gateway calls (apikeys).
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/ferrymesh.rs"));
+}
+
+/// Every contract's descriptors, for reflection of the public ones.
+pub static EVERY_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ferrymesh_every_descriptor.bin"));
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic_health::ServingStatus;
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use crate::canary::CanaryRegistry;
+use crate::config::Routes;
+use crate::keys::{ApiKeysClient, Bearer, KeyCache};
+use crate::limits::Quotas;
+use crate::metering::Meter;
+use crate::reflection::ReflectionCache;
+
+/// The gateway's default port.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The gateway's flags.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "gateway",
+    about = "ferrymesh gateway: the public endpoint, with keys, throttling, quotas, stages, canaries and metering"
+)]
+pub struct Config {
+    /// Flags every service takes.
+    #[command(flatten)]
+    pub server: kit::ServerArgs,
+    /// The configuration file (TOML: public methods, stages, routes,
+    /// canaries, limits); reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The apikeys service.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50057")]
+    pub apikeys_url: String,
+    /// apikeys' admin token [default: read from DATA_DIR/admin-token].
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// Longest wait for apikeys on a key's first call.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
+    pub apikeys_timeout: Duration,
+    /// Most concurrent calls on one client connection.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_streams_per_connection: u32,
+}
+
+impl kit::ServiceConfig for Config {
+    const NAME: &'static str = "gateway";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+
+    fn server(&self) -> &kit::ServerArgs {
+        &self.server
+    }
+}
+
+/// What every layer of the stack shares.
+pub struct Shared {
+    routes: RwLock<Arc<Routes>>,
+    generation: AtomicU64,
+    keys: Arc<KeyCache>,
+    quotas: Arc<Quotas>,
+    meter: Meter,
+    reflection: ReflectionCache,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        match self.routes.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Changes on every configuration reload.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+}
+
+fn read_config(path: &std::path::Path, canaries: &CanaryRegistry) -> Result<(String, Routes), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut upstreams = |url: &str| proxy::Upstream::new(url).map(Arc::new);
+    let routes = config::parse(&path.display().to_string(), &text, &mut upstreams, canaries).map_err(|e| e.to_string())?;
+    Ok((text, routes))
+}
+
+type Stack = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+
+/// Serves on `listener` until `shutdown` resolves, then drains as every
+/// ferrymesh service does and flushes the last usage counts.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), kit::BoxError> {
+    let args = config.server.clone();
+    let (health, health_server) = tonic_health::server::health_reporter();
+    let canaries = CanaryRegistry::with_health(health.clone());
+    let (mut config_text, routes) = read_config(&config.config, &canaries)?;
+    let token = match &config.admin_token {
+        Some(t) => t.clone(),
+        None => kit::config::admin_token_file(&args.data_dir)?,
+    };
+    let bearer = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "the admin token is not printable ASCII")?;
+    let apikeys: ApiKeysClient = pb::ferrymesh::apikeys::v1::api_keys_service_client::ApiKeysServiceClient::with_interceptor(
+        kit::client::Upstream::new(&config.apikeys_url, config.apikeys_timeout)?,
+        Bearer(bearer),
+    );
+    let quotas = Arc::new(Quotas::default());
+    let keys = Arc::new(KeyCache::new(apikeys.clone(), routes.limits.key_cache_ttl, quotas.clone()));
+    let shared = Arc::new(Shared {
+        routes: RwLock::new(Arc::new(routes)),
+        generation: AtomicU64::new(1),
+        keys: keys.clone(),
+        quotas: quotas.clone(),
+        meter: Meter::default(),
+        reflection: ReflectionCache::default(),
+    });
+    let flushing = Arc::new(tokio::sync::Mutex::new(()));
+
+    let mut background = tokio::task::JoinSet::new();
+    {
+        let shared = shared.clone();
+        background.spawn(keys.follow_changes(move || shared.routes().limits.changes_poll));
+    }
+    {
+        let (shared, apikeys, flushing) = (shared.clone(), apikeys.clone(), flushing.clone());
+        background.spawn(async move {
+            loop {
+                tokio::time::sleep(shared.routes().limits.usage_flush).await;
+                let _one = flushing.lock().await;
+                shared.meter.flush(&apikeys, &shared.quotas).await;
+            }
+        });
+    }
+    {
+        // The file is read again every second; a change that parses
+        // replaces the configuration between calls, one that does not is
+        // logged and the last good one keeps serving.
+        let (shared, path) = (shared.clone(), config.config.clone());
+        background.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match std::fs::read_to_string(&path) {
+                    Ok(text) if text == config_text => {}
+                    Ok(_) | Err(_) => match read_config(&path, &canaries) {
+                        Ok((text, routes)) => {
+                            shared.keys.set_ttl(routes.limits.key_cache_ttl);
+                            if let Ok(mut r) = shared.routes.write() {
+                                *r = Arc::new(routes);
+                            }
+                            shared.generation.fetch_add(1, Ordering::Relaxed);
+                            config_text = text;
+                            tracing::info!(file = %path.display(), "configuration reloaded");
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "configuration not reloaded; the last good one stays");
+                            // Not again until the file changes once more.
+                            config_text = std::fs::read_to_string(&path).unwrap_or_default();
+                        }
+                    },
+                }
+            }
+        });
+    }
+
+    let stack: Stack = BoxCloneService::new(
+        ServiceBuilder::new()
+            // Outermost: the correlation id and the server span cover every
+            // refusal below, and the trace context reaches the upstream.
+            .layer(kit::rpc_telemetry::RpcTelemetryLayer::new(args.handler_timeout))
+            // Before any limit: an unknown caller must not spend a known key's
+            // tokens, and a method outside the plan is refused for free.
+            .layer(stack::AuthLayer::new(shared.clone()))
+            // Before the quota: a call refused for its rate must not use quota.
+            .layer(stack::ThrottleLayer::new(shared.clone()))
+            // After the throttle, before routing: only calls that will be
+            // forwarded count against the period's quota.
+            .layer(stack::QuotaLayer::new(shared.clone()))
+            // Picks the stage's (or canary's) upstream and sets the identity
+            // metadata, once the call is certain to go out.
+            .layer(stack::RouteLayer::new(shared.clone()))
+            // Innermost policy: counts exactly the calls that are forwarded.
+            .layer(stack::MeterLayer::new(shared.clone()))
+            .service(stack::Forward),
+    );
+
+    health.set_service_status("", ServingStatus::Serving).await;
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .max_header_list_size(16 * 1024)
+        .max_frame_size(16 * 1024)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let (stack, health_server) = (stack.clone(), health_server.clone());
+                let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let request = request.map(Body::new);
+                    let (mut stack, mut health) = (stack.clone(), health_server.clone());
+                    async move {
+                        // Health answers probes without a key or a span.
+                        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+                            return health.call(request).await;
+                        }
+                        stack.ready().await?.call(request).await
+                    }
+                });
+                let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: health is NOT_SERVING");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    if !args.drain_delay.is_zero() {
+        // Still serving on open connections; no new ones are accepted.
+        tokio::time::sleep(args.drain_delay).await;
+    }
+    drop(listener);
+    if tokio::time::timeout(args.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight calls did not finish within {:?}; stopped anyway", args.shutdown_timeout);
+    }
+    background.abort_all();
+    let _one = flushing.lock().await;
+    shared.meter.flush(&apikeys, &shared.quotas).await;
+    if !shared.meter.is_empty() {
+        tracing::error!("apikeys did not take the last usage counts; they are lost");
+    }
+    Ok(())
+}
+
+/// The whole life of the gateway process, as `kit::server::main` is for
+/// the other services. `args` includes the program name.
+pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let config: Config = match kit::config::parse_from(args) {
+        Ok(c) => c,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("gateway: cannot start the Tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let args = config.server.clone();
+        let telemetry = match kit::telemetry::init("gateway", args.log_format, &args.log_level) {
+            Ok(t) => t,
+            Err(error) => {
+                eprintln!("gateway: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr: SocketAddr = args.listen_addr(DEFAULT_PORT);
+        let code = match TcpListener::bind(addr).await {
+            Err(error) => {
+                tracing::error!(%addr, %error, "cannot listen");
+                ExitCode::FAILURE
+            }
+            Ok(listener) => {
+                let local = listener.local_addr().unwrap_or(addr);
+                tracing::info!(service = "gateway", addr = %local, "listening on {local}");
+                match serve(config, listener, kit::server::shutdown_signal()).await {
+                    Ok(()) => {
+                        tracing::info!(service = "gateway", "stopped");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        tracing::error!(service = "gateway", %error, "stopped with an error");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        };
+        telemetry.shutdown().await;
+        code
+    })
+}

@@ -1,0 +1,7 @@
+//! The gateway binary.
+
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    gateway::main(std::env::args_os().collect())
+}

@@ -1,0 +1,187 @@
+//! Forwarding: one pooled HTTP/2 client for every upstream, requests sent on
+//! with their bodies untouched (unary and streaming alike), answers streamed
+//! back as they come.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tonic::body::Body;
+
+type HttpClient = Client<HttpConnector, Body>;
+
+fn client() -> &'static HttpClient {
+    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            // Larger windows than the 64 KiB default keep big messages and
+            // many concurrent streams from stalling on flow control.
+            .http2_initial_stream_window_size(1 << 20)
+            .http2_initial_connection_window_size(8 << 20)
+            .build(connector)
+    })
+}
+
+/// An upstream address, e.g. `http://127.0.0.1:50051`.
+#[derive(Debug)]
+pub struct Upstream {
+    url: String,
+    scheme: Scheme,
+    authority: Authority,
+}
+
+impl Upstream {
+    /// Checks `url`: `http://host:port`, nothing after the port.
+    pub fn new(url: &str) -> Result<Upstream, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL such as http://127.0.0.1:50051: {e}"))?;
+        let scheme = uri.scheme().cloned();
+        let authority = uri.authority().cloned();
+        match (scheme, authority) {
+            (Some(scheme), Some(authority))
+                if scheme == Scheme::HTTP
+                    && authority.port_u16().is_some()
+                    && uri.path().trim_end_matches('/').is_empty() =>
+            {
+                Ok(Upstream {
+                    url: url.trim_end_matches('/').to_string(),
+                    scheme,
+                    authority,
+                })
+            }
+            _ => Err(format!(
+                "{url:?} is not an upstream address: write http://HOST:PORT"
+            )),
+        }
+    }
+
+    /// The address as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends the call on and answers with the upstream's response, or
+    /// UNAVAILABLE when the upstream cannot be reached.
+    pub async fn forward(self: Arc<Self>, request: Request<Body>) -> Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = match Uri::from_parts(uri) {
+            Ok(uri) => uri,
+            Err(e) => return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http(),
+        };
+        match client().request(Request::from_parts(parts, body)).await {
+            Ok(response) => response.map(Body::new),
+            Err(error) => {
+                tracing::warn!(upstream = %self.url, error = %error, "upstream unreachable");
+                tonic::Status::unavailable(format!(
+                    "the service behind the gateway is unreachable ({}); retry shortly",
+                    self.url
+                ))
+                .into_http()
+            }
+        }
+    }
+}
+
+/// The gRPC status of a response, if it is in the headers (trailers-only).
+pub fn header_status(response: &Response<Body>) -> Option<i32> {
+    response
+        .headers()
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports the call's gRPC status once, when the
+    /// trailers pass (or UNKNOWN when the stream ends without one).
+    pub struct Observed<F: FnOnce(i32)> {
+        #[pin]
+        inner: Body,
+        report: Option<F>,
+    }
+}
+
+impl<F: FnOnce(i32)> Observed<F> {
+    /// Wraps `inner`; `report` gets the status.
+    pub fn new(inner: Body, report: F) -> Self {
+        Observed {
+            inner,
+            report: Some(report),
+        }
+    }
+}
+
+impl<F: FnOnce(i32)> HttpBody for Observed<F> {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let code = frame
+                    .trailers_ref()
+                    .and_then(|t| t.get("grpc-status"))
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                if let (Some(code), Some(report)) = (code, this.report.take()) {
+                    report(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                if let Some(report) = this.report.take() {
+                    report(tonic::Code::Unknown as i32);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Upstream;
+
+    #[test]
+    fn upstreams_are_plain_host_and_port() {
+        assert!(Upstream::new("http://127.0.0.1:50051").is_ok());
+        assert!(Upstream::new("http://127.0.0.1:50051/").is_ok());
+        for bad in ["127.0.0.1:50051", "http://127.0.0.1", "http://h:1/path", "ftp://h:1", ""] {
+            assert!(Upstream::new(bad).is_err(), "{bad}");
+        }
+    }
+}

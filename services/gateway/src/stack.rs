@@ -1,0 +1,420 @@
+//! The gateway's tower stack, one layer per policy. Each layer answers a
+//! refusal itself as a gRPC status with details (never a bare HTTP error)
+//! and otherwise hands the call inward; the innermost service forwards it.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::Either;
+use http::header::HeaderName;
+use http::{HeaderValue, Request, Response};
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tower::{Layer, Service};
+
+use crate::canary::Canary;
+use crate::config::package_of;
+use crate::keys::CachedKey;
+use crate::proxy::{Observed, Upstream, header_status};
+use crate::{Shared, reflection};
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+fn refuse(status: Status) -> Ready<Result<Response<Body>, Infallible>> {
+    ready(Ok(status.into_http()))
+}
+
+/// Who is calling, as the auth layer found out.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A valid key.
+    Key(Arc<CachedKey>),
+    /// No key, on a method open to anyone (signing up).
+    Anonymous,
+}
+
+/// Where the routing layer sends the call.
+#[derive(Debug, Clone)]
+pub struct Route {
+    upstream: Arc<Upstream>,
+    canary: Option<Arc<Canary>>,
+    stage: Arc<str>,
+}
+
+macro_rules! layer {
+    ($layer:ident, $service:ident) => {
+        /// See the service of the same name.
+        #[derive(Debug, Clone)]
+        pub struct $layer {
+            shared: Arc<Shared>,
+        }
+
+        impl $layer {
+            /// The layer over the gateway's shared state.
+            pub fn new(shared: Arc<Shared>) -> Self {
+                $layer { shared }
+            }
+        }
+
+        impl<S> Layer<S> for $layer {
+            type Service = $service<S>;
+
+            fn layer(&self, inner: S) -> $service<S> {
+                $service {
+                    inner,
+                    shared: self.shared.clone(),
+                }
+            }
+        }
+    };
+}
+
+layer!(AuthLayer, Auth);
+layer!(ThrottleLayer, Throttle);
+layer!(QuotaLayer, Quota);
+layer!(RouteLayer, Router);
+layer!(MeterLayer, Meter);
+
+/// Resolves `x-api-key` to a key (from the cache) and checks that the
+/// method is public and in the key's plan; serves reflection for the plan.
+#[derive(Debug, Clone)]
+pub struct Auth<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+const REFLECTION_V1: &str = "/grpc.reflection.v1.ServerReflection/";
+const REFLECTION_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/";
+
+impl<S> Service<Request<Body>> for Auth<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> BoxFuture {
+        let shared = self.shared.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let path = request.uri().path();
+            let routes = shared.routes();
+            let reflection_call = path.starts_with(REFLECTION_V1) || path.starts_with(REFLECTION_V1ALPHA);
+            if !reflection_call && !routes.is_public(path) {
+                return Ok(Status::unimplemented(format!(
+                    "{} is not served through the gateway; `grpcurl -H 'x-api-key: KEY' HOST list` shows what is",
+                    path.trim_start_matches('/')
+                ))
+                .into_http());
+            }
+            let secret = request.headers().get("x-api-key").map(|v| v.to_str().unwrap_or_default());
+            let key = match secret {
+                None if routes.is_anonymous(path) => {
+                    request.extensions_mut().insert(Caller::Anonymous);
+                    return inner.call(request).await;
+                }
+                None => {
+                    return Ok(Status::unauthenticated(
+                        "send an API key as x-api-key metadata; get one with \
+                         ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper",
+                    )
+                    .into_http());
+                }
+                Some(secret) => match shared.keys.key(secret).await {
+                    Ok(key) => key,
+                    Err(status) => return Ok(status.into_http()),
+                },
+            };
+            if reflection_call {
+                let public = |m: &str| routes.is_public(m);
+                let reflection = match shared.reflection.for_key(shared.generation(), &key, &public) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot build reflection");
+                        return Ok(Status::internal("reflection is unavailable").into_http());
+                    }
+                };
+                return Ok(serve_reflection(reflection, request).await);
+            }
+            if !key.allows(path) {
+                return Ok(Status::permission_denied(format!(
+                    "your plan `{}` does not include {}; ask for a plan that does",
+                    key.plan_id,
+                    path.trim_start_matches('/')
+                ))
+                .into_http());
+            }
+            request.extensions_mut().insert(Caller::Key(key));
+            inner.call(request).await
+        })
+    }
+}
+
+async fn serve_reflection(reflection: reflection::Reflection, request: Request<Body>) -> Response<Body> {
+    let (mut v1, mut v1alpha) = reflection;
+    let answer = if request.uri().path().starts_with(REFLECTION_V1) {
+        v1.call(request).await
+    } else {
+        v1alpha.call(request).await
+    };
+    match answer {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// A token bucket per key: RESOURCE_EXHAUSTED with RetryInfo when empty.
+#[derive(Debug, Clone)]
+pub struct Throttle<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for Throttle<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        let checked = match request.extensions().get::<Caller>() {
+            Some(Caller::Key(key)) => key.limiter.check(path).map_err(|wait| (wait, format!("plan `{}`", key.plan_id))),
+            Some(Caller::Anonymous) => self
+                .shared
+                .routes()
+                .anonymous_limiter
+                .check(path)
+                .map_err(|wait| (wait, "calls without a key".to_string())),
+            None => Ok(()),
+        };
+        match checked {
+            Ok(()) => Either::Right(self.inner.call(request)),
+            Err((wait, whose)) => {
+                // Whole milliseconds, at least 1, so a client never retries at once.
+                let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+                Either::Left(refuse(Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("rate limit of {whose} exceeded; retry in {} ms", wait.as_millis()),
+                    ErrorDetails::with_retry_info(Some(wait)),
+                )))
+            }
+        }
+    }
+}
+
+/// The developer's quota for the period: RESOURCE_EXHAUSTED with QuotaFailure when used up.
+#[derive(Debug, Clone)]
+pub struct Quota<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for Quota<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let _ = &self.shared;
+        if let Some(Caller::Key(key)) = request.extensions().get::<Caller>() {
+            if let Some(quota) = &key.quota {
+                if let Err(exceeded) = quota.admit(kit_values::now_micros()) {
+                    let resets = kit_values::rfc3339(exceeded.resets_at);
+                    return Either::Left(refuse(Status::with_error_details(
+                        Code::ResourceExhausted,
+                        format!(
+                            "the quota of {} calls of plan `{}` is used up until {resets}",
+                            exceeded.limit, key.plan_id
+                        ),
+                        ErrorDetails::with_quota_failure_violation(
+                            format!("developer:{}", key.developer_id),
+                            format!("{} calls per period; resets at {resets}", exceeded.limit),
+                        ),
+                    )));
+                }
+            }
+        }
+        Either::Right(self.inner.call(request))
+    }
+}
+
+/// Stage and canary: picks the upstream, and sets the metadata only the
+/// gateway may set (identity, stage, stage variables), removing any the
+/// caller sent.
+#[derive(Debug, Clone)]
+pub struct Router<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+fn gateway_only(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("x-ferrymesh-") || n.starts_with("x-stage-var-")
+}
+
+impl<S> Service<Request<Body>> for Router<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let routes = self.shared.routes();
+        let stage_name = match request.headers().get("x-stage") {
+            None => routes.default_stage.as_str(),
+            Some(v) => v.to_str().unwrap_or("?"),
+        };
+        let Some(stage) = routes.stages.get(stage_name) else {
+            let mut names: Vec<&str> = routes.stages.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Either::Left(refuse(Status::not_found(format!(
+                "stage {stage_name:?} does not exist; x-stage may be one of {}",
+                names.join(", ")
+            ))));
+        };
+        let caller = request.extensions().get::<Caller>().cloned();
+        if let Some(Caller::Key(key)) = &caller {
+            if !key.allows_stage(&stage.name) {
+                return Either::Left(refuse(Status::permission_denied(format!(
+                    "your plan `{}` may not call stage {:?}",
+                    key.plan_id, stage_name
+                ))));
+            }
+        }
+        let path = request.uri().path();
+        let package = package_of(path).unwrap_or_default();
+        let Some(primary) = stage.routes.get(package) else {
+            return Either::Left(refuse(Status::unimplemented(format!(
+                "stage {stage_name:?} serves no {package} here"
+            ))));
+        };
+        let canary = match (&caller, stage.canaries.get(package)) {
+            (Some(Caller::Key(key)), Some(canary)) if canary.chooses(&key.key_id) => Some(canary.clone()),
+            _ => None,
+        };
+        let upstream = canary.as_ref().map_or_else(|| primary.clone(), |c| c.upstream.clone());
+        let pass_key = routes.pass_api_key.contains(package);
+        let headers = request.headers_mut();
+        let forged: Vec<HeaderName> = headers.keys().filter(|n| gateway_only(n)).cloned().collect();
+        for name in forged {
+            headers.remove(name);
+        }
+        if !pass_key {
+            headers.remove("x-api-key");
+        }
+        if let Some(Caller::Key(key)) = &caller {
+            headers.insert("x-ferrymesh-key-id", key.identity.key_id.clone());
+            headers.insert("x-ferrymesh-developer-id", key.identity.developer_id.clone());
+            headers.insert("x-ferrymesh-customer-email", key.identity.email.clone());
+        }
+        if let Ok(v) = HeaderValue::from_str(&stage.name) {
+            headers.insert("x-ferrymesh-stage", v);
+        }
+        for (name, value) in &stage.variables {
+            headers.insert(name.clone(), value.clone());
+        }
+        let stage = stage.name.clone();
+        request.extensions_mut().insert(Route {
+            upstream,
+            canary,
+            stage,
+        });
+        Either::Right(self.inner.call(request))
+    }
+}
+
+/// Counts the admitted call for its key, method, stage and minute.
+#[derive(Debug, Clone)]
+pub struct Meter<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for Meter<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if let (Some(Caller::Key(key)), Some(route)) =
+            (request.extensions().get::<Caller>(), request.extensions().get::<Route>())
+        {
+            self.shared
+                .meter
+                .count(&key.key_id, &key.developer_id, request.uri().path(), &route.stage);
+        }
+        self.inner.call(request)
+    }
+}
+
+/// The innermost service: sends the call to the chosen upstream.
+#[derive(Debug, Clone, Default)]
+pub struct Forward;
+
+impl Service<Request<Body>> for Forward {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> BoxFuture {
+        let Some(route) = request.extensions_mut().remove::<Route>() else {
+            return Box::pin(refuse(Status::internal("the call was not routed")));
+        };
+        // The caller's own trace continues through the gateway's span.
+        kit::client::inject_current_context(request.headers_mut());
+        Box::pin(async move {
+            let response = route.upstream.clone().forward(request).await;
+            let Some(canary) = route.canary else {
+                return Ok(response);
+            };
+            if let Some(code) = header_status(&response) {
+                canary.record(code);
+                return Ok(response);
+            }
+            Ok(response.map(|body| Body::new(Observed::new(body, move |code| canary.record(code)))))
+        })
+    }
+}
