@@ -66,6 +66,26 @@ pub(crate) const SERVICES: &[MeshService] = &[
             kit::server::main::<orders::Config, _, _>(argv, orders::service)
         })
     },
+    service("apikeys", apikeys::DEFAULT_PORT, |argv| {
+        kit::server::main::<apikeys::Config, _, _>(argv, apikeys::service)
+    }),
+    // Last: it is the way in, so it opens when everything behind it serves.
+    MeshService {
+        has_database: false,
+        calls: &[("--apikeys-url", "apikeys")],
+        ..service("gateway", gateway::DEFAULT_PORT, gateway::main)
+    },
+];
+
+/// The packages the gateway routes, and the service serving each; `up`
+/// writes them into the gateway's configuration file.
+pub(crate) const GATEWAY_ROUTES: &[(&str, &str)] = &[
+    ("ferrymesh.catalog.v1", "catalog"),
+    ("ferrymesh.inventory.v1", "inventory"),
+    ("ferrymesh.shipping.v1", "shipping"),
+    ("ferrymesh.orders.v1", "orders"),
+    ("ferrymesh.orders.v2", "orders"),
+    ("ferrymesh.apikeys.v1", "apikeys"),
 ];
 
 /// The service names.

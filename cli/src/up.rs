@@ -63,8 +63,31 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         }
     };
 
+    // The gateway's routes point at this mesh's ports, so its file is
+    // written afresh each time, unless one was passed.
+    let gateway_config = args.data_dir.join("gateway.toml");
+    let own_config = args.pass.iter().any(|(s, f)| s == "gateway" && f.starts_with("--config"));
+    if !own_config {
+        let addresses: Vec<(&str, String)> = crate::mesh::GATEWAY_ROUTES
+            .iter()
+            .filter_map(|(package, service)| {
+                let (_, addr) = plan.iter().find(|(s, _)| s.name == *service)?;
+                Some((*package, format!("http://{addr}")))
+            })
+            .collect();
+        if let Err(error) = std::fs::write(&gateway_config, gateway::config::local_mesh(&addresses)) {
+            eprintln!(
+                "ferrymesh: cannot write the gateway's configuration {}: {error}",
+                gateway_config.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+
     let mut started: Vec<Started> = Vec::new();
     for (service, addr) in &plan {
+        let own = (service.name == "gateway" && !own_config)
+            .then(|| format!("--config={}", gateway_config.display()));
         let spec = Spawn {
             exe: exe.clone(),
             service: *service,
@@ -76,6 +99,7 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             },
             upstreams: upstream_flags(service, &plan)
                 .into_iter()
+                .chain(own)
                 .chain(
                     args.pass
                         .iter()
@@ -363,6 +387,19 @@ fn print_table(started: &[Started], args: &UpArgs) {
         );
     }
     println!();
+    println!(
+        "The gateway is the way in: send x-api-key (sign up with\n  \
+         grpcurl -plaintext -d '{{\"email\": \"you@example.com\", \"name\": \"You\"}}' {} ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper)",
+        started
+            .iter()
+            .find(|s| s.service.name == "gateway")
+            .map(|s| s.addr.to_string())
+            .unwrap_or_default()
+    );
+    println!(
+        "Operators' admin token: {}",
+        args.data_dir.join("admin-token").display()
+    );
     println!("ferrymesh: all services are SERVING; Ctrl-C stops them.");
 }
 

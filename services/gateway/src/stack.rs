@@ -21,7 +21,7 @@ use crate::canary::Canary;
 use crate::config::package_of;
 use crate::keys::CachedKey;
 use crate::proxy::{Observed, Upstream, header_status};
-use crate::{Shared, reflection};
+use crate::Shared;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
@@ -120,6 +120,10 @@ where
                 .into_http());
             }
             let secret = request.headers().get("x-api-key").map(|v| v.to_str().unwrap_or_default());
+            if reflection_call && secret.is_none() {
+                let open = |m: &str| routes.is_public(m) && routes.is_anonymous(m);
+                return Ok(reflect(&shared, "", &open, request).await);
+            }
             let key = match secret {
                 None if routes.is_anonymous(path) => {
                     request.extensions_mut().insert(Caller::Anonymous);
@@ -138,15 +142,8 @@ where
                 },
             };
             if reflection_call {
-                let public = |m: &str| routes.is_public(m);
-                let reflection = match shared.reflection.for_key(shared.generation(), &key, &public) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot build reflection");
-                        return Ok(Status::internal("reflection is unavailable").into_http());
-                    }
-                };
-                return Ok(serve_reflection(reflection, request).await);
+                let mine = |m: &str| routes.is_public(m) && key.allows(m);
+                return Ok(reflect(&shared, &key.plan_id, &mine, request).await);
             }
             if !key.allows(path) {
                 return Ok(Status::permission_denied(format!(
@@ -162,8 +159,19 @@ where
     }
 }
 
-async fn serve_reflection(reflection: reflection::Reflection, request: Request<Body>) -> Response<Body> {
-    let (mut v1, mut v1alpha) = reflection;
+async fn reflect(
+    shared: &Shared,
+    plan_id: &str,
+    show: &(dyn Fn(&str) -> bool + Sync),
+    request: Request<Body>,
+) -> Response<Body> {
+    let (mut v1, mut v1alpha) = match shared.reflection.for_plan(shared.generation(), plan_id, show) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build reflection");
+            return Status::internal("reflection is unavailable").into_http();
+        }
+    };
     let answer = if request.uri().path().starts_with(REFLECTION_V1) {
         v1.call(request).await
     } else {
