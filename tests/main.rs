@@ -5,6 +5,7 @@
 
 mod bounded_input;
 mod contracts;
+mod gateway;
 mod layering;
 mod mesh_up;
 mod saga;

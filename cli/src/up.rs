@@ -66,7 +66,10 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
     // The gateway's routes point at this mesh's ports, so its file is
     // written afresh each time, unless one was passed.
     let gateway_config = args.data_dir.join("gateway.toml");
-    let own_config = args.pass.iter().any(|(s, f)| s == "gateway" && f.starts_with("--config"));
+    let own_config = args
+        .pass
+        .iter()
+        .any(|(s, f)| s == "gateway" && f.starts_with("--config"));
     if !own_config {
         let addresses: Vec<(&str, String)> = crate::mesh::GATEWAY_ROUTES
             .iter()

@@ -157,12 +157,28 @@ impl CanaryRegistry {
             upstream.url()
         );
         let Ok(mut canaries) = self.canaries.lock() else {
-            return Arc::new(self.make(stage, package, upstream, percent, max_error_rate, window, min_calls));
+            return Arc::new(self.make(
+                stage,
+                package,
+                upstream,
+                percent,
+                max_error_rate,
+                window,
+                min_calls,
+            ));
         };
         canaries
             .entry(id)
             .or_insert_with(|| {
-                let canary = Arc::new(self.make(stage, package, upstream, percent, max_error_rate, window, min_calls));
+                let canary = Arc::new(self.make(
+                    stage,
+                    package,
+                    upstream,
+                    percent,
+                    max_error_rate,
+                    window,
+                    min_calls,
+                ));
                 if let Some(health) = self.health.clone() {
                     let name = canary.health_name();
                     tokio::spawn(async move {
@@ -206,7 +222,15 @@ mod tests {
 
     fn canary(percent: f64) -> Arc<Canary> {
         let upstream = Arc::new(Upstream::new("http://127.0.0.1:1").unwrap());
-        CanaryRegistry::default().canary("prod", "p.v1", upstream, percent, 0.5, Duration::from_secs(30), 10)
+        CanaryRegistry::default().canary(
+            "prod",
+            "p.v1",
+            upstream,
+            percent,
+            0.5,
+            Duration::from_secs(30),
+            10,
+        )
     }
 
     #[test]
@@ -215,7 +239,10 @@ mod tests {
         let chosen = (0..10_000).filter(|i| c.chooses(&format!("key-{i}"))).count();
         assert!((900..1100).contains(&chosen), "{chosen}");
         assert_eq!(c.chooses("key-7"), c.chooses("key-7"));
-        assert_eq!((0..100).filter(|i| canary(0.0).chooses(&format!("k{i}"))).count(), 0);
+        assert_eq!(
+            (0..100).filter(|i| canary(0.0).chooses(&format!("k{i}"))).count(),
+            0
+        );
     }
 
     #[tokio::test]

@@ -184,7 +184,9 @@ fn duration(field: &str, text: Option<&str>, default: Duration, errors: &mut Vec
         Some(t) => match humantime::parse_duration(t) {
             Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => d,
             _ => {
-                errors.push(format!("{field}: {t:?} must be a duration from 1ms to 1h, such as \"500ms\""));
+                errors.push(format!(
+                    "{field}: {t:?} must be a duration from 1ms to 1h, such as \"500ms\""
+                ));
                 default
             }
         },
@@ -239,11 +241,15 @@ pub fn parse(
         .collect();
     let anonymous_rate = file.limits.anonymous_rate.unwrap_or(5.0);
     if !(anonymous_rate.is_finite() && anonymous_rate > 0.0 && anonymous_rate <= 1e6) {
-        errors.push(format!("limits.anonymous_rate: must be more than 0 calls per second, got {anonymous_rate}"));
+        errors.push(format!(
+            "limits.anonymous_rate: must be more than 0 calls per second, got {anonymous_rate}"
+        ));
     }
     let anonymous_burst = file.limits.anonymous_burst.unwrap_or(20);
     if !(1..=1_000_000).contains(&anonymous_burst) {
-        errors.push(format!("limits.anonymous_burst: must be 1 to 1000000, got {anonymous_burst}"));
+        errors.push(format!(
+            "limits.anonymous_burst: must be 1 to 1000000, got {anonymous_burst}"
+        ));
     }
     let limits = Limits {
         anonymous_rate,
@@ -320,7 +326,12 @@ pub fn parse(
                 ));
                 continue;
             }
-            let window = duration(&format!("{field}.window"), Some(&c.window), Duration::from_secs(30), &mut errors);
+            let window = duration(
+                &format!("{field}.window"),
+                Some(&c.window),
+                Duration::from_secs(30),
+                &mut errors,
+            );
             let upstream = match upstreams(&c.upstream) {
                 Ok(u) => u,
                 Err(e) => {
@@ -456,9 +467,14 @@ mod tests {
         ] {
             assert!(error.contains(says), "{says} in {error}");
         }
-        let error = parse("g.toml", "public = []\nstagez = 1", &mut upstreams, &CanaryRegistry::default())
-            .unwrap_err()
-            .to_string();
+        let error = parse(
+            "g.toml",
+            "public = []\nstagez = 1",
+            &mut upstreams,
+            &CanaryRegistry::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("unknown field `stagez`"), "{error}");
     }
 

@@ -140,9 +140,7 @@ impl KeyCache {
             None => true,
             Some(Entry::Valid(key)) => {
                 now.duration_since(key.validated) < ttl
-                    && key
-                        .expire_micros
-                        .is_none_or(|e| e > kit_values::now_micros())
+                    && key.expire_micros.is_none_or(|e| e > kit_values::now_micros())
             }
             Some(Entry::Refused(..)) => now.duration_since(slot.made) < REFUSAL_TTL,
         }
@@ -152,7 +150,9 @@ impl KeyCache {
     /// many calls bring it at the same moment.
     pub async fn key(&self, secret: &str) -> Result<Arc<CachedKey>, Status> {
         if secret.is_empty() || secret.len() > MAX_KEY_LEN {
-            return Err(Status::unauthenticated("the API key is not valid: check x-api-key"));
+            return Err(Status::unauthenticated(
+                "the API key is not valid: check x-api-key",
+            ));
         }
         let now = Instant::now();
         let slot = {
@@ -165,7 +165,9 @@ impl KeyCache {
                     };
                     match slots.get(secret) {
                         // Another call already replaced the stale slot.
-                        Some(current) if stale.as_ref().is_none_or(|s| !Arc::ptr_eq(s, current)) => current.clone(),
+                        Some(current) if stale.as_ref().is_none_or(|s| !Arc::ptr_eq(s, current)) => {
+                            current.clone()
+                        }
                         _ => {
                             if slots.len() >= MAX_ENTRIES {
                                 slots.retain(|_, s| matches!(s.entry.get(), Some(Entry::Valid(_))));
@@ -211,7 +213,9 @@ impl KeyCache {
             }
         };
         let (Some(key), Some(plan), Some(developer)) = (v.key, v.plan, v.developer) else {
-            return Err(Status::internal("apikeys answered without the key, plan or developer"));
+            return Err(Status::internal(
+                "apikeys answered without the key, plan or developer",
+            ));
         };
         let header = |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""));
         let limiter = self.limiters.for_key(&key.key_id, &plan);
@@ -246,7 +250,9 @@ impl KeyCache {
                 .filter_map(|p| MethodPattern::parse(p).ok())
                 .collect(),
             stages: plan.stages.clone(),
-            expire_micros: key.expire_time.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000)),
+            expire_micros: key
+                .expire_time
+                .map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000)),
             limiter,
             quota,
             validated: Instant::now(),
@@ -258,7 +264,9 @@ impl KeyCache {
         if let Ok(mut slots) = self.slots.write() {
             slots.retain(|_, slot| match slot.entry.get() {
                 Some(Entry::Valid(k)) => {
-                    !keys.contains(&*k.key_id) && !developers.contains(&*k.developer_id) && !plans.contains(&k.plan_id)
+                    !keys.contains(&*k.key_id)
+                        && !developers.contains(&*k.developer_id)
+                        && !plans.contains(&k.plan_id)
                 }
                 // A refusal may be about to turn into a valid key (or the reverse).
                 Some(Entry::Refused(..)) => keys.is_empty() && developers.is_empty() && plans.is_empty(),
@@ -291,7 +299,10 @@ impl KeyCache {
         // Changes are sent again until they settle; each is applied once.
         let mut applied: HashSet<i64> = HashSet::new();
         loop {
-            match client.list_changes(pb::ListChangesRequest { after: cursor }).await {
+            match client
+                .list_changes(pb::ListChangesRequest { after: cursor })
+                .await
+            {
                 Ok(answer) => {
                     let answer = answer.into_inner();
                     if cursor < 0 {
@@ -301,7 +312,8 @@ impl KeyCache {
                         applied.clear();
                         cursor = answer.cursor;
                     } else {
-                        let (mut keys, mut developers, mut plans) = (HashSet::new(), HashSet::new(), HashSet::new());
+                        let (mut keys, mut developers, mut plans) =
+                            (HashSet::new(), HashSet::new(), HashSet::new());
                         for change in &answer.changes {
                             if !applied.insert(change.cursor) {
                                 continue;
@@ -317,7 +329,12 @@ impl KeyCache {
                             }
                         }
                         if !(keys.is_empty() && developers.is_empty() && plans.is_empty()) {
-                            tracing::debug!(?keys, ?developers, ?plans, "dropping changed keys from the cache");
+                            tracing::debug!(
+                                ?keys,
+                                ?developers,
+                                ?plans,
+                                "dropping changed keys from the cache"
+                            );
                             self.forget(&keys, &developers, &plans);
                         }
                         cursor = answer.cursor;

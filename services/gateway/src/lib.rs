@@ -122,7 +122,8 @@ impl Shared {
 fn read_config(path: &std::path::Path, canaries: &CanaryRegistry) -> Result<(String, Routes), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut upstreams = |url: &str| proxy::Upstream::new(url).map(Arc::new);
-    let routes = config::parse(&path.display().to_string(), &text, &mut upstreams, canaries).map_err(|e| e.to_string())?;
+    let routes = config::parse(&path.display().to_string(), &text, &mut upstreams, canaries)
+        .map_err(|e| e.to_string())?;
     Ok((text, routes))
 }
 
@@ -143,13 +144,19 @@ pub async fn serve(
         Some(t) => t.clone(),
         None => kit::config::admin_token_file(&args.data_dir)?,
     };
-    let bearer = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "the admin token is not printable ASCII")?;
-    let apikeys: ApiKeysClient = pb::ferrymesh::apikeys::v1::api_keys_service_client::ApiKeysServiceClient::with_interceptor(
-        kit::client::Upstream::new(&config.apikeys_url, config.apikeys_timeout)?,
-        Bearer(bearer),
-    );
+    let bearer = http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the admin token is not printable ASCII")?;
+    let apikeys: ApiKeysClient =
+        pb::ferrymesh::apikeys::v1::api_keys_service_client::ApiKeysServiceClient::with_interceptor(
+            kit::client::Upstream::new(&config.apikeys_url, config.apikeys_timeout)?,
+            Bearer(bearer),
+        );
     let quotas = Arc::new(Quotas::default());
-    let keys = Arc::new(KeyCache::new(apikeys.clone(), routes.limits.key_cache_ttl, quotas.clone()));
+    let keys = Arc::new(KeyCache::new(
+        apikeys.clone(),
+        routes.limits.key_cache_ttl,
+        quotas.clone(),
+    ));
     let shared = Arc::new(Shared {
         routes: RwLock::new(Arc::new(routes)),
         generation: AtomicU64::new(1),
@@ -279,8 +286,14 @@ pub async fn serve(
         tokio::time::sleep(args.drain_delay).await;
     }
     drop(listener);
-    if tokio::time::timeout(args.shutdown_timeout, graceful.shutdown()).await.is_err() {
-        tracing::warn!("in-flight calls did not finish within {:?}; stopped anyway", args.shutdown_timeout);
+    if tokio::time::timeout(args.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight calls did not finish within {:?}; stopped anyway",
+            args.shutdown_timeout
+        );
     }
     background.abort_all();
     let _one = flushing.lock().await;
@@ -298,7 +311,11 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
         Ok(c) => c,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -86,7 +86,12 @@ impl Limiters {
                 methods: plan
                     .method_rate_limits
                     .iter()
-                    .filter_map(|m| Some((MethodPattern::parse(&m.method).ok()?, bucket(m.rate_limit, m.burst_limit)?)))
+                    .filter_map(|m| {
+                        Some((
+                            MethodPattern::parse(&m.method).ok()?,
+                            bucket(m.rate_limit, m.burst_limit)?,
+                        ))
+                    })
                     .collect(),
             })
         };
@@ -198,7 +203,10 @@ impl Quotas {
         let Ok(mut cells) = self.cells.lock() else {
             return fresh();
         };
-        let cell = cells.entry(developer_id.to_string()).or_insert_with(fresh).clone();
+        let cell = cells
+            .entry(developer_id.to_string())
+            .or_insert_with(fresh)
+            .clone();
         if let Ok(mut s) = cell.state.lock() {
             s.limit = limit;
             if s.period != period || s.period_start != start {

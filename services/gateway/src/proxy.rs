@@ -103,13 +103,7 @@ impl Upstream {
 
 /// The gRPC status of a response, if it is in the headers (trailers-only).
 pub fn header_status(response: &Response<Body>) -> Option<i32> {
-    response
-        .headers()
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    response.headers().get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 pin_project_lite::pin_project! {
@@ -180,7 +174,13 @@ mod tests {
     fn upstreams_are_plain_host_and_port() {
         assert!(Upstream::new("http://127.0.0.1:50051").is_ok());
         assert!(Upstream::new("http://127.0.0.1:50051/").is_ok());
-        for bad in ["127.0.0.1:50051", "http://127.0.0.1", "http://h:1/path", "ftp://h:1", ""] {
+        for bad in [
+            "127.0.0.1:50051",
+            "http://127.0.0.1",
+            "http://h:1/path",
+            "ftp://h:1",
+            "",
+        ] {
             assert!(Upstream::new(bad).is_err(), "{bad}");
         }
     }

@@ -46,7 +46,10 @@ fn visible(set: &FileDescriptorSet, show: &dyn Fn(&str) -> bool) -> FileDescript
             let mut methods = HashMap::new();
             let all = std::mem::take(&mut service.method);
             for (m, method) in all.into_iter().enumerate() {
-                if show(&format!("/{package}.{name}/{}", method.name.as_deref().unwrap_or_default())) {
+                if show(&format!(
+                    "/{package}.{name}/{}",
+                    method.name.as_deref().unwrap_or_default()
+                )) {
                     methods.insert(m as i32, service.method.len() as i32);
                     service.method.push(method);
                 }
@@ -120,7 +123,13 @@ impl ReflectionCache {
 #[cfg(test)]
 fn method_count(set: &[u8]) -> usize {
     FileDescriptorSet::decode(set)
-        .map(|s| s.file.iter().flat_map(|f| &f.service).map(|s| s.method.len()).sum())
+        .map(|s| {
+            s.file
+                .iter()
+                .flat_map(|f| &f.service)
+                .map(|s| s.method.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -131,11 +140,17 @@ mod tests {
     #[test]
     fn only_visible_methods_remain() {
         let every = FileDescriptorSet::decode(crate::EVERY_DESCRIPTOR_SET).unwrap();
-        let catalog_get = visible(&every, &|m| m == "/ferrymesh.catalog.v1.CatalogService/GetProduct");
+        let catalog_get = visible(&every, &|m| {
+            m == "/ferrymesh.catalog.v1.CatalogService/GetProduct"
+        });
         let methods: Vec<_> = catalog_get
             .file
             .iter()
-            .flat_map(|f| f.service.iter().flat_map(|s| s.method.iter().map(|m| m.name.clone().unwrap_or_default())))
+            .flat_map(|f| {
+                f.service
+                    .iter()
+                    .flat_map(|s| s.method.iter().map(|m| m.name.clone().unwrap_or_default()))
+            })
             .collect();
         assert_eq!(methods, ["GetProduct"]);
         // Its comment moved with it: the first (and only) method of the first service.

@@ -17,11 +17,11 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
+use crate::Shared;
 use crate::canary::Canary;
 use crate::config::package_of;
 use crate::keys::CachedKey;
 use crate::proxy::{Observed, Upstream, header_status};
-use crate::Shared;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
@@ -119,7 +119,10 @@ where
                 ))
                 .into_http());
             }
-            let secret = request.headers().get("x-api-key").map(|v| v.to_str().unwrap_or_default());
+            let secret = request
+                .headers()
+                .get("x-api-key")
+                .map(|v| v.to_str().unwrap_or_default());
             if reflection_call && secret.is_none() {
                 let open = |m: &str| routes.is_public(m) && routes.is_anonymous(m);
                 return Ok(reflect(&shared, "", &open, request).await);
@@ -205,7 +208,10 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let path = request.uri().path();
         let checked = match request.extensions().get::<Caller>() {
-            Some(Caller::Key(key)) => key.limiter.check(path).map_err(|wait| (wait, format!("plan `{}`", key.plan_id))),
+            Some(Caller::Key(key)) => key
+                .limiter
+                .check(path)
+                .map_err(|wait| (wait, format!("plan `{}`", key.plan_id))),
             Some(Caller::Anonymous) => self
                 .shared
                 .routes()
@@ -332,7 +338,9 @@ where
             (Some(Caller::Key(key)), Some(canary)) if canary.chooses(&key.key_id) => Some(canary.clone()),
             _ => None,
         };
-        let upstream = canary.as_ref().map_or_else(|| primary.clone(), |c| c.upstream.clone());
+        let upstream = canary
+            .as_ref()
+            .map_or_else(|| primary.clone(), |c| c.upstream.clone());
         let pass_key = routes.pass_api_key.contains(package);
         let headers = request.headers_mut();
         let forged: Vec<HeaderName> = headers.keys().filter(|n| gateway_only(n)).cloned().collect();
@@ -383,9 +391,10 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if let (Some(Caller::Key(key)), Some(route)) =
-            (request.extensions().get::<Caller>(), request.extensions().get::<Route>())
-        {
+        if let (Some(Caller::Key(key)), Some(route)) = (
+            request.extensions().get::<Caller>(),
+            request.extensions().get::<Route>(),
+        ) {
             self.shared
                 .meter
                 .count(&key.key_id, &key.developer_id, request.uri().path(), &route.stage);
@@ -414,10 +423,14 @@ impl Service<Request<Body>> for Forward {
         // The caller's own trace continues through the gateway's span.
         kit::client::inject_current_context(request.headers_mut());
         Box::pin(async move {
-            let response = route.upstream.clone().forward(request).await;
+            let mut response = route.upstream.clone().forward(request).await;
             let Some(canary) = route.canary else {
                 return Ok(response);
             };
+            // Tells the caller (and a test) which side served it.
+            response
+                .headers_mut()
+                .insert("x-ferrymesh-canary", HeaderValue::from_static("true"));
             if let Some(code) = header_status(&response) {
                 canary.record(code);
                 return Ok(response);

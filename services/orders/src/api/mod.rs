@@ -24,6 +24,44 @@ fn order_id(text: &str) -> Result<String, OrdersError> {
     Ok(text.to_string())
 }
 
+/// The metadata the gateway sets, and only the gateway (it removes a
+/// caller's own), naming the customer its API key belongs to.
+pub(crate) const CALLER_EMAIL: &str = "x-ferrymesh-customer-email";
+
+/// The customer the gateway vouches for, when the call came through it.
+fn caller<T>(request: &tonic::Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get(CALLER_EMAIL)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_ascii_lowercase)
+}
+
+/// An order as a gateway caller may see it: someone else's is NOT_FOUND,
+/// exactly as a missing one, so no key holder learns which ids exist.
+fn owned(order: crate::domain::Order, caller: Option<&str>) -> Result<crate::domain::Order, OrdersError> {
+    match caller {
+        Some(email) if !order.customer_email.eq_ignore_ascii_case(email) => {
+            Err(OrdersError::NotFound(order.order_id))
+        }
+        _ => Ok(order),
+    }
+}
+
+/// The customer a gateway caller acts as: their own when the request names
+/// none; PERMISSION_DENIED when it names someone else.
+fn as_caller(requested: &str, caller: Option<&str>, what: &str) -> Result<String, Status> {
+    match caller {
+        None => Ok(requested.to_string()),
+        Some(email) if requested.is_empty() || requested.eq_ignore_ascii_case(email) => Ok(email.to_string()),
+        Some(email) => Err(Status::permission_denied(format!(
+            "your API key belongs to {email}; it may {what} only for that customer, not {}",
+            kit_values::quoted(requested)
+        ))),
+    }
+}
+
 /// Checks a page request and an optional customer filter.
 /// The customer filter and the page; `filters` names the other filters of
 /// the list, so a page token works only for the query it was issued for.

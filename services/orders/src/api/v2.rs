@@ -33,7 +33,9 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         &self,
         request: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
-        let r = request.into_inner();
+        let caller = super::caller(&request);
+        let mut r = request.into_inner();
+        r.customer_email = super::as_caller(&r.customer_email, caller.as_deref(), "place orders")?;
         let shipping = match pb::ShippingOption::try_from(r.shipping_option) {
             Ok(pb::ShippingOption::Express) => ShippingOption::Express,
             Ok(pb::ShippingOption::Standard | pb::ShippingOption::Unspecified) => ShippingOption::Standard,
@@ -73,7 +75,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
         let id = order_id(&request.get_ref().order_id)?;
-        let order = self.core.get(&id).await?;
+        let order = super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(to_v2(order)?),
         }))
@@ -83,7 +85,9 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let r = request.into_inner();
+        let caller = super::caller(&request);
+        let mut r = request.into_inner();
+        r.customer_email = super::as_caller(&r.customer_email, caller.as_deref(), "list orders")?;
         let mut v = Violations::new();
         let (customer_email, page) = page_and_customer(
             &r.customer_email,
@@ -122,8 +126,10 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let caller = super::caller(&request);
         let r = request.into_inner();
         let id = order_id(&r.order_id)?;
+        super::owned(self.core.get(&id).await?, caller.as_deref())?;
         if r.reason.chars().count() > 500 {
             let mut v = Violations::new();
             v.add("reason", "must be at most 500 characters");
@@ -142,6 +148,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let id = order_id(&request.get_ref().order_id)?;
+        super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
         let updates = self.core.watch(&id).await?;
         let stream = futures_util::StreamExt::map(ReceiverStream::new(updates), |update| {
             let order = update.and_then(to_v2).map_err(Status::from)?;
