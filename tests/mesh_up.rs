@@ -238,7 +238,11 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
     let examples: Vec<&str> = readme
         .lines()
-        .filter(|l| l.starts_with("grpcurl ") || l.starts_with("ferrymesh workflow "))
+        .filter(|l| {
+            l.starts_with("grpcurl ")
+                || l.starts_with("ferrymesh workflow ")
+                || l.starts_with("ferrymesh keys ")
+        })
         .collect();
     assert!(
         examples.len() >= 15,
@@ -260,7 +264,10 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
         std::env::var("PATH").unwrap_or_default()
     );
     let workflow_url = format!("http://127.0.0.1:{}", 50056 + offset);
+    let apikeys_url = format!("http://127.0.0.1:{}", 50057 + offset);
     let mut order_id = String::new();
+    // The key RegisterDeveloper printed, as the reader exports it.
+    let mut api_key = String::new();
     for example in examples {
         let mut line = example.replace("ORDER_ID", &order_id);
         for port in crate::support::MESH_PORTS {
@@ -280,11 +287,19 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
             .arg(&line)
             .env("PATH", &path)
             .env("FERRYMESH_WORKFLOW_URL", &workflow_url)
+            .env("FERRYMESH_APIKEYS_URL", &apikeys_url)
+            .env("FERRYMESH_DATA_DIR", data.path())
+            .env("FERRYMESH_KEY", &api_key)
             .current_dir(data.path())
             .output()
             .unwrap();
         let said = text(&output);
-        let meant_to_fail = line.contains(r#""page_size": -1"#) || line.contains("4000 0000 0000 0002");
+        let meant_to_fail = line.contains(r#""page_size": -1"#)
+            || line.contains("4000 0000 0000 0002")
+            || (example.contains("127.0.0.1:8080 ")
+                && !example.contains("x-api-key")
+                && !example.contains("RegisterDeveloper")
+                && !example.contains(" list"));
         if meant_to_fail {
             assert!(
                 !output.status.success() && said.contains("Code: "),
@@ -306,8 +321,14 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
         } else {
             assert!(output.status.success(), "{line}\n{said}");
         }
-        if line.contains("OrdersService/PlaceOrder") {
-            let placed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        if line.contains("DeveloperPortalService/RegisterDeveloper") {
+            let registered: serde_json::Value =
+                serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{line}\n{said}\n{e}"));
+            api_key = registered["secret"].as_str().unwrap().to_string();
+        }
+        if line.starts_with("grpcurl ") && line.contains("OrdersService/PlaceOrder") {
+            let placed: serde_json::Value =
+                serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{line}\n{said}\n{e}"));
             order_id = placed["order"]["orderId"].as_str().unwrap().to_string();
         }
     }

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod keys_cmd;
 mod load;
 mod mesh;
 mod up;
@@ -30,6 +31,8 @@ enum Command {
     Up(UpArgs),
     /// Generate load at a fixed arrival rate and report throughput and latency.
     Load(load::LoadArgs),
+    /// Operate API keys: plans, developers and keys, usage, invoices.
+    Keys(keys_cmd::KeysArgs),
     /// Read workflow executions: list, describe, history, graph.
     Workflow(workflow_cmd::WorkflowArgs),
     /// Run one service in this process (what `up` starts for each service).
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         }
         Command::Up(args) => in_runtime(up::run(args)),
         Command::Workflow(args) => in_runtime(workflow_cmd::run(args)),
+        Command::Keys(args) => in_runtime(keys_cmd::run(args)),
         Command::Load(args) => in_runtime(load::run(args)),
     }
 }

@@ -124,8 +124,10 @@ where
                 .get("x-api-key")
                 .map(|v| v.to_str().unwrap_or_default());
             if reflection_call && secret.is_none() {
-                let open = |m: &str| routes.is_public(m) && routes.is_anonymous(m);
-                return Ok(reflect(&shared, "", &open, request).await);
+                // Without a key, every public method: tools can build the
+                // call, and the call itself says a key is needed.
+                let public = |m: &str| routes.is_public(m);
+                return Ok(reflect(&shared, "", &public, request).await);
             }
             let key = match secret {
                 None if routes.is_anonymous(path) => {
