@@ -101,23 +101,24 @@ impl Canary {
             }
             (seen.len() as u64, seen.iter().filter(|(_, f)| *f).count() as u64)
         };
-        if calls >= self.min_calls && faults as f64 / calls as f64 > self.max_error_rate {
-            if !self.off.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    stage = %self.stage,
-                    package = %self.package,
-                    upstream = %self.upstream.url(),
-                    calls,
-                    faults,
-                    max_error_rate = self.max_error_rate,
-                    "canary switched off: its fault rate passed the threshold; every call goes to the primary now"
-                );
-                if let Some(health) = self.health.clone() {
-                    let name = self.health_name();
-                    tokio::spawn(async move {
-                        health.set_service_status(name, ServingStatus::NotServing).await;
-                    });
-                }
+        if calls >= self.min_calls
+            && faults as f64 / calls as f64 > self.max_error_rate
+            && !self.off.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                stage = %self.stage,
+                package = %self.package,
+                upstream = %self.upstream.url(),
+                calls,
+                faults,
+                max_error_rate = self.max_error_rate,
+                "canary switched off: its fault rate passed the threshold; every call goes to the primary now"
+            );
+            if let Some(health) = self.health.clone() {
+                let name = self.health_name();
+                tokio::spawn(async move {
+                    health.set_service_status(name, ServingStatus::NotServing).await;
+                });
             }
         }
     }

@@ -117,10 +117,10 @@ impl Meter {
                 }
             }
         }
-        if !failed.is_empty() {
-            if let Ok(mut unsent) = self.unsent.lock() {
-                unsent.extend(failed);
-            }
+        if !failed.is_empty()
+            && let Ok(mut unsent) = self.unsent.lock()
+        {
+            unsent.extend(failed);
         }
     }
 

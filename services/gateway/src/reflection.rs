@@ -97,7 +97,7 @@ impl ReflectionCache {
             return Ok(found);
         }
         let every = FileDescriptorSet::decode(crate::EVERY_DESCRIPTOR_SET)
-            .map_err(|e| tonic_reflection::server::Error::DecodeError(e))?;
+            .map_err(tonic_reflection::server::Error::DecodeError)?;
         let mine = visible(&every, show);
         let health = FileDescriptorSet::decode(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .map_err(tonic_reflection::server::Error::DecodeError)?;

@@ -258,23 +258,22 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let _ = &self.shared;
-        if let Some(Caller::Key(key)) = request.extensions().get::<Caller>() {
-            if let Some(quota) = &key.quota {
-                if let Err(exceeded) = quota.admit(kit_values::now_micros()) {
-                    let resets = kit_values::rfc3339(exceeded.resets_at);
-                    return Either::Left(refuse(Status::with_error_details(
-                        Code::ResourceExhausted,
-                        format!(
-                            "the quota of {} calls of plan `{}` is used up until {resets}",
-                            exceeded.limit, key.plan_id
-                        ),
-                        ErrorDetails::with_quota_failure_violation(
-                            format!("developer:{}", key.developer_id),
-                            format!("{} calls per period; resets at {resets}", exceeded.limit),
-                        ),
-                    )));
-                }
-            }
+        if let Some(Caller::Key(key)) = request.extensions().get::<Caller>()
+            && let Some(quota) = &key.quota
+            && let Err(exceeded) = quota.admit(kit_values::now_micros())
+        {
+            let resets = kit_values::rfc3339(exceeded.resets_at);
+            return Either::Left(refuse(Status::with_error_details(
+                Code::ResourceExhausted,
+                format!(
+                    "the quota of {} calls of plan `{}` is used up until {resets}",
+                    exceeded.limit, key.plan_id
+                ),
+                ErrorDetails::with_quota_failure_violation(
+                    format!("developer:{}", key.developer_id),
+                    format!("{} calls per period; resets at {resets}", exceeded.limit),
+                ),
+            )));
         }
         Either::Right(self.inner.call(request))
     }
@@ -321,13 +320,13 @@ where
             ))));
         };
         let caller = request.extensions().get::<Caller>().cloned();
-        if let Some(Caller::Key(key)) = &caller {
-            if !key.allows_stage(&stage.name) {
-                return Either::Left(refuse(Status::permission_denied(format!(
-                    "your plan `{}` may not call stage {:?}",
-                    key.plan_id, stage_name
-                ))));
-            }
+        if let Some(Caller::Key(key)) = &caller
+            && !key.allows_stage(&stage.name)
+        {
+            return Either::Left(refuse(Status::permission_denied(format!(
+                "your plan `{}` may not call stage {:?}",
+                key.plan_id, stage_name
+            ))));
         }
         let path = request.uri().path();
         let package = package_of(path).unwrap_or_default();
