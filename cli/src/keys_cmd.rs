@@ -93,6 +93,10 @@ enum KeysCommand {
         /// The key's id [default: DEVELOPER-1].
         #[arg(long)]
         key_id: Option<String>,
+        /// Issue this many keys (DEVELOPER-1 ... DEVELOPER-N), one secret per
+        /// line, for load tests and bulk provisioning.
+        #[arg(long, default_value_t = 1, conflicts_with = "key_id")]
+        count: u32,
     },
     /// Keys, optionally of one developer (prefixes only; secrets are never shown again).
     List {
@@ -347,6 +351,7 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
             email,
             plan,
             key_id,
+            count,
         } => {
             client
                 .create_developer(admin.request(pb::CreateDeveloperRequest {
@@ -357,6 +362,28 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
                 }))
                 .await
                 .map_err(status)?;
+            if count > 1 {
+                let ids: Vec<String> = (1..=count).map(|i| format!("{developer_id}-{i}")).collect();
+                for chunk in ids.chunks(32) {
+                    let made = futures_util::future::join_all(chunk.iter().map(|id| {
+                        let mut client = client.clone();
+                        let request = admin.request(pb::CreateApiKeyRequest {
+                            key_id: id.clone(),
+                            developer_id: developer_id.clone(),
+                            name: String::new(),
+                        });
+                        async move { client.create_api_key(request).await }
+                    }))
+                    .await;
+                    for m in made {
+                        let secret = m.map_err(status)?.into_inner().secret;
+                        if !secret.is_empty() {
+                            println!("{secret}");
+                        }
+                    }
+                }
+                return Ok(());
+            }
             let created = client
                 .create_api_key(admin.request(pb::CreateApiKeyRequest {
                     key_id: key_id.unwrap_or_else(|| format!("{developer_id}-1")),
