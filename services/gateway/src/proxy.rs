@@ -1,9 +1,9 @@
-//! Forwarding: one pooled HTTP/2 client for every upstream, requests sent on
+//! Forwarding: a few HTTP/2 connections to each upstream, requests sent on
 //! with their bodies untouched (unary and streaming alike), answers streamed
 //! back as they come.
 
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,37 +11,35 @@ use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tonic::body::Body;
 
-type HttpClient = Client<HttpConnector, Body>;
+/// Most HTTP/2 connections kept to each upstream: one per gateway worker
+/// thread (its connection task runs on that worker, beside the calls that
+/// use it), which also lets a multi-core upstream use its cores.
+const CONNECTIONS_PER_UPSTREAM: usize = 16;
 
-fn client() -> &'static HttpClient {
-    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            // Larger windows than the 64 KiB default keep big messages and
-            // many concurrent streams from stalling on flow control.
-            .http2_initial_stream_window_size(1 << 20)
-            .http2_initial_connection_window_size(8 << 20)
-            .build(connector)
-    })
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// An upstream address, e.g. `http://127.0.0.1:50051`.
+/// Names the calling thread as gateway worker `index`, whose calls use
+/// their own connection to each upstream.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+type Sender = hyper::client::conn::http2::SendRequest<Body>;
+
+/// An upstream address, e.g. `http://127.0.0.1:50051`, and the HTTP/2
+/// connections to it, made when first needed and again when one closes.
 #[derive(Debug)]
 pub struct Upstream {
     url: String,
     scheme: Scheme,
     authority: Authority,
+    senders: Vec<RwLock<Option<Sender>>>,
+    connecting: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Upstream {
@@ -62,6 +60,10 @@ impl Upstream {
                     url: url.trim_end_matches('/').to_string(),
                     scheme,
                     authority,
+                    senders: (0..CONNECTIONS_PER_UPSTREAM).map(|_| RwLock::new(None)).collect(),
+                    connecting: (0..CONNECTIONS_PER_UPSTREAM)
+                        .map(|_| tokio::sync::Mutex::new(()))
+                        .collect(),
                 })
             }
             _ => Err(format!(
@@ -73,6 +75,50 @@ impl Upstream {
     /// The address as configured.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    fn open(&self, slot: usize) -> Option<Sender> {
+        let sender = self.senders[slot].read().ok()?.clone()?;
+        (!sender.is_closed()).then_some(sender)
+    }
+
+    /// A connection for the next call: an open one, or a new one made by
+    /// one caller while the others of the same slot wait for it.
+    async fn sender(&self) -> Result<Sender, String> {
+        let slot = WORKER.with(std::cell::Cell::get) % CONNECTIONS_PER_UPSTREAM;
+        if let Some(sender) = self.open(slot) {
+            return Ok(sender);
+        }
+        let _one = self.connecting[slot].lock().await;
+        if let Some(sender) = self.open(slot) {
+            return Ok(sender);
+        }
+        let address = self.authority.as_str();
+        let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(address))
+            .await
+            .map_err(|_| format!("connecting to {address} timed out"))?
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            // Larger windows than the 64 KiB default keep big messages and
+            // many concurrent streams from stalling on flow control.
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(8 << 20)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake with {address} failed: {e}"))?;
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(upstream = %url, %error, "upstream connection ended");
+            }
+        });
+        if let Ok(mut s) = self.senders[slot].write() {
+            *s = Some(sender.clone());
+        }
+        Ok(sender)
     }
 
     /// Sends the call on and answers with the upstream's response, or
@@ -87,7 +133,14 @@ impl Upstream {
             Ok(uri) => uri,
             Err(e) => return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http(),
         };
-        match client().request(Request::from_parts(parts, body)).await {
+        let sent = match self.sender().await {
+            Ok(mut sender) => sender
+                .send_request(Request::from_parts(parts, body))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error),
+        };
+        match sent {
             Ok(response) => response.map(Body::new),
             Err(error) => {
                 tracing::warn!(upstream = %self.url, error = %error, "upstream unreachable");
