@@ -440,3 +440,89 @@ impl Service<Request<Body>> for Forward {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex, RwLock};
+
+    use super::*;
+    use crate::canary::CanaryRegistry;
+    use crate::keys::{Bearer, KeyCache};
+    use crate::limits::Quotas;
+    use crate::metering;
+    use crate::reflection::ReflectionCache;
+
+    fn shared() -> Arc<Shared> {
+        let text = r#"
+            public = ["ferrymesh.catalog.v1.*"]
+            anonymous = ["ferrymesh.catalog.v1.CatalogService/GetProduct"]
+            [stages.prod.routes]
+            "ferrymesh.catalog.v1" = "http://127.0.0.1:1"
+            [stages.prod.variables]
+            tier = "gold"
+        "#;
+        let mut upstreams = |url: &str| Upstream::new(url).map(Arc::new);
+        let routes =
+            crate::config::parse("t.toml", text, &mut upstreams, &CanaryRegistry::default()).unwrap();
+        let client = crate::pb::ferrymesh::apikeys::v1::api_keys_service_client::ApiKeysServiceClient::with_interceptor(
+            kit::client::Upstream::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
+            Bearer(HeaderValue::from_static("Bearer x")),
+        );
+        let quotas = Arc::new(Quotas::default());
+        Arc::new(Shared {
+            routes: RwLock::new(Arc::new(routes)),
+            generation: AtomicU64::new(1),
+            keys: Arc::new(KeyCache::new(client, Duration::from_secs(30), quotas.clone())),
+            quotas,
+            meter: metering::Meter::default(),
+            reflection: ReflectionCache::default(),
+        })
+    }
+
+    /// Keeps the headers of the request it receives.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Option<http::HeaderMap>>>);
+
+    impl Service<Request<Body>> for Seen {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<Body>) -> Self::Future {
+            *self.0.lock().unwrap() = Some(request.headers().clone());
+            ready(Ok(Response::new(Body::empty())))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_router_sets_what_only_the_gateway_may_and_removes_forgeries() {
+        let seen = Seen::default();
+        let mut router = RouteLayer::new(shared()).layer(seen.clone());
+        let mut request = Request::builder()
+            .uri("/ferrymesh.catalog.v1.CatalogService/GetProduct")
+            .header("x-ferrymesh-customer-email", "someone-else@example.com")
+            .header("x-ferrymesh-developer-id", "forged")
+            .header("x-stage-var-tier", "forged")
+            .header("x-api-key", "fmk_secret")
+            .header("x-correlation-id", "kept")
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(Caller::Anonymous);
+        router.call(request).await.unwrap();
+        let headers = seen.0.lock().unwrap().clone().unwrap();
+        assert_eq!(headers.get("x-stage-var-tier").unwrap(), "gold");
+        assert_eq!(headers.get("x-ferrymesh-stage").unwrap(), "prod");
+        assert!(headers.get("x-ferrymesh-customer-email").is_none());
+        assert!(headers.get("x-ferrymesh-developer-id").is_none());
+        assert!(
+            headers.get("x-api-key").is_none(),
+            "the key goes only to pass_api_key packages"
+        );
+        assert_eq!(headers.get("x-correlation-id").unwrap(), "kept");
+    }
+}
