@@ -3,10 +3,7 @@
 use kit_values::{Amount, CalendarPeriod, MethodPattern, Violations, quoted};
 use serde::{Deserialize, Serialize};
 
-/// What every key's secret starts with, so secret scanners can find leaked ones.
-pub const KEY_PREFIX: &str = "fmk_";
-/// Random characters after the prefix: 40 alphanumerics, about 238 bits.
-pub const KEY_RANDOM_CHARS: usize = 40;
+pub use kit_values::{API_KEY_PREFIX as KEY_PREFIX, API_KEY_RANDOM_CHARS as KEY_RANDOM_CHARS};
 /// How much of a secret is kept in clear to recognise it by.
 pub const SHOWN_PREFIX_CHARS: usize = 12;
 /// How long a rotated key keeps working when the caller does not say.

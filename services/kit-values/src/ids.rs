@@ -86,6 +86,16 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
+        /// An API key is accepted exactly when it is the prefix and 40
+        /// alphanumerics; nothing, multi-byte text included, panics it.
+        #[test]
+        fn api_keys_have_one_shape(text in "fmk_[A-Za-z0-9]{38,42}|fmk_\\PC{40}|\\PC{0,60}") {
+            let shaped = text.len() == 44
+                && text.starts_with("fmk_")
+                && text.bytes().skip(4).all(|b| b.is_ascii_alphanumeric());
+            prop_assert_eq!(looks_like_api_key(&text), shaped);
+        }
+
         /// Ids are accepted exactly when they are 1 to 128 of the allowed characters.
         #[test]
         fn request_ids_are_bounded(text in "[A-Za-z0-9._:-]{0,140}|\\PC{0,20}") {
@@ -106,4 +116,19 @@ mod tests {
             }
         }
     }
+}
+
+/// What every API key's secret starts with, so secret scanners can find leaked ones.
+pub const API_KEY_PREFIX: &str = "fmk_";
+/// Random characters after the prefix: 40 alphanumerics, about 238 bits.
+pub const API_KEY_RANDOM_CHARS: usize = 40;
+
+/// Whether `text` has the shape of an API key's secret: checked before any
+/// lookup, so junk costs no database read and no network call.
+pub fn looks_like_api_key(text: &str) -> bool {
+    text.len() == API_KEY_PREFIX.len() + API_KEY_RANDOM_CHARS
+        && text.starts_with(API_KEY_PREFIX)
+        && text[API_KEY_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
 }

@@ -16,7 +16,10 @@ mod violations;
 
 pub use address::PostalAddress;
 pub use card::{Card, luhn_valid};
-pub use ids::{MAX_QUOTED_CHARS, check_request_id, check_sku, quoted};
+pub use ids::{
+    API_KEY_PREFIX, API_KEY_RANDOM_CHARS, MAX_QUOTED_CHARS, check_request_id, check_sku, looks_like_api_key,
+    quoted,
+};
 pub use methods::MethodPattern;
 pub use money::{Amount, MAX_UNITS, NANOS_PER_UNIT};
 pub use time::{CalendarPeriod, current_year_month, month_bounds, now_micros, rfc3339, timestamp};
