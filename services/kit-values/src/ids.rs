@@ -67,6 +67,21 @@ pub fn check_request_id(field: &str, text: &str, violations: &mut Violations) ->
     Some(text.to_string())
 }
 
+/// What every API key's secret starts with, so secret scanners can find leaked ones.
+pub const API_KEY_PREFIX: &str = "fmk_";
+/// Random characters after the prefix: 40 alphanumerics, about 238 bits.
+pub const API_KEY_RANDOM_CHARS: usize = 40;
+
+/// Whether `text` has the shape of an API key's secret: checked before any
+/// lookup, so junk costs no database read and no network call.
+pub fn looks_like_api_key(text: &str) -> bool {
+    text.len() == API_KEY_PREFIX.len() + API_KEY_RANDOM_CHARS
+        && text.starts_with(API_KEY_PREFIX)
+        && text[API_KEY_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -116,19 +131,4 @@ mod tests {
             }
         }
     }
-}
-
-/// What every API key's secret starts with, so secret scanners can find leaked ones.
-pub const API_KEY_PREFIX: &str = "fmk_";
-/// Random characters after the prefix: 40 alphanumerics, about 238 bits.
-pub const API_KEY_RANDOM_CHARS: usize = 40;
-
-/// Whether `text` has the shape of an API key's secret: checked before any
-/// lookup, so junk costs no database read and no network call.
-pub fn looks_like_api_key(text: &str) -> bool {
-    text.len() == API_KEY_PREFIX.len() + API_KEY_RANDOM_CHARS
-        && text.starts_with(API_KEY_PREFIX)
-        && text[API_KEY_PREFIX.len()..]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric())
 }
