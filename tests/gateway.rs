@@ -235,6 +235,27 @@ async fn keys_plans_and_stages_are_checked_at_the_gateway() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(status.message().contains("beta, prod"), "{status:?}");
 
+    // Signing up needs no key, but all callers without one share a bucket
+    // (5 a second, burst 20): a flood is refused before it reaches apikeys.
+    let portal = apb::developer_portal_service_client::DeveloperPortalServiceClient::new(channel(gw.addr));
+    let signups = join_all((0..40).map(|i| {
+        let mut portal = portal.clone();
+        async move {
+            portal
+                .register_developer(apb::RegisterDeveloperRequest {
+                    email: format!("flood{i}@example.com"),
+                    name: "Flood".into(),
+                })
+                .await
+        }
+    }))
+    .await;
+    let admitted = signups.iter().filter(|s| s.is_ok()).count();
+    assert!((20..=21).contains(&admitted), "the anonymous burst: {admitted}");
+    let refused = signups.iter().find_map(|s| s.as_ref().err()).unwrap();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("calls without a key"), "{refused:?}");
+
     // Revocation reaches the gateway through the change feed within 2 s.
     gw.apikeys
         .clone()
