@@ -383,3 +383,129 @@ async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
         assert!(process.wait_exit(Duration::from_secs(15)).await.success());
     }
 }
+
+#[tokio::test]
+async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
+    use apikeys::pb::ferrymesh::apikeys::v1 as apb;
+
+    let (collector, endpoint) = Collector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    let token = "tracing-test-admin-token";
+    let (_apikeys, apikeys_addr) = serve("apikeys", data.path(), &["--admin-token", token], &[]).await;
+    let (_catalog, catalog_addr) = serve("catalog", data.path(), &[], &env).await;
+    let file = data.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "public = [\"ferrymesh.catalog.v1.*\"]\n[stages.prod.routes]\n\"ferrymesh.catalog.v1\" = \"http://{catalog_addr}\"\n"
+        ),
+    )
+    .unwrap();
+    let (_gateway, gateway_addr) = serve(
+        "gateway",
+        data.path(),
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--apikeys-url",
+            &format!("http://{apikeys_addr}"),
+            "--admin-token",
+            token,
+        ],
+        &env,
+    )
+    .await;
+    let mut admin =
+        apb::api_keys_service_client::ApiKeysServiceClient::connect(format!("http://{apikeys_addr}"))
+            .await
+            .unwrap();
+    fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+    admin
+        .create_developer(bearer(
+            apb::CreateDeveloperRequest {
+                developer_id: "tia".into(),
+                email: "tia@example.com".into(),
+                name: "Tia".into(),
+                plan_id: "free".into(),
+            },
+            token,
+        ))
+        .await
+        .unwrap();
+    let secret = admin
+        .create_api_key(bearer(
+            apb::CreateApiKeyRequest {
+                key_id: "tia-1".into(),
+                developer_id: "tia".into(),
+                name: String::new(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+
+    // No traceparent: the gateway's span is the root of the trace.
+    let mut client = CatalogServiceClient::connect(format!("http://{gateway_addr}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(GetProductRequest {
+        product_id: "mug".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", secret.parse().unwrap());
+    client.get_product(request).await.unwrap();
+
+    let name = "ferrymesh.catalog.v1.CatalogService/GetProduct";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (gateway_span, catalog_span) = loop {
+        let spans = collector.spans.lock().unwrap().clone();
+        let of_service = |service: &str| {
+            spans
+                .iter()
+                .find(|(resource, s)| {
+                    s.name == name && attribute(resource, "service.name") == string(service).as_ref()
+                })
+                .map(|(_, s)| s.clone())
+        };
+        if let (Some(g), Some(c)) = (of_service("gateway"), of_service("catalog")) {
+            break (g, c);
+        }
+        assert!(Instant::now() < deadline, "spans: {:?}", collector.names());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        gateway_span.parent_span_id.is_empty(),
+        "the gateway's span is the root"
+    );
+    assert_eq!(gateway_span.kind, span::SpanKind::Server as i32);
+    assert_eq!(
+        attribute(&gateway_span.attributes, "ferrymesh.api_key_id"),
+        string("tia-1").as_ref()
+    );
+    assert_eq!(
+        attribute(&gateway_span.attributes, "ferrymesh.stage"),
+        string("prod").as_ref()
+    );
+    let attributes = format!("{:?}", gateway_span.attributes);
+    assert!(!attributes.contains(&secret), "the key itself is never recorded");
+    assert_eq!(
+        catalog_span.trace_id, gateway_span.trace_id,
+        "one trace through the gateway"
+    );
+    assert_eq!(
+        catalog_span.parent_span_id, gateway_span.span_id,
+        "catalog's span is the gateway's child"
+    );
+}

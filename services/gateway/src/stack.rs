@@ -362,6 +362,12 @@ where
         for (name, value) in &stage.variables {
             headers.insert(name.clone(), value.clone());
         }
+        // The server span (the current one) says whose call it is and where it went.
+        let span = tracing::Span::current();
+        if let Some(Caller::Key(key)) = &caller {
+            span.record("ferrymesh.api_key_id", &*key.key_id);
+        }
+        span.record("ferrymesh.stage", &*stage.name);
         let stage = stage.name.clone();
         request.extensions_mut().insert(Route {
             upstream,

@@ -126,6 +126,10 @@ where
                 rpc.method = %method,
                 rpc.grpc.status_code = tracing::field::Empty,
                 correlation_id = %correlation_id,
+                // Set by the gateway once it knows them: the key's id (never
+                // the key) and the stage, to find a key holder's calls.
+                ferrymesh.api_key_id = tracing::field::Empty,
+                ferrymesh.stage = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
             );
