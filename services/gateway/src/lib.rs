@@ -307,12 +307,11 @@ pub async fn serve(
             // Outermost: the correlation id and the server span cover every
             // refusal below, and the trace context reaches the upstream.
             .layer(kit::rpc_telemetry::RpcTelemetryLayer::new(args.handler_timeout))
-            // Bounds the calls in progress, as on every service; calls past it wait.
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                args.concurrency_limit,
-            ))
-            // `--fault` works here as on every service, for demos of a slow gateway.
-            .layer(kit::fault::FaultLayer::new(args.fault.clone()))
+            // `--fault` works here as on every service, for demos of a slow
+            // gateway; absent, it costs nothing. (No global concurrency
+            // limit: each connection's streams are capped, and the gateway
+            // does no work that queues.)
+            .option_layer((!args.fault.is_empty()).then(|| kit::fault::FaultLayer::new(args.fault.clone())))
             // Before any limit: an unknown caller must not spend a known key's
             // tokens, and a method outside the plan is refused for free.
             .layer(stack::AuthLayer::new(shared.clone()))
