@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tonic_health::ServingStatus;
@@ -157,29 +157,23 @@ impl CanaryRegistry {
             "{stage}\0{package}\0{}\0{percent}\0{max_error_rate}\0{window:?}\0{min_calls}",
             upstream.url()
         );
-        let Ok(mut canaries) = self.canaries.lock() else {
-            return Arc::new(self.make(
-                stage,
-                package,
-                upstream,
-                percent,
-                max_error_rate,
-                window,
-                min_calls,
-            ));
-        };
+        // A poisoned lock still holds a usable map: a panic cannot leave it half-written.
+        let mut canaries = self.canaries.lock().unwrap_or_else(PoisonError::into_inner);
         canaries
             .entry(id)
             .or_insert_with(|| {
-                let canary = Arc::new(self.make(
-                    stage,
-                    package,
+                let canary = Arc::new(Canary {
+                    stage: stage.to_string(),
+                    package: package.to_string(),
                     upstream,
-                    percent,
+                    basis_points: (percent * 100.0).round() as u64,
                     max_error_rate,
                     window,
                     min_calls,
-                ));
+                    off: AtomicBool::new(false),
+                    seen: Mutex::default(),
+                    health: self.health.clone(),
+                });
                 if let Some(health) = self.health.clone() {
                     let name = canary.health_name();
                     tokio::spawn(async move {
@@ -189,31 +183,6 @@ impl CanaryRegistry {
                 canary
             })
             .clone()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn make(
-        &self,
-        stage: &str,
-        package: &str,
-        upstream: Arc<Upstream>,
-        percent: f64,
-        max_error_rate: f64,
-        window: Duration,
-        min_calls: u64,
-    ) -> Canary {
-        Canary {
-            stage: stage.to_string(),
-            package: package.to_string(),
-            upstream,
-            basis_points: (percent * 100.0).round() as u64,
-            max_error_rate,
-            window,
-            min_calls,
-            off: AtomicBool::new(false),
-            seen: Mutex::default(),
-            health: self.health.clone(),
-        }
     }
 }
 

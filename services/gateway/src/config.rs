@@ -133,6 +133,8 @@ pub struct Limits {
 pub struct Stage {
     /// The stage's name.
     pub name: Arc<str>,
+    /// The name as the `x-ferrymesh-stage` value, made once.
+    pub header: HeaderValue,
     /// Package to upstream.
     pub routes: HashMap<String, Arc<Upstream>>,
     /// `x-stage-var-<name>` headers to send.
@@ -353,6 +355,8 @@ pub fn parse(
         stages.insert(
             name.clone(),
             Stage {
+                // Checked above: lowercase letters, digits and '-'.
+                header: HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("")),
                 name: name.as_str().into(),
                 routes,
                 variables,

@@ -356,9 +356,7 @@ where
             headers.insert("x-ferrymesh-developer-id", key.identity.developer_id.clone());
             headers.insert("x-ferrymesh-customer-email", key.identity.email.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&stage.name) {
-            headers.insert("x-ferrymesh-stage", v);
-        }
+        headers.insert("x-ferrymesh-stage", stage.header.clone());
         for (name, value) in &stage.variables {
             headers.insert(name.clone(), value.clone());
         }
