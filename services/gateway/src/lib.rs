@@ -412,7 +412,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     };
     runtime.block_on(async move {
         let args = config.server.clone();
-        let telemetry = match kit::telemetry::init("gateway", args.log_format, &args.log_level) {
+        let telemetry = match kit::telemetry::init("gateway", &args) {
             Ok(t) => t,
             Err(error) => {
                 eprintln!("gateway: {error}");
@@ -430,6 +430,13 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             }
             Ok(listener) => {
                 let local = listener.first().and_then(|l| l.local_addr().ok()).unwrap_or(addr);
+                if let Err(error) =
+                    kit::server::start_admin("gateway", &args, local, telemetry.prometheus()).await
+                {
+                    tracing::error!(%error, "cannot serve metrics");
+                    telemetry.shutdown().await;
+                    return ExitCode::FAILURE;
+                }
                 tracing::info!(service = "gateway", addr = %local, "listening on {local}");
                 match serve(config, listener, kit::server::shutdown_signal()).await {
                     Ok(()) => {

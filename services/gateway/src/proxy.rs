@@ -72,6 +72,11 @@ impl Upstream {
         }
     }
 
+    /// `host:port`, as client spans name the peer.
+    pub fn peer(&self) -> &str {
+        self.authority.as_str()
+    }
+
     /// The address as configured.
     pub fn url(&self) -> &str {
         &self.url

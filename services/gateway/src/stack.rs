@@ -425,10 +425,11 @@ impl Service<Request<Body>> for Forward {
         let Some(route) = request.extensions_mut().remove::<Route>() else {
             return Box::pin(refuse(Status::internal("the call was not routed")));
         };
-        // The caller's own trace continues through the gateway's span.
-        kit::client::inject_current_context(request.headers_mut());
+        // The caller's own trace continues through the gateway's span and
+        // this call's client span.
+        let span = kit::client::ForwardSpan::start(&mut request, route.upstream.peer());
         Box::pin(async move {
-            let mut response = route.upstream.clone().forward(request).await;
+            let mut response = span.observe(route.upstream.clone().forward(request).await);
             let Some(canary) = route.canary else {
                 return Ok(response);
             };

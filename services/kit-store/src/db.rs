@@ -17,6 +17,8 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+use crate::db_spans::trace_statements;
+
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DbOpenError {
@@ -115,20 +117,23 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
                 source,
             })?;
         }
-        let write = Database::connect(sqlite_options(url, 1, false))
+        let mut write = Database::connect(sqlite_options(url, 1, false))
             .await
             .map_err(connect_error)?;
         M::up(&write, None).await.map_err(|source| DbOpenError::Migrate {
             url: shown.clone(),
             source,
         })?;
+        // Migrations are not part of any call; what runs from here is.
+        trace_statements(&mut write);
         // An in-memory database exists once per connection: it cannot have readers of its own.
         if in_memory {
             return Ok(Db::single(write));
         }
-        let read = Database::connect(sqlite_options(url, SQLITE_READERS, true))
+        let mut read = Database::connect(sqlite_options(url, SQLITE_READERS, true))
             .await
             .map_err(connect_error)?;
+        trace_statements(&mut read);
         return Ok(Db { write, read });
     }
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -140,10 +145,11 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
-    let db = Database::connect(options).await.map_err(connect_error)?;
+    let mut db = Database::connect(options).await.map_err(connect_error)?;
     M::up(&db, None)
         .await
         .map_err(|source| DbOpenError::Migrate { url: shown, source })?;
+    trace_statements(&mut db);
     Ok(Db::single(db))
 }
 

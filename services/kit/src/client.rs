@@ -17,7 +17,9 @@ use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::deadline::encode_grpc_timeout;
-use crate::rpc_telemetry::{CORRELATION_ID, SpanKind, current_call, finish, grpc_status, split_path, traced};
+use crate::rpc_telemetry::{
+    CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
+};
 
 /// Why a client could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -74,17 +76,8 @@ impl Service<Request<Body>> for Upstream {
         let started = Instant::now();
         let path = request.uri().path().to_string();
         let (service, method) = split_path(&path);
-        let span = tracing::info_span!(
-            "rpc.client",
-            otel.name = %path.trim_start_matches('/'),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            server.address = %self.peer,
-        );
+        let rpc = client_span(&path, &service, &method, &self.peer, started);
+        let span = rpc.span.clone();
         let call = current_call();
         let headers = request.headers_mut();
         let context = span.context();
@@ -110,14 +103,10 @@ impl Service<Request<Body>> for Upstream {
         let clone = self.channel.clone();
         let mut channel = std::mem::replace(&mut self.channel, clone);
         Box::pin(async move {
+            let deadline = tonic::Code::DeadlineExceeded as i32;
             if budget.is_zero() {
-                finish(
-                    &span,
-                    SpanKind::Client,
-                    tonic::Code::DeadlineExceeded as i32,
-                    started.elapsed(),
-                );
                 let status = tonic::Status::deadline_exceeded(format!("no time left to call {path}"));
+                rpc.finish(deadline, Some(status.message()));
                 return Ok(status.into_http());
             }
             let sent = tracing::Instrument::instrument(channel.call(request), span.clone());
@@ -127,58 +116,95 @@ impl Service<Request<Body>> for Upstream {
                     // our own deadline has passed, that is DEADLINE_EXCEEDED.
                     let code = grpc_status(response.headers());
                     if code == Some(tonic::Code::Cancelled as i32) && started.elapsed() >= budget {
-                        finish(
-                            &span,
-                            SpanKind::Client,
-                            tonic::Code::DeadlineExceeded as i32,
-                            started.elapsed(),
-                        );
                         let status = tonic::Status::deadline_exceeded(format!(
                             "{path} did not answer within {budget:?}"
                         ));
+                        rpc.finish(deadline, Some(status.message()));
                         return Ok(status.into_http());
                     }
                     if let Some(code) = code {
-                        finish(&span, SpanKind::Client, code, started.elapsed());
+                        rpc.finish(code, status_message(response.headers()).as_deref());
                         return Ok(response);
                     }
-                    Ok(traced(response, span, SpanKind::Client, started))
+                    Ok(rpc.observe(response))
                 }
                 // The channel enforces the grpc-timeout it sends and fails with
                 // TimeoutExpired, which tonic would show as CANCELLED; it is a deadline.
                 Ok(Err(error)) if timed_out(&error) => {
-                    finish(
-                        &span,
-                        SpanKind::Client,
-                        tonic::Code::DeadlineExceeded as i32,
-                        started.elapsed(),
-                    );
                     let status =
                         tonic::Status::deadline_exceeded(format!("{path} did not answer within {budget:?}"));
+                    rpc.finish(deadline, Some(status.message()));
                     Ok(status.into_http())
                 }
                 Ok(Err(error)) => {
-                    finish(
-                        &span,
-                        SpanKind::Client,
-                        tonic::Code::Unavailable as i32,
-                        started.elapsed(),
-                    );
+                    rpc.finish(tonic::Code::Unavailable as i32, Some(&error.to_string()));
                     Err(error)
                 }
                 Err(_) => {
-                    finish(
-                        &span,
-                        SpanKind::Client,
-                        tonic::Code::DeadlineExceeded as i32,
-                        started.elapsed(),
-                    );
                     let status =
                         tonic::Status::deadline_exceeded(format!("{path} did not answer within {budget:?}"));
+                    rpc.finish(deadline, Some(status.message()));
                     Ok(status.into_http())
                 }
             }
         })
+    }
+}
+
+/// A client span named and attributed by the OpenTelemetry RPC conventions,
+/// a child of the current span.
+fn client_span(path: &str, service: &str, method: &str, peer: &str, started: Instant) -> RpcSpan {
+    let span = tracing::info_span!(
+        "rpc.client",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        server.address = %peer,
+    );
+    RpcSpan {
+        span,
+        kind: SpanKind::Client,
+        service: service.into(),
+        method: method.into(),
+        started,
+        observed: true,
+        decided_here: true,
+    }
+}
+
+/// The client side of a call a proxy passes on: a span that is a child of
+/// the current one, whose context goes upstream in the request's headers,
+/// and the `rpc.client.duration` metric.
+#[derive(Debug)]
+pub struct ForwardSpan(RpcSpan);
+
+impl ForwardSpan {
+    /// Starts the span for `request` to `peer` and writes its trace context into the headers.
+    pub fn start(request: &mut Request<Body>, peer: &str) -> ForwardSpan {
+        let path = request.uri().path().to_string();
+        let (service, method) = split_path(&path);
+        let rpc = client_span(&path, &service, &method, peer, Instant::now());
+        let context = rpc.span.context();
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
+        });
+        ForwardSpan(rpc)
+    }
+
+    /// Closes the span when the upstream's response ends; the response is
+    /// marked [`Forwarded`], so the proxy's server span does not log the
+    /// upstream's error a second time.
+    pub fn observe(self, mut response: Response<Body>) -> Response<Body> {
+        response.extensions_mut().insert(Forwarded);
+        if let Some(code) = grpc_status(response.headers()) {
+            self.0.finish(code, status_message(response.headers()).as_deref());
+            return response;
+        }
+        self.0.observe(response)
     }
 }
 

@@ -62,6 +62,40 @@ pub struct ServerArgs {
     /// Repeat the flag, or separate rules with `;` in the environment.
     #[arg(long, value_name = "RULE", value_delimiter = ';')]
     pub fault: Vec<FaultRule>,
+    /// Where to serve Prometheus metrics (`GET /metrics`) [default: the
+    /// listen address with its port + 1000, e.g. 51051 for 50051]; `off` for none.
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin_listen: Option<AdminListen>,
+    /// Traces that start here kept each second before --trace-rate applies
+    /// (X-Ray's reservoir). OTEL_TRACES_SAMPLER, when set, replaces this rule.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub trace_reservoir: u32,
+    /// Share of the further traces that start here which are kept, 0 to 1.
+    #[arg(long, value_name = "RATE", value_parser = crate::sampling::parse_rate, default_value = "0.05")]
+    pub trace_rate: f64,
+}
+
+/// Where the admin (metrics) port listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    /// No admin port.
+    Off,
+    /// This address.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.trim().eq_ignore_ascii_case("off") {
+            return Ok(AdminListen::Off);
+        }
+        text.trim()
+            .parse()
+            .map(AdminListen::At)
+            .map_err(|_| format!("{text:?} is not an address: give HOST:PORT, e.g. 127.0.0.1:51051, or off"))
+    }
 }
 
 impl ServerArgs {
@@ -69,6 +103,22 @@ impl ServerArgs {
     pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
         self.listen
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, default_port)))
+    }
+
+    /// Where the admin port listens, given where gRPC listens: the flag, or
+    /// the same host with the port + 1000 (port 0 stays 0).
+    pub fn admin_addr(&self, grpc: SocketAddr) -> Option<SocketAddr> {
+        match self.admin_listen {
+            Some(AdminListen::Off) => None,
+            Some(AdminListen::At(addr)) => Some(addr),
+            None => {
+                let port = match grpc.port() {
+                    0 => 0,
+                    p => p.checked_add(1000)?,
+                };
+                Some(SocketAddr::new(grpc.ip(), port))
+            }
+        }
     }
 
     /// The database URL, or a SQLite file named after the service in the data directory.
@@ -93,6 +143,9 @@ impl ServerArgs {
             handler_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             fault: Vec::new(),
+            admin_listen: Some(AdminListen::Off),
+            trace_reservoir: 1,
+            trace_rate: 0.05,
         }
     }
 }

@@ -13,7 +13,9 @@ pub mod deadline;
 pub mod duration;
 pub mod error;
 pub mod fault;
+pub mod metrics;
 pub mod rpc_telemetry;
+pub mod sampling;
 pub mod server;
 pub mod telemetry;
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -112,8 +113,10 @@ where
             deadline: Some(deadline),
         };
 
-        // Health probes and reflection would drown the traces; they get no span.
-        let span = if service.starts_with("grpc.") {
+        // Health probes, reflection and span exports would drown the traces;
+        // they get no span and no metrics.
+        let observed = !service.starts_with("grpc.") && !service.starts_with("opentelemetry.");
+        let span = if !observed {
             Span::none()
         } else {
             let span = tracing::info_span!(
@@ -125,11 +128,15 @@ where
                 rpc.service = %service,
                 rpc.method = %method,
                 rpc.grpc.status_code = tracing::field::Empty,
-                correlation_id = %correlation_id,
+                ferrymesh.class = tracing::field::Empty,
+                ferrymesh.correlation_id = %correlation_id,
                 // Set by the gateway once it knows them: the key's id (never
                 // the key) and the stage, to find a key holder's calls.
                 ferrymesh.api_key_id = tracing::field::Empty,
                 ferrymesh.stage = tracing::field::Empty,
+                // Set by handlers that know them (see `record_order_id`).
+                ferrymesh.order_id = tracing::field::Empty,
+                ferrymesh.execution_id = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
                 span_id = tracing::field::Empty,
             );
@@ -145,6 +152,15 @@ where
                 span.record("span_id", context.span_id().to_string());
             }
             span
+        };
+        let rpc = RpcSpan {
+            span: span.clone(),
+            kind: SpanKind::Server,
+            service: service.into(),
+            method: method.into(),
+            started,
+            observed,
+            decided_here: true,
         };
 
         let clone = self.inner.clone();
@@ -167,13 +183,16 @@ where
             if let Ok(value) = HeaderValue::from_str(&correlation_id) {
                 response.headers_mut().insert(CORRELATION_ID, value);
             }
+            let mut rpc = rpc;
+            // A proxy's answer was decided, and logged, by the service it came from.
+            rpc.decided_here = response.extensions().get::<Forwarded>().is_none();
             // An error sent as trailers-only carries grpc-status in the headers;
             // otherwise it comes in the trailers at the end of the body.
             if let Some(code) = grpc_status(response.headers()) {
-                finish(&span, SpanKind::Server, code, started.elapsed());
+                rpc.finish(code, status_message(response.headers()).as_deref());
                 return Ok(response);
             }
-            Ok(traced(response, span, SpanKind::Server, started))
+            Ok(rpc.observe(response))
         })
     }
 }
@@ -187,22 +206,127 @@ pub(crate) enum SpanKind {
     Client,
 }
 
-/// Wraps a response body so its span closes, with the call's status, when the trailers pass.
-pub(crate) fn traced(
-    response: Response<Body>,
-    span: Span,
-    kind: SpanKind,
-    started: Instant,
-) -> Response<Body> {
-    response.map(|body| {
-        Body::new(TracedBody {
-            inner: body,
-            span,
-            kind,
-            started,
-            finished: false,
+/// Marks a response a proxy passed on: its error was decided, and logged,
+/// upstream, so the proxy's own span records it without logging it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded;
+
+/// X-Ray's classes of a call's outcome, by who is to blame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// It worked.
+    Ok,
+    /// The caller's fault: a bad argument, a missing resource, a refusal.
+    Error,
+    /// The caller was slowed down (RESOURCE_EXHAUSTED).
+    Throttle,
+    /// The server's fault: INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, ...
+    Fault,
+}
+
+impl Class {
+    /// The class of a gRPC status code.
+    pub fn of(code: tonic::Code) -> Class {
+        match code {
+            tonic::Code::Ok => Class::Ok,
+            tonic::Code::ResourceExhausted => Class::Throttle,
+            tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss => Class::Fault,
+            _ => Class::Error,
+        }
+    }
+
+    /// `ok`, `error`, `throttle` or `fault`, as the `ferrymesh.class` attribute says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Ok => "ok",
+            Class::Error => "error",
+            Class::Throttle => "throttle",
+            Class::Fault => "fault",
+        }
+    }
+}
+
+/// One call's span and what its metrics and log line need, until it ends.
+#[derive(Debug)]
+pub(crate) struct RpcSpan {
+    pub(crate) span: Span,
+    pub(crate) kind: SpanKind,
+    pub(crate) service: Arc<str>,
+    pub(crate) method: Arc<str>,
+    pub(crate) started: Instant,
+    /// False for health, reflection and span exports: no metrics, no log.
+    pub(crate) observed: bool,
+    /// False when a proxy passes the answer on.
+    pub(crate) decided_here: bool,
+}
+
+impl RpcSpan {
+    /// Wraps a response body so the span closes, with the call's status, when the trailers pass.
+    pub(crate) fn observe(self, response: Response<Body>) -> Response<Body> {
+        response.map(|body| {
+            Body::new(TracedBody {
+                inner: body,
+                rpc: Some(self),
+            })
         })
-    })
+    }
+
+    /// Records the outcome on the span and in the metrics, and writes the
+    /// call's log line: every error the server decided, once.
+    pub(crate) fn finish(&self, code: i32, message: Option<&str>) {
+        if !self.observed {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        let server = self.kind == SpanKind::Server;
+        crate::metrics::record_call(server, &self.service, &self.method, code, elapsed);
+        let span = &self.span;
+        let name = tonic::Code::from_i32(code);
+        let class = Class::of(name);
+        span.record("rpc.grpc.status_code", code);
+        if server {
+            span.record("ferrymesh.class", class.as_str());
+        }
+        // By the OpenTelemetry RPC conventions, a server span is an error only
+        // for codes that mean the server failed, not the caller; a client span
+        // is an error for any code but OK.
+        let error = if server { class == Class::Fault } else { class != Class::Ok };
+        if error {
+            span.record("otel.status_code", "ERROR");
+        }
+        let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+        let message = message.unwrap_or("");
+        // One access line per call costs a third of a cheap read's throughput
+        // at INFO, so, as in tower-http and tonic, a call that worked is DEBUG
+        // (`--log-level info,kit::rpc_telemetry=debug` shows every call). An
+        // error is logged once, by the server that decided it: the caller's
+        // mistakes at INFO, throttling at WARN, the server's faults at ERROR.
+        match (self.kind, class) {
+            (SpanKind::Client, _) => {
+                tracing::debug!(parent: span, grpc_status = ?name, duration_ms, "rpc call finished")
+            }
+            (SpanKind::Server, Class::Ok) => {
+                tracing::debug!(parent: span, grpc_status = ?name, duration_ms, "rpc handled")
+            }
+            (SpanKind::Server, _) if !self.decided_here => {
+                tracing::debug!(parent: span, grpc_status = ?name, duration_ms, class = class.as_str(), "rpc passed on an upstream's error")
+            }
+            (SpanKind::Server, Class::Error) => {
+                tracing::info!(parent: span, grpc_status = ?name, grpc_message = message, duration_ms, class = "error", "rpc failed")
+            }
+            (SpanKind::Server, Class::Throttle) => {
+                tracing::warn!(parent: span, grpc_status = ?name, grpc_message = message, duration_ms, class = "throttle", "rpc failed")
+            }
+            (SpanKind::Server, Class::Fault) => {
+                tracing::error!(parent: span, grpc_status = ?name, grpc_message = message, duration_ms, class = "fault", "rpc failed")
+            }
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -210,18 +334,15 @@ pin_project_lite::pin_project! {
     struct TracedBody {
         #[pin]
         inner: Body,
-        span: Span,
-        kind: SpanKind,
-        started: Instant,
-        finished: bool,
+        rpc: Option<RpcSpan>,
     }
 
     impl PinnedDrop for TracedBody {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !*this.finished {
+            if let Some(rpc) = this.rpc.take() {
                 // The client went away before the response was complete.
-                finish(this.span, *this.kind, tonic::Code::Cancelled as i32, this.started.elapsed());
+                rpc.finish(tonic::Code::Cancelled as i32, Some("the caller went away before the response was complete"));
             }
         }
     }
@@ -239,23 +360,22 @@ impl HttpBody for TracedBody {
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
-                    *this.finished = true;
-                    finish(this.span, *this.kind, code, this.started.elapsed());
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(code) = grpc_status(trailers)
+                    && let Some(rpc) = this.rpc.take()
+                {
+                    rpc.finish(code, status_message(trailers).as_deref());
                 }
             }
             Poll::Ready(Some(Err(status))) => {
-                *this.finished = true;
-                finish(
-                    this.span,
-                    *this.kind,
-                    status.code() as i32,
-                    this.started.elapsed(),
-                );
+                if let Some(rpc) = this.rpc.take() {
+                    rpc.finish(status.code() as i32, Some(status.message()));
+                }
             }
-            Poll::Ready(None) if !*this.finished => {
-                *this.finished = true;
-                finish(this.span, *this.kind, 0, this.started.elapsed());
+            Poll::Ready(None) => {
+                if let Some(rpc) = this.rpc.take() {
+                    rpc.finish(0, None);
+                }
             }
             _ => {}
         }
@@ -271,46 +391,25 @@ impl HttpBody for TracedBody {
     }
 }
 
-/// Records the outcome on the span and writes the log line of the call.
-pub(crate) fn finish(span: &Span, kind: SpanKind, code: i32, elapsed: Duration) {
-    if span.is_none() {
-        return;
-    }
-    span.record("rpc.grpc.status_code", code);
-    let name = tonic::Code::from_i32(code);
-    // By the OpenTelemetry RPC conventions, a server span is an error only
-    // for codes that mean the server failed, not the caller; a client span
-    // is an error for any code but OK.
-    let server_fault = matches!(
-        name,
-        tonic::Code::Unknown
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Unimplemented
-            | tonic::Code::Internal
-            | tonic::Code::Unavailable
-            | tonic::Code::DataLoss
-    );
-    let error = match kind {
-        SpanKind::Server => server_fault,
-        SpanKind::Client => name != tonic::Code::Ok,
-    };
-    if error {
-        span.record("otel.status_code", "ERROR");
-    }
-    let duration_ms = elapsed.as_micros() as f64 / 1000.0;
-    // One access line per call costs a third of a cheap read's throughput
-    // at INFO, so, as in tower-http and tonic, it is DEBUG
-    // (`--log-level info,kit::rpc_telemetry=debug` shows every call); a
-    // call the server failed is WARN, so faults are never silent.
-    match kind {
-        SpanKind::Server if server_fault => {
-            tracing::warn!(parent: span, grpc_status = ?name, duration_ms, "rpc handled")
-        }
-        SpanKind::Server => tracing::debug!(parent: span, grpc_status = ?name, duration_ms, "rpc handled"),
-        SpanKind::Client => {
-            tracing::debug!(parent: span, grpc_status = ?name, duration_ms, "rpc call finished")
-        }
-    }
+/// The status message in headers or trailers, percent-decoded.
+pub(crate) fn status_message(headers: &HeaderMap) -> Option<String> {
+    headers.get("grpc-message")?;
+    tonic::Status::from_header_map(headers).map(|s| s.message().to_string())
+}
+
+/// Adds the order a handler works on to its call's span, so the order's
+/// traces can be found by its id (`ferrymesh trace ORDER_ID`).
+pub fn record_order_id(order_id: &str) {
+    let span = Span::current();
+    span.record("ferrymesh.order_id", order_id);
+    span.set_attribute("ferrymesh.order_id", order_id.to_string());
+}
+
+/// Adds the workflow execution a handler works on to its call's span.
+pub fn record_execution_id(execution_id: &str) {
+    let span = Span::current();
+    span.record("ferrymesh.execution_id", execution_id);
+    span.set_attribute("ferrymesh.execution_id", execution_id.to_string());
 }
 
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {

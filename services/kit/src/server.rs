@@ -22,6 +22,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::{ServerArgs, ServiceConfig};
 use crate::fault::FaultLayer;
+use crate::metrics::PrometheusReader;
 use crate::rpc_telemetry::RpcTelemetryLayer;
 use crate::{BoxError, telemetry};
 
@@ -246,6 +247,24 @@ pub async fn serve(
     }
 }
 
+/// Starts the admin port (Prometheus metrics) where `args` say, given where
+/// gRPC listens, and logs its address.
+pub async fn start_admin(
+    name: &str,
+    args: &ServerArgs,
+    grpc: SocketAddr,
+    metrics: PrometheusReader,
+) -> Result<(), ServeError> {
+    let Some(addr) = args.admin_addr(grpc) else {
+        return Ok(());
+    };
+    let local = crate::metrics::start_admin(addr, metrics)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    tracing::info!(service = name, admin = %local, "metrics at http://{local}/metrics");
+    Ok(())
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -299,14 +318,14 @@ where
     };
     runtime.block_on(async move {
         let server_args = config.server().clone();
-        let telemetry = match telemetry::init(C::NAME, server_args.log_format, &server_args.log_level) {
+        let telemetry = match telemetry::init(C::NAME, &server_args) {
             Ok(telemetry) => telemetry,
             Err(error) => {
                 eprintln!("{}: {error}", C::NAME);
                 return ExitCode::FAILURE;
             }
         };
-        let code = match run(config, build).await {
+        let code = match run(config, build, telemetry.prometheus()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!(service = C::NAME, error = %error, "stopped with an error");
@@ -318,7 +337,7 @@ where
     })
 }
 
-async fn run<C, F, Fut>(config: C, build: F) -> Result<(), BoxError>
+async fn run<C, F, Fut>(config: C, build: F, metrics: PrometheusReader) -> Result<(), BoxError>
 where
     C: ServiceConfig,
     F: FnOnce(C) -> Fut,
@@ -330,8 +349,9 @@ where
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let service = build(config).await?;
     let local = listener.local_addr()?;
+    start_admin(C::NAME, &args, local, metrics).await?;
+    let service = build(config).await?;
     tracing::info!(service = C::NAME, addr = %local, "listening on {local}");
     serve(service, &args, listener, shutdown_signal()).await?;
     tracing::info!(service = C::NAME, "stopped");

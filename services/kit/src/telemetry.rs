@@ -1,11 +1,14 @@
-//! Logging and tracing: `tracing` everywhere, spans exported over OTLP/gRPC
-//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, W3C trace context propagation,
-//! and log lines, human or JSON, that carry the trace and span ids.
+//! Logging, tracing and metrics: `tracing` everywhere, spans and metrics
+//! exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces
+//! sampled by X-Ray's rule (or `OTEL_TRACES_SAMPLER`), W3C trace context
+//! propagation, metrics readable as Prometheus text, and log lines, human or
+//! JSON, that carry the trace and span ids and the correlation id.
 
 use std::fmt;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Event, Subscriber};
@@ -18,7 +21,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, ServerArgs};
+use crate::metrics::PrometheusReader;
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,9 @@ pub enum TelemetryError {
     /// The OTLP exporter could not be built.
     #[error("cannot build the OTLP exporter for OTEL_EXPORTER_OTLP_ENDPOINT: {0}")]
     Exporter(String),
+    /// The sampler settings are wrong.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampling::SamplerError),
     /// A global subscriber was already installed.
     #[error("telemetry was already initialised in this process")]
     AlreadyInitialised,
@@ -39,18 +46,31 @@ pub enum TelemetryError {
 #[derive(Debug)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    meters: SdkMeterProvider,
+    prometheus: PrometheusReader,
     _logs: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Telemetry {
-    /// Sends the spans still buffered and stops the exporter; then the log
-    /// writer writes what it holds and stops.
+    /// The metrics, for the admin port's Prometheus page.
+    pub fn prometheus(&self) -> PrometheusReader {
+        self.prometheus.clone()
+    }
+
+    /// Sends the spans and metrics still buffered and stops the exporters;
+    /// then the log writer writes what it holds and stops.
     pub async fn shutdown(self) {
         // The batch processor blocks while it flushes; keep that off the runtime's workers.
         let provider = self.provider;
-        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
-        if let Ok(Err(error)) = flushed {
-            eprintln!("telemetry: flushing spans failed: {error}");
+        let meters = self.meters;
+        let flushed = tokio::task::spawn_blocking(move || (provider.shutdown(), meters.shutdown())).await;
+        if let Ok((spans, metrics)) = flushed {
+            if let Err(error) = spans {
+                eprintln!("telemetry: flushing spans failed: {error}");
+            }
+            if let Err(error) = metrics {
+                eprintln!("telemetry: flushing metrics failed: {error}");
+            }
         }
     }
 }
@@ -66,9 +86,23 @@ pub fn otlp_enabled() -> bool {
         && !std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v == "none")
 }
 
-/// Installs the global subscriber and propagator for a service. Must run
+/// Whether the environment asks for OTLP metrics.
+fn otlp_metrics_enabled() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()))
+        && !std::env::var("OTEL_METRICS_EXPORTER").is_ok_and(|v| v == "none")
+}
+
+/// Installs the global subscriber, propagator, tracer and meter for a
+/// service, with its log format and level and its sampling rule. Must run
 /// inside a Tokio runtime (the OTLP exporter is a tonic client).
-pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Telemetry, TelemetryError> {
+pub fn init(service_name: &str, args: &ServerArgs) -> Result<Telemetry, TelemetryError> {
+    let (format, level) = (args.log_format, args.log_level.as_str());
+    let sampler = crate::sampling::sampler(args.trace_reservoir, args.trace_rate)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the built-in name.
@@ -81,7 +115,9 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
     };
     // Spans are made even without an exporter, so trace ids reach the logs
     // and the trace context is passed on to the services this one calls.
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(sampler);
     if otlp_enabled() {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -91,6 +127,21 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
     }
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let prometheus = PrometheusReader::default();
+    let mut meters = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(prometheus.clone());
+    if otlp_metrics_enabled() {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        // OTEL_METRIC_EXPORT_INTERVAL sets how often (60 s by default).
+        meters = meters.with_periodic_exporter(exporter);
+    }
+    let meters = meters.build();
+    opentelemetry::global::set_meter_provider(meters.clone());
     let tracer = provider.tracer(service_name.to_string());
 
     let filter =
@@ -133,6 +184,8 @@ pub fn init(service_name: &str, format: LogFormat, level: &str) -> Result<Teleme
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     Ok(Telemetry {
         provider,
+        meters,
+        prometheus,
         _logs: guard,
     })
 }
@@ -170,9 +223,16 @@ where
                 if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(fields) {
                     for (k, v) in map {
                         // otel.* fields steer the exporter; they are noise in logs.
-                        if !k.starts_with("otel.") {
-                            line.insert(k, v);
+                        if k.starts_with("otel.") {
+                            continue;
                         }
+                        // Spans name it for search among other attributes; a log line plainly.
+                        let k = if k == "ferrymesh.correlation_id" {
+                            "correlation_id".to_string()
+                        } else {
+                            k
+                        };
+                        line.insert(k, v);
                     }
                 }
             }
