@@ -144,6 +144,7 @@ impl Core {
 
     /// Marks a PENDING order CONFIRMED or FAILED, as the saga reports.
     pub async fn settle(&self, order_id: &str, to: OrderStatus, reason: &str) -> Result<Order, OrdersError> {
+        kit::rpc_telemetry::record_order_id(order_id);
         let (order, changed) = self.store.settle(order_id, to, reason).await?;
         if changed {
             tracing::info!(order_id, status = to.as_str(), reason, "order settled");
@@ -202,6 +203,7 @@ impl Core {
         // A concurrent call with the same key may win the claim; then this
         // answers the order it placed.
         let mut placed = self.store.place(order, &fingerprint).await?;
+        kit::rpc_telemetry::record_order_id(&placed.order_id);
         tracing::info!(order_id = %placed.order_id, "order placed");
         if !placed.saga_started && placed.status == OrderStatus::Pending {
             // Accepted either way: if workflow is away, the order waits
@@ -266,6 +268,7 @@ impl Core {
 
     /// An order by id; while PENDING, with the saga's current step.
     pub async fn get(&self, order_id: &str) -> Result<Order, OrdersError> {
+        kit::rpc_telemetry::record_order_id(order_id);
         let mut order = self.store.get(order_id).await?;
         if order.status == OrderStatus::Pending && order.saga_started {
             let mut workflow = self.workflow.clone();
@@ -291,6 +294,7 @@ impl Core {
 
     /// Cancels a PENDING order.
     pub async fn cancel(&self, order_id: &str, reason: &str) -> Result<Order, OrdersError> {
+        kit::rpc_telemetry::record_order_id(order_id);
         let (order, changed) = self.store.cancel(order_id, reason).await?;
         if changed {
             // Nobody watching is fine.

@@ -574,6 +574,7 @@ impl WorkflowService for WorkflowApi {
         request: Request<pb::StartExecutionRequest>,
     ) -> Result<Response<pb::StartExecutionResponse>, Status> {
         let row = self.start(request.into_inner()).await?;
+        kit::rpc_telemetry::record_execution_id(&row.name);
         Ok(Response::new(pb::StartExecutionResponse {
             execution: Some(execution_to_pb(row)),
         }))

@@ -295,7 +295,14 @@ impl Engine {
         } else {
             Value::Null
         };
-        let span = tracing::info_span!("workflow.execution", execution = %row.name, state_machine = %row.state_machine);
+        let span = tracing::info_span!(
+            "workflow.execution",
+            otel.name = %format!("execution {}", row.state_machine),
+            execution = %row.name,
+            state_machine = %row.state_machine,
+            ferrymesh.execution_id = %row.name,
+            ferrymesh.correlation_id = %row.correlation_id,
+        );
         if !row.traceparent.is_empty() {
             let carrier: HashMap<String, String> =
                 HashMap::from([("traceparent".to_string(), row.traceparent.clone())]);
@@ -535,8 +542,39 @@ impl Run {
         ordinal: u32,
         first_attempt: u32,
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Halt>> + Send + 'a>> {
+        let path = format!("{}{}", scope.prefix(), state.name);
+        // One span per state entered, so a trace shows the saga's steps,
+        // its failed step and the compensations after it.
+        let span = tracing::info_span!(
+            "workflow.state",
+            otel.name = %format!("state {path}"),
+            otel.status_code = tracing::field::Empty,
+            workflow.state = %path,
+            workflow.state_type = state.kind.type_name(),
+            workflow.error = tracing::field::Empty,
+            ferrymesh.execution_id = %self.name,
+        );
+        let outcome_span = span.clone();
         Box::pin(async move {
-            let path = format!("{}{}", scope.prefix(), state.name);
+            let outcome = self.run_state_inner(scope, state, raw, ordinal, first_attempt, path).await;
+            if let Err(Halt::Failed(failure)) = &outcome {
+                outcome_span.record("otel.status_code", "ERROR");
+                outcome_span.record("workflow.error", failure.error.as_str());
+            }
+            outcome
+        }.instrument(span))
+    }
+
+    async fn run_state_inner(
+        &self,
+        scope: Scope<'_>,
+        state: &State,
+        raw: Value,
+        ordinal: u32,
+        first_attempt: u32,
+        path: String,
+    ) -> Result<Outcome, Halt> {
+        {
             let idempotency_id = format!(
                 "wf-{}",
                 uuid::Uuid::new_v5(
@@ -652,6 +690,17 @@ impl Run {
                         let scope = scope.clone();
                         let path = path.clone();
                         let idempotency_id = idempotency_id.clone();
+                        // One span per attempt, its retry number an attribute.
+                        let span = tracing::info_span!(
+                            "workflow.task",
+                            otel.name = %format!("task {path}"),
+                            otel.status_code = tracing::field::Empty,
+                            workflow.state = %path,
+                            workflow.resource = %task.resource,
+                            workflow.retry = attempt,
+                            workflow.error = tracing::field::Empty,
+                        );
+                        let attempt_span = span.clone();
                         async move {
                             self.event("TaskScheduled", &path, json!({"resource": task.resource, "parameters": payload, "timeoutSeconds": task.timeout.as_secs_f64()}), attempt);
                             self.event(
@@ -681,10 +730,13 @@ impl Run {
                                         "TaskFailed"
                                     };
                                     self.event(kind, &path, failure.to_json(), attempt);
+                                    attempt_span.record("otel.status_code", "ERROR");
+                                    attempt_span.record("workflow.error", failure.error.as_str());
                                     Err(Halt::Failed(failure))
                                 }
                             }
                         }
+                        .instrument(span)
                     };
                     let result = self
                         .with_retry(&task.handlers, first_attempt, &path, attempts)
@@ -809,7 +861,7 @@ impl Run {
                     self.handle_result(state, &path, raw, result, &context, exit)
                 }
             }
-        })
+        }
     }
 
     /// Repeats `attempt` as the Retry rules allow.
