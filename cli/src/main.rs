@@ -5,6 +5,7 @@
 mod keys_cmd;
 mod load;
 mod mesh;
+mod trace_cmd;
 mod up;
 mod workflow_cmd;
 
@@ -40,6 +41,9 @@ enum Command {
     Keys(keys_cmd::KeysArgs),
     /// Read workflow executions: list, describe, history, graph.
     Workflow(workflow_cmd::WorkflowArgs),
+    /// Show a trace as a waterfall (by trace, order, execution or correlation
+    /// id), or `map` for the service map, from the trace sink of `up --trace-sink`.
+    Trace(trace_cmd::TraceArgs),
     /// Run one service in this process (what `up` starts for each service).
     Serve {
         /// The service to run.
@@ -75,6 +79,14 @@ struct UpArgs {
     /// `--pass shipping=--fault=CreateShipment:latency=1s`; repeatable.
     #[arg(long, value_name = "SERVICE=FLAG", value_parser = parse_pass)]
     pass: Vec<(String, String)>,
+    /// Sends every service's traces and metrics over OTLP/gRPC to this
+    /// collector or Jaeger (v2 takes OTLP on 4317), e.g. http://127.0.0.1:4317.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Starts the trace sink (OTLP on port 4317), which keeps recent traces
+    /// for `ferrymesh trace`; with --otlp-endpoint, it passes them on there.
+    #[arg(long)]
+    trace_sink: bool,
 }
 
 fn parse_pass(text: &str) -> Result<(String, String), String> {
@@ -111,5 +123,6 @@ fn main() -> ExitCode {
         Command::Workflow(args) => in_runtime(workflow_cmd::run(args)),
         Command::Keys(args) => in_runtime(keys_cmd::run(args)),
         Command::Load(args) => in_runtime(load::run(args)),
+        Command::Trace(args) => in_runtime(trace_cmd::run(args)),
     }
 }

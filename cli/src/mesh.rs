@@ -77,6 +77,19 @@ pub(crate) const SERVICES: &[MeshService] = &[
     },
 ];
 
+/// The trace sink `up --trace-sink` starts first, so it takes the first spans.
+pub(crate) const TRACE_SINK: MeshService = MeshService {
+    has_database: false,
+    ..service("tracesink", tracesink::DEFAULT_PORT, |argv| {
+        kit::server::main::<tracesink::Config, _, _>(argv, tracesink::service)
+    })
+};
+
+/// Where a service serves its metrics, given its gRPC port: the port + 1000.
+pub(crate) fn admin_port(port: u16) -> Option<u16> {
+    port.checked_add(1000)
+}
+
 /// The packages the gateway routes, and the service serving each; `up`
 /// writes them into the gateway's configuration file.
 pub(crate) const GATEWAY_ROUTES: &[(&str, &str)] = &[
@@ -88,15 +101,15 @@ pub(crate) const GATEWAY_ROUTES: &[(&str, &str)] = &[
     ("ferrymesh.apikeys.v1", "apikeys"),
 ];
 
-/// The service names.
+/// The service names, the trace sink's last.
 pub(crate) fn names() -> Vec<&'static str> {
-    SERVICES.iter().map(|s| s.name).collect()
+    SERVICES.iter().chain([&TRACE_SINK]).map(|s| s.name).collect()
 }
 
 /// Runs one service in this process with its own flags.
 pub(crate) fn serve(name: &str, args: Vec<OsString>) -> ExitCode {
     let argv: Vec<OsString> = std::iter::once(OsString::from(name)).chain(args).collect();
-    match SERVICES.iter().find(|s| s.name == name) {
+    match SERVICES.iter().chain([&TRACE_SINK]).find(|s| s.name == name) {
         Some(service) => (service.run)(argv),
         None => {
             eprintln!(

@@ -25,8 +25,10 @@ struct Started {
 }
 
 pub(crate) async fn run(args: UpArgs) -> ExitCode {
-    let plan: Vec<(MeshService, SocketAddr)> = SERVICES
-        .iter()
+    let sink = args.trace_sink.then_some(&crate::mesh::TRACE_SINK);
+    let plan: Vec<(MeshService, SocketAddr)> = sink
+        .into_iter()
+        .chain(SERVICES.iter())
         .map(|s| {
             (
                 *s,
@@ -36,8 +38,13 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         .collect();
 
     // Check every port first, so a clash is reported before anything starts.
+    // Each service's metrics are on its port + 1000.
     let taken: Vec<String> = plan
         .iter()
+        .flat_map(|(s, addr)| {
+            let admin = crate::mesh::admin_port(addr.port()).map(|p| SocketAddr::new(addr.ip(), p));
+            std::iter::once((s, *addr)).chain(admin.map(|a| (s, a)))
+        })
         .filter(|(_, addr)| TcpListener::bind(addr).is_err())
         .map(|(s, addr)| format!("{} needs {addr}", s.name))
         .collect();
@@ -87,10 +94,16 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         }
     }
 
+    let exports = export_environment(&args, &plan);
     let mut started: Vec<Started> = Vec::new();
     for (service, addr) in &plan {
         let own = (service.name == "gateway" && !own_config)
             .then(|| format!("--config={}", gateway_config.display()));
+        // The sink passes spans on to the collector; its own are not traced.
+        let forward = match (service.name, &args.otlp_endpoint) {
+            ("tracesink", Some(url)) => Some(format!("--forward={url}")),
+            _ => None,
+        };
         let spec = Spawn {
             exe: exe.clone(),
             service: *service,
@@ -100,9 +113,15 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
                 kit::LogFormat::Human => "human",
                 kit::LogFormat::Json => "json",
             },
+            environment: if service.name == "tracesink" {
+                Vec::new()
+            } else {
+                exports.clone()
+            },
             upstreams: upstream_flags(service, &plan)
                 .into_iter()
                 .chain(own)
+                .chain(forward)
                 .chain(
                     args.pass
                         .iter()
@@ -169,6 +188,8 @@ struct Spawn {
     data_dir: std::path::PathBuf,
     log_format: &'static str,
     upstreams: Vec<String>,
+    /// Where telemetry goes (`OTEL_*`).
+    environment: Vec<(String, String)>,
 }
 
 impl Spawn {
@@ -184,6 +205,7 @@ impl Spawn {
             .arg("--log-format")
             .arg(self.log_format)
             .args(&self.upstreams)
+            .envs(self.environment.iter().map(|(k, v)| (k, v)))
             // The service stops itself if `up` dies without stopping it.
             .env(UP_PID, std::process::id().to_string())
             .stdin(Stdio::null())
@@ -321,6 +343,39 @@ async fn stop(name: &str, mut child: Child) -> bool {
     }
 }
 
+/// The `OTEL_*` variables that send the services' telemetry where `up` was
+/// asked: traces to the sink when there is one, everything else (or
+/// everything) to `--otlp-endpoint`. Variables the user set win.
+fn export_environment(args: &UpArgs, plan: &[(MeshService, SocketAddr)]) -> Vec<(String, String)> {
+    let sink = plan
+        .iter()
+        .find(|(s, _)| s.name == "tracesink")
+        .map(|(_, addr)| format!("http://{addr}"));
+    let mut out: Vec<(&str, String)> = Vec::new();
+    match (&sink, &args.otlp_endpoint) {
+        (None, None) => {}
+        (None, Some(url)) => out.push(("OTEL_EXPORTER_OTLP_ENDPOINT", url.clone())),
+        (Some(sink), None) => {
+            out.push(("OTEL_EXPORTER_OTLP_ENDPOINT", sink.clone()));
+            // The sink keeps traces only.
+            out.push(("OTEL_METRICS_EXPORTER", "none".into()));
+        }
+        (Some(sink), Some(url)) => {
+            out.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", sink.clone()));
+            out.push(("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", url.clone()));
+        }
+    }
+    if !out.is_empty() {
+        // Spans reach the sink or Jaeger half a second after the call, not five.
+        out.push(("OTEL_BSP_SCHEDULE_DELAY", "500".into()));
+        out.push(("OTEL_METRIC_EXPORT_INTERVAL", "10000".into()));
+    }
+    out.into_iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
 /// `--catalog-url http://ADDR` and the like, for the services `service`
 /// calls; a flag ending in `=` takes the URL in the same argument
 /// (`--endpoint=ferrymesh.payments.v1=http://ADDR`).
@@ -377,15 +432,21 @@ async fn wait_serving(s: &mut Started, deadline: Instant) -> Result<(), String> 
 
 fn print_table(started: &[Started], args: &UpArgs) {
     println!();
-    println!("{:<10} {:<18} {:<9} DATABASE", "SERVICE", "ADDRESS", "HEALTH");
+    println!(
+        "{:<10} {:<18} {:<9} {:<34} DATABASE",
+        "SERVICE", "ADDRESS", "HEALTH", "METRICS"
+    );
     for s in started {
         let database = if s.service.has_database {
             format!("sqlite://{}/{}.db", args.data_dir.display(), s.service.name)
         } else {
             "-".to_string()
         };
+        let metrics = crate::mesh::admin_port(s.addr.port())
+            .map(|p| format!("http://{}:{p}/metrics", s.addr.ip()))
+            .unwrap_or_default();
         println!(
-            "{:<10} {:<18} {:<9} {database}",
+            "{:<10} {:<18} {:<9} {metrics:<34} {database}",
             s.service.name, s.addr, "SERVING"
         );
     }
@@ -403,6 +464,16 @@ fn print_table(started: &[Started], args: &UpArgs) {
         "Operators' admin token: {}",
         args.data_dir.join("admin-token").display()
     );
+    if let Some(sink) = started.iter().find(|s| s.service.name == "tracesink") {
+        println!(
+            "Traces: ferrymesh trace ORDER_ID (or a trace or correlation id), ferrymesh trace map{}",
+            if sink.addr.port() == tracesink::DEFAULT_PORT {
+                String::new()
+            } else {
+                format!(" (add --sink http://{})", sink.addr)
+            }
+        );
+    }
     println!("ferrymesh: all services are SERVING; Ctrl-C stops them.");
 }
 

@@ -1,0 +1,3 @@
+fn main() -> Result<(), build_support::Error> {
+    build_support::Contracts::serve(&["ferrymesh.traces.v1"]).compile()
+}
