@@ -8,6 +8,7 @@ mod contracts;
 mod gateway;
 mod layering;
 mod mesh_up;
+mod observability;
 mod saga;
 mod shutdown;
 mod support;

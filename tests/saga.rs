@@ -47,11 +47,18 @@ fn channel(port: u16) -> Channel {
 
 impl Mesh {
     pub(crate) async fn up(data: &Path, pass: &[&str]) -> Mesh {
+        Mesh::up_with(data, pass, &[], &[]).await
+    }
+
+    /// `up` with more of its flags and environment variables.
+    pub(crate) async fn up_with(data: &Path, pass: &[&str], flags: &[&str], env: &[(&str, &str)]) -> Mesh {
         let offset = free_port_offset();
         let mut command = ferrymesh();
         command
             .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
-            .arg(data);
+            .arg(data)
+            .args(flags)
+            .envs(env.iter().copied());
         for p in pass {
             command.args(["--pass", p]);
         }

@@ -65,7 +65,11 @@ pub(crate) fn ferrymesh() -> Command {
 }
 
 /// Every default port of the mesh; `--port-offset` shifts them all.
-pub(crate) const MESH_PORTS: &[u16] = &[8080, 50051, 50052, 50053, 50054, 50055, 50056, 50057];
+pub(crate) const MESH_PORTS: &[u16] = &[
+    8080, 50051, 50052, 50053, 50054, 50055, 50056, 50057, // gRPC
+    9080, 51051, 51052, 51053, 51054, 51055, 51056, 51057, // metrics (+1000)
+    4317, 5317, // the trace sink and its metrics
+];
 
 /// A port offset at which every mesh port is free on loopback.
 pub(crate) fn free_port_offset() -> u16 {
@@ -192,6 +196,34 @@ pub(crate) async fn serve(
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (process, addr)
+}
+
+/// Where a process started by [`serve`] serves its metrics, from its log.
+pub(crate) fn metrics_url(process: &Process) -> String {
+    process
+        .lines()
+        .iter()
+        .find_map(|l| {
+            let at = l.find("metrics at http://")? + "metrics at ".len();
+            let rest = &l[at..];
+            Some(rest[..rest.find("/metrics")? + "/metrics".len()].to_string())
+        })
+        .unwrap_or_else(|| panic!("no metrics address logged:\n{}", process.output()))
+}
+
+/// GETs a plain-HTTP URL on loopback and returns the body, failing on any status but 200.
+pub(crate) async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }
 
 /// Copies a directory tree.

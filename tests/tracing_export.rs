@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 
 use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
 use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -20,12 +26,42 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::support::serve;
 
 /// A span as received, with the attributes of the resource that sent it.
-type Exported = (Vec<KeyValue>, Span);
+pub(crate) type Exported = (Vec<KeyValue>, Span);
 
-/// An OTLP/gRPC trace receiver that keeps what it is sent.
+/// An OTLP/gRPC trace and metrics receiver that keeps what it is sent.
 #[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<Exported>>>,
+pub(crate) struct Collector {
+    pub(crate) spans: Arc<Mutex<Vec<Exported>>>,
+    /// Metric names, with the `service.name` that sent them.
+    pub(crate) metrics: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut metrics = self.metrics.lock().unwrap();
+        for resource_metrics in request.into_inner().resource_metrics {
+            let resource = resource_metrics
+                .resource
+                .map(|r| r.attributes)
+                .unwrap_or_default();
+            let service = match attribute(&resource, "service.name") {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            };
+            for scope in resource_metrics.scope_metrics {
+                for metric in scope.metrics {
+                    metrics.push((service.clone(), metric.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -50,18 +86,19 @@ impl TraceService for Collector {
 }
 
 impl Collector {
-    async fn start() -> (Collector, String) {
+    pub(crate) async fn start() -> (Collector, String) {
         let collector = Collector::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let server = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(collector.clone()))
+            .add_service(MetricsServiceServer::new(collector.clone()))
             .serve_with_incoming(TcpListenerStream::new(listener));
         tokio::spawn(server);
         (collector, endpoint)
     }
 
-    async fn span_named(&self, name: &str, trace_id: &[u8]) -> Exported {
+    pub(crate) async fn span_named(&self, name: &str, trace_id: &[u8]) -> Exported {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let found = self
@@ -83,7 +120,7 @@ impl Collector {
         }
     }
 
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.spans
             .lock()
             .unwrap()
@@ -93,7 +130,7 @@ impl Collector {
     }
 }
 
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+pub(crate) fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     attributes
         .iter()
         .find(|kv| kv.key == key)
@@ -101,11 +138,11 @@ fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value:
         .and_then(|v: &AnyValue| v.value.as_ref())
 }
 
-fn string(value: &str) -> Option<any_value::Value> {
+pub(crate) fn string(value: &str) -> Option<any_value::Value> {
     Some(any_value::Value::StringValue(value.to_string()))
 }
 
-fn hex(text: &str) -> Vec<u8> {
+pub(crate) fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
@@ -232,7 +269,7 @@ async fn server_spans_continue_the_callers_trace_over_otlp() {
 }
 
 /// A span's id as hex, as logs print it.
-fn hex_of(bytes: &[u8]) -> String {
+pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -475,7 +512,9 @@ async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
             spans
                 .iter()
                 .find(|(resource, s)| {
-                    s.name == name && attribute(resource, "service.name") == string(service).as_ref()
+                    s.name == name
+                        && s.kind == span::SpanKind::Server as i32
+                        && attribute(resource, "service.name") == string(service).as_ref()
                 })
                 .map(|(_, s)| s.clone())
         };
@@ -505,7 +544,24 @@ async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
         "one trace through the gateway"
     );
     assert_eq!(
-        catalog_span.parent_span_id, gateway_span.span_id,
-        "catalog's span is the gateway's child"
+        attribute(&gateway_span.attributes, "ferrymesh.class"),
+        string("ok").as_ref()
+    );
+    // gateway (server) -> gateway's call upstream (client) -> catalog (server)
+    let spans = collector.spans.lock().unwrap().clone();
+    let forward = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.span_id == catalog_span.parent_span_id)
+        .unwrap_or_else(|| panic!("catalog's parent span was exported: {:?}", collector.names()));
+    assert_eq!(forward.kind, span::SpanKind::Client as i32);
+    assert_eq!(forward.name, name);
+    assert_eq!(
+        forward.parent_span_id, gateway_span.span_id,
+        "the gateway's call upstream is a child of its server span"
+    );
+    assert_eq!(
+        attribute(&forward.attributes, "server.address"),
+        string(&catalog_addr.to_string()).as_ref()
     );
 }

@@ -116,7 +116,10 @@ pub(crate) fn render_trace(trace: &pb::Trace, with_db: bool, width: usize) -> St
     let mut roots = Vec::new();
     for span in &spans {
         if ids.contains(span.parent_span_id.as_str()) {
-            children.entry(span.parent_span_id.as_str()).or_default().push(span);
+            children
+                .entry(span.parent_span_id.as_str())
+                .or_default()
+                .push(span);
         } else {
             roots.push(*span);
         }
@@ -131,6 +134,24 @@ pub(crate) fn render_trace(trace: &pb::Trace, with_db: bool, width: usize) -> St
             }
         }
     }
+
+    // The service column names the process; the package prefix is noise.
+    let named: Vec<(String, &pb::Span)> = ordered
+        .into_iter()
+        .map(|(depth, span)| {
+            let indent = "  ".repeat(depth.min(12));
+            (
+                format!("{indent}{}", span.name.trim_start_matches("ferrymesh.")),
+                span,
+            )
+        })
+        .collect();
+    let column = named
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 90);
 
     let mut out = String::new();
     let _ = writeln!(
@@ -147,21 +168,24 @@ pub(crate) fn render_trace(trace: &pb::Trace, with_db: bool, width: usize) -> St
     );
     let _ = writeln!(
         out,
-        "{:<10} {:<58} {:>9} {:>9}  {:<width$}  CLASS",
+        "{:<10} {:<column$} {:>9} {:>9}  {:<width$}  CLASS",
         "SERVICE", "SPAN", "START", "DURATION", "TIMELINE"
     );
-    for (depth, span) in ordered {
-        let indent = "  ".repeat(depth.min(12));
-        let mut name = format!("{indent}{}", span.name);
-        if name.chars().count() > 58 {
-            name = name.chars().take(57).collect::<String>() + "…";
+    for (mut name, span) in named {
+        if name.chars().count() > column {
+            name = name.chars().take(column - 1).collect::<String>() + "…";
         }
         let offset = span.start_unix_nanos - start;
         let from = ((offset as f64 / total as f64) * width as f64).floor() as usize;
         let length = (((span.duration_nanos as f64 / total as f64) * width as f64).round() as usize).max(1);
         let from = from.min(width - 1);
         let length = length.min(width - from);
-        let bar = format!("{}{}{}", " ".repeat(from), "█".repeat(length), " ".repeat(width - from - length));
+        let bar = format!(
+            "{}{}{}",
+            " ".repeat(from),
+            "█".repeat(length),
+            " ".repeat(width - from - length)
+        );
         let why = span
             .attributes
             .get("workflow.error")
@@ -171,7 +195,7 @@ pub(crate) fn render_trace(trace: &pb::Trace, with_db: bool, width: usize) -> St
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<10} {:<58} {:>9} {:>9}  {bar}  {}{why}",
+            "{:<10} {:<column$} {:>9} {:>9}  {bar}  {}{why}",
             span.service_name,
             name,
             ms(offset),
@@ -215,7 +239,15 @@ pub(crate) fn render_map(map: &pb::GetServiceMapResponse) -> String {
 mod tests {
     use super::*;
 
-    fn span(id: &str, parent: &str, service: &str, name: &str, start: i64, duration: i64, class: &str) -> pb::Span {
+    fn span(
+        id: &str,
+        parent: &str,
+        service: &str,
+        name: &str,
+        start: i64,
+        duration: i64,
+        class: &str,
+    ) -> pb::Span {
         pb::Span {
             span_id: id.into(),
             parent_span_id: parent.into(),
@@ -246,11 +278,23 @@ mod tests {
         };
         let text = render_trace(&trace, false, 10);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].contains("2 spans") && lines[0].contains("1 database spans hidden"), "{text}");
-        assert!(lines[2].starts_with("gateway    PlaceOrder"), "{text}");
-        assert!(lines[2].contains("██████████"), "the root spans the timeline: {text}");
-        assert!(lines[3].starts_with("payments     Charge"), "indented under its parent: {text}");
-        assert!(lines[3].contains("     █    "), "starts half way, a tenth long: {text}");
+        assert!(
+            lines[0].contains("2 spans") && lines[0].contains("1 database spans hidden"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("gateway    PlaceOrder "), "{text}");
+        assert!(
+            lines[2].contains("██████████"),
+            "the root spans the timeline: {text}"
+        );
+        assert!(
+            lines[3].starts_with("payments     Charge"),
+            "indented under its parent: {text}"
+        );
+        assert!(
+            lines[3].contains("     █    "),
+            "starts half way, a tenth long: {text}"
+        );
         assert!(lines[3].ends_with("error  card declined"), "{text}");
         assert!(render_trace(&trace, true, 10).contains("INSERT orders"));
     }

@@ -66,7 +66,9 @@ fn record(system: &'static str, sql: &str, elapsed: Duration, failed: bool) {
 /// The statement's verb: SELECT, INSERT, UPDATE, DELETE, or the first word.
 fn operation(sql: &str) -> &'static str {
     let first = sql.split_whitespace().next().unwrap_or("");
-    for verb in ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK"] {
+    for verb in [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK",
+    ] {
         if first.eq_ignore_ascii_case(verb) {
             return verb;
         }
@@ -112,13 +114,25 @@ mod tests {
     #[test]
     fn statements_name_their_operation_and_table() {
         let select = r#"SELECT "orders"."id" FROM "orders" WHERE "orders"."id" = $1"#;
-        assert_eq!((operation(select), table(select).as_deref()), ("SELECT", Some("orders")));
+        assert_eq!(
+            (operation(select), table(select).as_deref()),
+            ("SELECT", Some("orders"))
+        );
         let insert = r#"INSERT INTO "stock" ("sku", "on_hand") VALUES (?, ?)"#;
-        assert_eq!((operation(insert), table(insert).as_deref()), ("INSERT", Some("stock")));
+        assert_eq!(
+            (operation(insert), table(insert).as_deref()),
+            ("INSERT", Some("stock"))
+        );
         let update = r#"UPDATE "payments" SET "state" = $1"#;
-        assert_eq!((operation(update), table(update).as_deref()), ("UPDATE", Some("payments")));
+        assert_eq!(
+            (operation(update), table(update).as_deref()),
+            ("UPDATE", Some("payments"))
+        );
         let delete = "DELETE FROM idempotency WHERE key = ?";
-        assert_eq!((operation(delete), table(delete).as_deref()), ("DELETE", Some("idempotency")));
+        assert_eq!(
+            (operation(delete), table(delete).as_deref()),
+            ("DELETE", Some("idempotency"))
+        );
         assert_eq!((operation("BEGIN"), table("BEGIN")), ("BEGIN", None));
         assert_eq!(truncate("héllo", 2), "h");
     }

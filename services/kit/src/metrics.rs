@@ -22,8 +22,8 @@ use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Tempora
 /// Bucket bounds in milliseconds: fine below a millisecond, where calls
 /// inside one machine land, up to the 60 s handler timeout.
 const BOUNDS_MS: &[f64] = &[
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
-    10000.0, 60000.0,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    60000.0,
 ];
 
 struct Instruments {
@@ -277,7 +277,10 @@ mod tests {
             histogram.record(ms, &attributes);
         }
         let text = reader.render();
-        assert!(text.contains("# TYPE rpc_server_duration_milliseconds histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE rpc_server_duration_milliseconds histogram"),
+            "{text}"
+        );
         assert!(
             text.contains("rpc_server_duration_milliseconds_bucket{rpc_method=\"GetProduct\",le=\"1\"} 1"),
             "{text}"

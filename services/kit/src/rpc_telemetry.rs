@@ -295,7 +295,11 @@ impl RpcSpan {
         // By the OpenTelemetry RPC conventions, a server span is an error only
         // for codes that mean the server failed, not the caller; a client span
         // is an error for any code but OK.
-        let error = if server { class == Class::Fault } else { class != Class::Ok };
+        let error = if server {
+            class == Class::Fault
+        } else {
+            class != Class::Ok
+        };
         if error {
             span.record("otel.status_code", "ERROR");
         }

@@ -140,9 +140,7 @@ fn sampler_from(
         "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
         "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
         "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        "parentbased_traceidratio" => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
-        }
+        "parentbased_traceidratio" => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?))),
         other => return Err(SamplerError::Unknown(other.to_string())),
     })
 }
@@ -164,14 +162,7 @@ mod tests {
 
     fn decide(sampler: &dyn ShouldSample, kind: SpanKind, id: u128) -> SamplingDecision {
         sampler
-            .should_sample(
-                Some(&Context::new()),
-                TraceId::from(id),
-                "root",
-                &kind,
-                &[],
-                &[],
-            )
+            .should_sample(Some(&Context::new()), TraceId::from(id), "root", &kind, &[], &[])
             .decision
     }
 

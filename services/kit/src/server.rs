@@ -350,7 +350,8 @@ where
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
-    start_admin(C::NAME, &args, local, metrics).await?;
+    // From the configured address, so port 0 (tests) gives the admin port 0 too.
+    start_admin(C::NAME, &args, addr, metrics).await?;
     let service = build(config).await?;
     tracing::info!(service = C::NAME, addr = %local, "listening on {local}");
     serve(service, &args, listener, shutdown_signal()).await?;

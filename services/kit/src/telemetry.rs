@@ -152,8 +152,14 @@ pub fn init(service_name: &str, args: &ServerArgs) -> Result<Telemetry, Telemetr
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF);
+    // Source locations, threads and busy/idle times would double a span's
+    // size on the wire and say nothing a reader of the trace needs.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
         .with_filter(span_filter);
 
     // Lines are written to stderr by a thread of their own, so a handler never

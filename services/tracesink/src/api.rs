@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kit_values::Violations;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -9,7 +10,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use kit_values::Violations;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -122,7 +122,11 @@ pub(crate) fn kept(export: &ExportTraceServiceRequest) -> (Vec<KeptSpan>, i64) {
                     start: span.start_time_unix_nano,
                     end: span.end_time_unix_nano.max(span.start_time_unix_nano),
                     class: class_of(class_attribute, status_is_error),
-                    status_message: span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
+                    status_message: span
+                        .status
+                        .as_ref()
+                        .map(|s| s.message.clone())
+                        .unwrap_or_default(),
                     attributes,
                 });
             }

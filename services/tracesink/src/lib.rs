@@ -58,7 +58,7 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     Ok(kit::Service::new("tracesink")
         .serving(
             TraceServiceServer::new(api::Receiver::new(store.clone(), forward))
-                .max_decoding_message_size(max)
+                .max_decoding_message_size(max),
         )
         .serving(
             TracesServiceServer::new(api::TracesApi::new(store))

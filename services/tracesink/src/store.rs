@@ -175,7 +175,8 @@ impl Store {
     }
 
     /// The traces `query` names (a trace id in hex, or a searchable
-    /// attribute's value), newest first, each in start order.
+    /// attribute's value): the `max_traces` biggest, oldest first, each
+    /// with its spans in start order.
     pub fn find(&self, query: &str, max_traces: usize) -> Vec<(Vec<u8>, Vec<KeptSpan>)> {
         let inner = self.lock();
         let mut ids: Vec<Vec<u8>> = Vec::new();
@@ -188,15 +189,26 @@ impl Store {
             let mut seen = HashSet::new();
             // Newest first.
             for span in inner.order.iter().rev() {
-                let matches = SEARCHABLE
-                    .iter()
-                    .any(|key| span.attribute(key) == Some(query));
+                let matches = SEARCHABLE.iter().any(|key| span.attribute(key) == Some(query));
                 if matches && seen.insert(span.trace_id.clone()) {
                     ids.push(span.trace_id.clone());
                 }
             }
         }
+        // An order's id is on its placement and saga, and on every read of
+        // it: the biggest traces are the ones worth reading (newest first
+        // among equals), shown in the order they happened.
+        let size = |id: &Vec<u8>| inner.by_trace.get(id).map_or(0, Vec::len);
+        let start = |id: &Vec<u8>| {
+            inner
+                .by_trace
+                .get(id)
+                .and_then(|l| l.iter().map(|s| s.start).min())
+                .unwrap_or(0)
+        };
+        ids.sort_by(|a, b| size(b).cmp(&size(a)).then_with(|| start(b).cmp(&start(a))));
         ids.truncate(max_traces);
+        ids.sort_by_key(start);
         ids.into_iter()
             .map(|id| {
                 let mut spans: Vec<KeptSpan> = inner
@@ -233,7 +245,12 @@ impl Store {
         for span in &inner.order {
             let edge = if let Some(system) = span.attribute("db.system") {
                 let class = if span.class == "ok" { "ok" } else { "fault" };
-                Some((span.service.to_string(), system.to_string(), class, span.duration()))
+                Some((
+                    span.service.to_string(),
+                    system.to_string(),
+                    class,
+                    span.duration(),
+                ))
             } else if span.kind == KIND_SERVER {
                 let parent = by_id
                     .get(&(span.trace_id.as_slice(), span.parent_span_id.as_slice()))

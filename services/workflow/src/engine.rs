@@ -552,17 +552,23 @@ impl Run {
             workflow.state = %path,
             workflow.state_type = state.kind.type_name(),
             workflow.error = tracing::field::Empty,
+            workflow.caught_by = tracing::field::Empty,
             ferrymesh.execution_id = %self.name,
         );
         let outcome_span = span.clone();
-        Box::pin(async move {
-            let outcome = self.run_state_inner(scope, state, raw, ordinal, first_attempt, path).await;
-            if let Err(Halt::Failed(failure)) = &outcome {
-                outcome_span.record("otel.status_code", "ERROR");
-                outcome_span.record("workflow.error", failure.error.as_str());
+        Box::pin(
+            async move {
+                let outcome = self
+                    .run_state_inner(scope, state, raw, ordinal, first_attempt, path)
+                    .await;
+                if let Err(Halt::Failed(failure)) = &outcome {
+                    outcome_span.record("otel.status_code", "ERROR");
+                    outcome_span.record("workflow.error", failure.error.as_str());
+                }
+                outcome
             }
-            outcome
-        }.instrument(span))
+            .instrument(span),
+        )
     }
 
     async fn run_state_inner(
@@ -697,7 +703,7 @@ impl Run {
                             otel.status_code = tracing::field::Empty,
                             workflow.state = %path,
                             workflow.resource = %task.resource,
-                            workflow.retry = attempt,
+                            workflow.retry = i64::from(attempt),
                             workflow.error = tracing::field::Empty,
                         );
                         let attempt_span = span.clone();
@@ -950,6 +956,11 @@ impl Run {
                     return Err(Halt::Failed(failure));
                 };
                 let merged = catcher.result_path.merge(raw, failure.to_json())?;
+                // The state's span says it failed and where the Catch went.
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("workflow.error", failure.error.as_str());
+                span.record("workflow.caught_by", catcher.next.as_str());
                 // OutputPath does not apply to a caught error's output.
                 let mut details = json!({"output": merged});
                 if let Value::Object(map) = &mut details {
