@@ -30,10 +30,20 @@ async fn up_serves_every_service_to_grpcurl_through_reflection_and_stops_cleanly
         .expect("a catalog row in the table");
     let columns: Vec<&str> = row.split_whitespace().collect();
     let database = format!("sqlite://{}/catalog.db", data.path().display());
+    let port: u16 = catalog.rsplit(':').next().unwrap().parse().unwrap();
+    let metrics = format!("http://127.0.0.1:{}/metrics", port + 1000);
     assert_eq!(
         columns,
-        ["catalog", catalog.as_str(), "SERVING", database.as_str()]
+        [
+            "catalog",
+            catalog.as_str(),
+            "SERVING",
+            metrics.as_str(),
+            database.as_str()
+        ]
     );
+    // The metrics column is where Prometheus scrapes.
+    crate::support::http_get(&metrics).await;
     assert!(
         data.path().join("catalog.db").exists(),
         "catalog keeps its database in the data directory"
