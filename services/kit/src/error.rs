@@ -60,7 +60,15 @@ pub fn unavailable(message: impl Into<String>, retry_after: Duration) -> Status 
 }
 
 /// INTERNAL with a generic message; the details go to the log, never to the caller.
+///
+/// Inside a call, the details join the call's span and so its one log line
+/// ("rpc failed", at ERROR); elsewhere they are logged here.
 pub fn internal(error: &dyn std::error::Error) -> Status {
-    tracing::error!(error = %error, "internal error");
+    let span = tracing::Span::current();
+    if span.has_field("error.detail") {
+        span.record("error.detail", tracing::field::display(error));
+    } else {
+        tracing::error!(error = %error, "internal error");
+    }
     Status::internal("internal error; the server log has the details")
 }

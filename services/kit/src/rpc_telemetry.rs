@@ -129,6 +129,8 @@ where
                 rpc.method = %method,
                 rpc.grpc.status_code = tracing::field::Empty,
                 ferrymesh.class = tracing::field::Empty,
+                // What went wrong inside, for an INTERNAL answer (never sent to the caller).
+                error.detail = tracing::field::Empty,
                 ferrymesh.correlation_id = %correlation_id,
                 // Set by the gateway once it knows them: the key's id (never
                 // the key) and the stage, to find a key holder's calls.
