@@ -6,6 +6,9 @@
 #   gateway    through the ferrymesh gateway with a key: auth, throttle
 #              (limits high), quota, routing, metering and server spans on,
 #              10,000 keys issued and cached
+#   untraced   the same gateway with tracing off (OTEL_TRACES_SAMPLER=always_off)
+#   traced     the same gateway with every trace kept (always_on) and
+#              exported over OTLP, with its catalog's, to the trace sink
 # -- rounds interleaved. Prints requests/s, mean and p99 latency under load,
 # the added latency of one sequential call, the ratios gateway/direct and
 # gateway/nginx, the gateway's CPU seconds per 1,000 requests and its peak
@@ -56,6 +59,9 @@ trap cleanup EXIT
 
 TOKEN="bench-admin-token-$(date +%s)"
 CATALOG=47151 APIKEYS=47157 NGINX=47180 GATEWAY=47181
+# Tracing on and off, each gateway with its own catalog so neither's spans
+# weigh on the other; the sink is the OTLP receiver.
+CATALOG_OFF=47251 GATEWAY_OFF=47281 CATALOG_ON=47351 GATEWAY_ON=47381 SINK=47317
 
 wait_port() { # name port
   for _ in $(seq 1 200); do
@@ -72,6 +78,19 @@ start() { # name port flags...
 }
 start catalog "$CATALOG"
 start apikeys "$APIKEYS" --admin-token "$TOKEN"
+# The sink keeps every span of the run, so it can say how many arrived.
+start tracesink "$SINK" --max-spans 4000000
+OFF=(env OTEL_TRACES_SAMPLER=always_off)
+# Export as a deployment would, with a queue deep enough that no span is dropped.
+ON=(env OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" OTEL_METRICS_EXPORTER=none
+  OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048 OTEL_BSP_SCHEDULE_DELAY=200)
+"${OFF[@]}" "$bin" serve catalog --listen "127.0.0.1:$CATALOG_OFF" --data-dir "$work/data" >"$work/catalog-off.log" 2>&1 &
+pids+=($!)
+wait_port catalog-off "$CATALOG_OFF"
+# catalog follows the gateway's decision (parent-based), as in the mesh.
+"${ON[@]}" "$bin" serve catalog --listen "127.0.0.1:$CATALOG_ON" --data-dir "$work/data" >"$work/catalog-on.log" 2>&1 &
+pids+=($!)
+wait_port catalog-on "$CATALOG_ON"
 
 cat >"$work/gateway.toml" <<EOF
 public = ["ferrymesh.catalog.v1.*"]
@@ -83,6 +102,16 @@ EOF
 pids+=($!)
 gateway_pid="${pids[-1]}"
 wait_port gateway "$GATEWAY"
+for side in off on; do
+  if [ "$side" = off ]; then port="$GATEWAY_OFF" upstream="$CATALOG_OFF" envs=("${OFF[@]}")
+  else port="$GATEWAY_ON" upstream="$CATALOG_ON" envs=("${ON[@]}" OTEL_TRACES_SAMPLER=always_on); fi
+  printf 'public = ["ferrymesh.catalog.v1.*"]\n[stages.prod.routes]\n"ferrymesh.catalog.v1" = "http://127.0.0.1:%s"\n' \
+    "$upstream" >"$work/gateway-$side.toml"
+  "${envs[@]}" "$gateway_bin" --listen "127.0.0.1:$port" --data-dir "$work/data" --config "$work/gateway-$side.toml" \
+    --apikeys-url "http://127.0.0.1:$APIKEYS" --admin-token "$TOKEN" >"$work/gateway-$side.log" 2>&1 &
+  pids+=($!)
+  wait_port "gateway-$side" "$port"
+done
 
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -119,6 +148,15 @@ URL_PATH=/ferrymesh.catalog.v1.CatalogService/GetProduct
 # One call per key, so the gateway holds every key as it would in service.
 xargs -P 4 -I{} nghttp -n -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-api-key: {}' \
   -d "$work/get-product.bin" "http://127.0.0.1:$GATEWAY$URL_PATH" <"$work/keys.txt"
+for port in "$GATEWAY_OFF" "$GATEWAY_ON"; do
+  nghttp -n -H 'content-type: application/grpc' -H 'te: trailers' -H "x-api-key: $KEY" \
+    -d "$work/get-product.bin" "http://127.0.0.1:$port$URL_PATH"
+done
+[ -x "$root/.tools/bin/grpcurl" ] || bash build-support/install-tools.sh >&2
+sink_spans() { # spans the sink holds
+  "$root/.tools/bin/grpcurl" -plaintext -d '{}' "127.0.0.1:$SINK" ferrymesh.traces.v1.TracesService/GetServiceMap |
+    awk -F'"' '/"spanCount"/ { print $4 }'
+}
 
 metered() { # calls apikeys has counted for the bench developer
   sleep 1.5 # one flush interval and a little
@@ -146,26 +184,33 @@ load() { # port clients streams seconds-or-count extra-header...
 }
 
 declare -A rps mean p99
-for way in direct nginx gateway; do rps[$way]=0; mean[$way]=0; p99[$way]=0; done
-gateway_answered=0
-cpu_before="$(cpu_ticks)"
+WAYS=(direct nginx gateway untraced traced)
+for way in "${WAYS[@]}"; do rps[$way]=0; mean[$way]=0; p99[$way]=0; done
+gateway_answered=0 traced_answered=0 cpu_ticks_total=0
+spans_before="$(sink_spans)"
 echo "h2load -c$CLIENTS -m$STREAMS, ${SECONDS_PER}s per way, $ROUNDS rounds interleaved, $(nproc) cores" >&2
 for round in $(seq 1 "$ROUNDS"); do
-  for way in direct nginx gateway; do
+  for way in "${WAYS[@]}"; do
+    [ "$way" = gateway ] && cpu_start="$(cpu_ticks)"
     case $way in
       direct) r="$(load "$CATALOG" "$CLIENTS" "$STREAMS" "$SECONDS_PER")" ;;
       nginx) r="$(load "$NGINX" "$CLIENTS" "$STREAMS" "$SECONDS_PER")" ;;
       gateway) r="$(load "$GATEWAY" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
+      untraced) r="$(load "$GATEWAY_OFF" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
+      traced) r="$(load "$GATEWAY_ON" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
     esac
+    [ "$way" = gateway ] && cpu_ticks_total=$((cpu_ticks_total + $(cpu_ticks) - cpu_start))
     read -r a b c n <<<"$r"
     echo "  round $round  $way: $a req/s, mean $b us, p99 $c us" >&2
     rps[$way]="$(awk -v x="${rps[$way]}" -v y="$a" 'BEGIN { print x + y }')"
     mean[$way]="$(awk -v x="${mean[$way]}" -v y="$b" 'BEGIN { print x + y }')"
     p99[$way]="$(awk -v x="${p99[$way]}" -v y="$c" 'BEGIN { print x + y }')"
     [ "$way" = gateway ] && gateway_answered=$((gateway_answered + n))
+    [ "$way" = traced ] && traced_answered=$((traced_answered + n))
   done
 done
-cpu_after="$(cpu_ticks)"
+sleep 1 # the last export
+spans_after="$(sink_spans)"
 
 # A fixed count, every call answered, to count the gateway's non-OK
 # answers: it meters every call it forwards, and refusals are not forwarded.
@@ -186,12 +231,13 @@ if grep -h "panicked" "$work"/*.log >&2; then echo "bench: a process panicked" >
 
 avg() { awk -v t="$1" -v n="$ROUNDS" 'BEGIN { printf "%.0f", t / n }'; }
 printf '\n%-10s %10s %12s %12s %16s\n' "way" "req/s" "mean (us)" "p99 (us)" "sequential (us)"
-for way in direct nginx gateway; do
-  printf '%-10s %10s %12s %12s %16s\n' "$way" "$(avg "${rps[$way]}")" "$(avg "${mean[$way]}")" "$(avg "${p99[$way]}")" "${seq_mean[$way]}"
+for way in "${WAYS[@]}"; do
+  printf '%-10s %10s %12s %12s %16s\n' "$way" "$(avg "${rps[$way]}")" "$(avg "${mean[$way]}")" "$(avg "${p99[$way]}")" "${seq_mean[$way]:--}"
 done
 awk -v g="${rps[gateway]}" -v d="${rps[direct]}" -v n="${rps[nginx]}" \
     -v sg="${seq_mean[gateway]}" -v sd="${seq_mean[direct]}" -v sn="${seq_mean[nginx]}" \
-    -v ticks="$((cpu_after - cpu_before))" -v hz="$hz" -v answered="$gateway_answered" \
+    -v ticks="$cpu_ticks_total" -v hz="$hz" -v answered="$gateway_answered" \
+    -v on="${rps[traced]}" -v off="${rps[untraced]}" -v traced="$traced_answered" -v spans="$((${spans_after:-0} - ${spans_before:-0}))" \
     -v census="$census" -v metered="$((metered_after - metered_before))" -v rss="$rss_kb" -v keys="$KEYS" 'BEGIN {
   printf "\ngateway / direct throughput   %.2f   (target >= 0.50)\n", g / d
   printf "gateway / nginx throughput    %.2f   (target >= 2.00)\n", g / n
@@ -199,4 +245,6 @@ awk -v g="${rps[gateway]}" -v d="${rps[direct]}" -v n="${rps[nginx]}" \
   printf "gateway CPU per 1000 requests %.4f s   (target <= 0.05)\n", (ticks / hz) / (answered / 1000)
   printf "gateway peak RSS              %.1f MB with %d keys cached   (target < 30 MB)\n", rss / 1024, keys
   printf "gateway non-OK grpc-status    %d of %d answered (forwarded and metered: %d)\n", census - metered, census, metered
+  printf "traced / untraced throughput  %.2f   (target >= 0.90; every call traced and exported to the sink)\n", on / off
+  printf "spans the sink received       %d for %d traced calls (%.2f per call)\n", spans, traced, spans / traced
 }'
