@@ -252,6 +252,8 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
             l.starts_with("grpcurl ")
                 || l.starts_with("ferrymesh workflow ")
                 || l.starts_with("ferrymesh keys ")
+                || l.starts_with("ferrymesh trace ")
+                || l.starts_with("curl ")
         })
         .collect();
     assert!(
@@ -261,7 +263,13 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     );
 
     let data = tempfile::tempdir().unwrap();
-    let (mut up, offset) = up_and_serving(data.path()).await;
+    // As the README's Observability section starts it.
+    let (mut up, offset) = up_with(
+        data.path(),
+        &["--trace-sink"],
+        &[("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
+    )
+    .await;
 
     let tools = crate::support::root().join(".tools/bin");
     let binaries = std::path::Path::new(env!("CARGO_BIN_EXE_ferrymesh"))
@@ -275,16 +283,19 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
     );
     let workflow_url = format!("http://127.0.0.1:{}", 50056 + offset);
     let apikeys_url = format!("http://127.0.0.1:{}", 50057 + offset);
+    let sink_url = format!("http://127.0.0.1:{}", 4317 + offset);
     let mut order_id = String::new();
     // The key RegisterDeveloper printed, as the reader exports it.
     let mut api_key = String::new();
     for example in examples {
         let mut line = example.replace("ORDER_ID", &order_id);
         for port in crate::support::MESH_PORTS {
-            line = line.replace(
-                &format!("127.0.0.1:{port} "),
-                &format!("127.0.0.1:{} ", port + offset),
-            );
+            for after in [" ", "/"] {
+                line = line.replace(
+                    &format!("127.0.0.1:{port}{after}"),
+                    &format!("127.0.0.1:{}{after}", port + offset),
+                );
+            }
         }
         // WatchOrder streams until the order is final; two seconds show its first message.
         let line = if line.contains("/WatchOrder") {
@@ -292,17 +303,32 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
         } else {
             line
         };
-        let output = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(&line)
-            .env("PATH", &path)
-            .env("FERRYMESH_WORKFLOW_URL", &workflow_url)
-            .env("FERRYMESH_APIKEYS_URL", &apikeys_url)
-            .env("FERRYMESH_DATA_DIR", data.path())
-            .env("FERRYMESH_KEY", &api_key)
-            .current_dir(data.path())
-            .output()
-            .unwrap();
+        let run = || {
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&line)
+                .env("PATH", &path)
+                .env("FERRYMESH_WORKFLOW_URL", &workflow_url)
+                .env("FERRYMESH_APIKEYS_URL", &apikeys_url)
+                .env("FERRYMESH_DATA_DIR", data.path())
+                .env("FERRYMESH_KEY", &api_key)
+                .env("FERRYMESH_TRACE_SINK", &sink_url)
+                .current_dir(data.path())
+                .output()
+                .unwrap()
+        };
+        let mut output = run();
+        // Spans reach the sink half a second after the call.
+        let mut tries = 0;
+        while line.starts_with("ferrymesh trace ")
+            && (!output.status.success()
+                || (line.contains(&order_id) && !text(&output).contains("state Charge card")))
+            && tries < 20
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            output = run();
+            tries += 1;
+        }
         let said = text(&output);
         let meant_to_fail = line.contains(r#""page_size": -1"#)
             || line.contains("4000 0000 0000 0002")
@@ -319,6 +345,26 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
             // The saga has confirmed it by now; the watch shows it and ends.
             assert!(
                 said.contains(&order_id) && said.contains("ORDER_STATUS_CONFIRMED"),
+                "{line}\n{said}"
+            );
+        } else if line.starts_with("ferrymesh trace ") && line.contains(&order_id) {
+            // The order's trace: the gateway took it, the saga charged the card.
+            assert!(
+                output.status.success()
+                    && said.contains("OrdersService/PlaceOrder")
+                    && said.contains("state Charge card"),
+                "{line}\n{said}"
+            );
+        } else if line.starts_with("ferrymesh trace map") {
+            assert!(
+                output.status.success()
+                    && said.contains("gateway    -> orders")
+                    && said.contains("workflow   -> payments"),
+                "{line}\n{said}"
+            );
+        } else if line.starts_with("curl ") {
+            assert!(
+                output.status.success() && said.contains("rpc_method=\"GetProduct\""),
                 "{line}\n{said}"
             );
         } else if line.starts_with("ferrymesh workflow history") {
@@ -413,11 +459,18 @@ async fn services_stop_when_up_is_killed() {
 
 /// `ferrymesh up` on a free port offset, once every service answers SERVING.
 async fn up_and_serving(data: &std::path::Path) -> (Process, u16) {
+    up_with(data, &[], &[]).await
+}
+
+/// `ferrymesh up` with more flags and environment variables.
+async fn up_with(data: &std::path::Path, flags: &[&str], env: &[(&str, &str)]) -> (Process, u16) {
     let offset = free_port_offset();
     let mut command = ferrymesh();
     command
         .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
-        .arg(data);
+        .arg(data)
+        .args(flags)
+        .envs(env.iter().copied());
     let mut up = Process::spawn(command);
     up.wait_for_line(
         |l| l.contains("all services are SERVING"),

@@ -219,15 +219,6 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Writes the current span's W3C trace context into outgoing headers, for
-/// a proxy that forwards calls rather than making them.
-pub fn inject_current_context(headers: &mut HeaderMap) {
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&context, &mut HeaderInjector(headers))
-    });
-}
-
 /// Writes W3C trace context into HTTP/2 headers (gRPC metadata).
 struct HeaderInjector<'a>(&'a mut HeaderMap);
 
