@@ -64,9 +64,9 @@ impl Receiver {
     }
 }
 
-fn text(value: Option<&AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
+fn text(value: Option<AnyValue>) -> String {
+    match value.and_then(|v| v.value) {
+        Some(any_value::Value::StringValue(s)) => s,
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
@@ -75,58 +75,57 @@ fn text(value: Option<&AnyValue>) -> String {
     }
 }
 
-fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+fn pairs(attributes: Vec<KeyValue>) -> Vec<(String, String)> {
     attributes
-        .iter()
-        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .into_iter()
+        .map(|kv| (kv.key, text(kv.value)))
         .collect()
 }
 
-/// The spans of an export, as kept.
-pub(crate) fn kept(export: &ExportTraceServiceRequest) -> (Vec<KeptSpan>, i64) {
+/// The spans of an export, as kept: moved, not copied, as the sink shares
+/// the machine with the services it watches.
+pub(crate) fn kept(export: ExportTraceServiceRequest) -> (Vec<KeptSpan>, i64) {
     let mut spans = Vec::new();
     let mut rejected = 0i64;
-    for resource_spans in &export.resource_spans {
+    for resource_spans in export.resource_spans {
         let resource = resource_spans
             .resource
-            .as_ref()
-            .map(|r| pairs(&r.attributes))
+            .map(|r| pairs(r.attributes))
             .unwrap_or_default();
         let service: Arc<str> = resource
             .iter()
             .find(|(k, _)| k == "service.name")
             .map_or("unknown_service", |(_, v)| v.as_str())
             .into();
-        for scope in &resource_spans.scope_spans {
-            for span in &scope.spans {
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
                 if span.trace_id.len() != 16 || span.span_id.len() != 8 {
                     rejected += 1;
                     continue;
                 }
-                let attributes = KeptSpan::bound_attributes(pairs(&span.attributes));
+                let attributes = KeptSpan::bound_attributes(pairs(span.attributes));
                 let status_is_error = span
                     .status
                     .as_ref()
                     .is_some_and(|s| s.code == StatusCode::Error as i32);
-                let class_attribute = attributes
-                    .iter()
-                    .find(|(k, _)| k == "ferrymesh.class")
-                    .map(|(_, v)| v.as_str());
+                let class = class_of(
+                    attributes
+                        .iter()
+                        .find(|(k, _)| k == "ferrymesh.class")
+                        .map(|(_, v)| v.as_str()),
+                    status_is_error,
+                );
                 spans.push(KeptSpan {
-                    trace_id: span.trace_id.clone(),
-                    span_id: span.span_id.clone(),
-                    parent_span_id: span.parent_span_id.clone(),
+                    trace_id: span.trace_id,
+                    span_id: span.span_id,
+                    parent_span_id: span.parent_span_id,
                     service: service.clone(),
-                    name: span.name.clone(),
+                    name: span.name,
                     kind: span.kind,
                     start: span.start_time_unix_nano,
                     end: span.end_time_unix_nano.max(span.start_time_unix_nano),
-                    class: class_of(class_attribute, status_is_error),
-                    status_message: span
-                        .status
-                        .as_ref()
-                        .map(|s| s.message.clone())
-                        .unwrap_or_default(),
+                    class,
+                    status_message: span.status.map(|s| s.message).unwrap_or_default(),
                     attributes,
                 });
             }
@@ -142,11 +141,11 @@ impl TraceService for Receiver {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let export = request.into_inner();
-        let (spans, rejected) = kept(&export);
-        self.store.add(spans);
         if let Some(forward) = &self.forward {
-            forward.send(export);
+            forward.send(export.clone());
         }
+        let (spans, rejected) = kept(export);
+        self.store.add(spans);
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: rejected,
