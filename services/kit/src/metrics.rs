@@ -54,11 +54,12 @@ fn instruments() -> &'static Instruments {
 }
 
 /// Records one finished call: server side when `server`, else client side.
-pub(crate) fn record_call(server: bool, service: &str, method: &str, code: i32, elapsed: Duration) {
+/// The names are shared, not copied: this runs on every call.
+pub(crate) fn record_call(server: bool, service: &Arc<str>, method: &Arc<str>, code: i32, elapsed: Duration) {
     let attributes = [
         KeyValue::new("rpc.system", "grpc"),
-        KeyValue::new("rpc.service", service.to_string()),
-        KeyValue::new("rpc.method", method.to_string()),
+        KeyValue::new("rpc.service", service.clone()),
+        KeyValue::new("rpc.method", method.clone()),
         KeyValue::new("rpc.grpc.status_code", i64::from(code)),
     ];
     let ms = elapsed.as_secs_f64() * 1000.0;
