@@ -574,7 +574,7 @@ async fn a_canary_takes_its_share_sticky_per_key_and_is_switched_off_when_it_fai
 }
 
 /// Registers through the gateway and returns the secret.
-async fn register(gateway: SocketAddr, email: &str) -> String {
+pub(crate) async fn register(gateway: SocketAddr, email: &str) -> String {
     apb::developer_portal_service_client::DeveloperPortalServiceClient::new(channel(gateway))
         .register_developer(apb::RegisterDeveloperRequest {
             email: email.into(),

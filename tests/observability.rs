@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use apikeys::pb::ferrymesh::apikeys::v1 as apb;
 use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
 use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
 use opentelemetry_proto::tonic::common::v1::any_value;
@@ -14,9 +13,10 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span};
 use orders::pb::ferrymesh::orders::v2 as opb;
 use tonic::transport::Channel;
 
+use crate::gateway::register;
 use crate::saga::{DECLINED, GOOD, Mesh, order_request};
 use crate::support::{ferrymesh, http_get, metrics_url, serve};
-use crate::tracing_export::{Collector, Exported, attribute, hex_of, string};
+use crate::tracing_export::{Collector, Exported, attribute, hex_of, string, traced_gateway};
 
 fn channel(addr: SocketAddr) -> Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -88,18 +88,6 @@ fn ancestry(spans: &[Exported], span: &Span) -> Vec<String> {
         span.name
     );
     chain
-}
-
-async fn register(gateway: SocketAddr, email: &str) -> String {
-    apb::developer_portal_service_client::DeveloperPortalServiceClient::new(channel(gateway))
-        .register_developer(apb::RegisterDeveloperRequest {
-            email: email.into(),
-            name: email.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret
 }
 
 async fn place_through_gateway(
@@ -535,88 +523,8 @@ async fn prometheus_counts_each_method_by_status_code_and_errors_are_logged_once
 #[tokio::test]
 async fn a_reservoir_of_one_per_second_keeps_one_or_two_of_a_hundred_traces_whole() {
     let (collector, endpoint) = Collector::start().await;
-    let data = tempfile::tempdir().unwrap();
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
-    ];
-    let token = "sampling-test-admin-token";
-    let (_apikeys, apikeys_addr) = serve("apikeys", data.path(), &["--admin-token", token], &[]).await;
-    // catalog runs with the default rule: it follows the gateway's decision.
-    let (_catalog, catalog_addr) = serve("catalog", data.path(), &[], &env).await;
-    let file = data.path().join("gateway.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "public = [\"ferrymesh.catalog.v1.*\"]\n\
-             [stages.prod.routes]\n\"ferrymesh.catalog.v1\" = \"http://{catalog_addr}\"\n"
-        ),
-    )
-    .unwrap();
-    let (_gateway, gateway) = serve(
-        "gateway",
-        data.path(),
-        &[
-            "--config",
-            file.to_str().unwrap(),
-            "--apikeys-url",
-            &format!("http://{apikeys_addr}"),
-            "--admin-token",
-            token,
-            "--trace-reservoir",
-            "1",
-            "--trace-rate",
-            "0",
-        ],
-        &env,
-    )
-    .await;
-    // A plan without a rate limit: the free plan would throttle 100 calls a second.
-    let mut admin = apb::api_keys_service_client::ApiKeysServiceClient::new(channel(apikeys_addr));
-    fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(message);
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        r
-    }
-    admin
-        .create_usage_plan(bearer(
-            apb::CreateUsagePlanRequest {
-                plan: Some(apb::UsagePlan {
-                    plan_id: "unmetered".into(),
-                    name: "unmetered".into(),
-                    ..Default::default()
-                }),
-            },
-            token,
-        ))
-        .await
-        .unwrap();
-    admin
-        .create_developer(bearer(
-            apb::CreateDeveloperRequest {
-                developer_id: "sam".into(),
-                email: "sam@example.com".into(),
-                name: "Sam".into(),
-                plan_id: "unmetered".into(),
-            },
-            token,
-        ))
-        .await
-        .unwrap();
-    let secret = admin
-        .create_api_key(bearer(
-            apb::CreateApiKeyRequest {
-                key_id: "sam-1".into(),
-                developer_id: "sam".into(),
-                name: String::new(),
-            },
-            token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
+    let mesh = traced_gateway(endpoint, &["--trace-reservoir", "1", "--trace-rate", "0"]).await;
+    let (gateway, secret) = (mesh.gateway, mesh.secret.clone());
     let mut client = CatalogServiceClient::new(channel(gateway));
     // Warm the key cache, then wait for a fresh second's reservoir.
     let mut request = tonic::Request::new(GetProductRequest {

@@ -71,10 +71,33 @@ pub(crate) const MESH_PORTS: &[u16] = &[
     4317, 5317, // the trace sink and its metrics
 ];
 
-/// A port offset at which every mesh port is free on loopback.
+/// The kernel's range for the local ports of outgoing connections.
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut words = text.split_whitespace().map(|w| w.parse::<u16>().ok());
+            Some((words.next()??, words.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A port offset at which every mesh port is free on loopback. Offsets
+/// that keep every port out of the ephemeral range come first: a port
+/// there may be held in TIME_WAIT by any connection the tests made, and
+/// then nothing can listen on it for a minute.
 pub(crate) fn free_port_offset() -> u16 {
-    for _ in 0..200 {
-        let offset = 1000 + (rand_u16() % 9000);
+    let (low, high) = ephemeral_ports();
+    let highest = MESH_PORTS.iter().copied().max().unwrap_or(0);
+    let outside: Vec<u16> = (1000..=u16::MAX - highest)
+        .filter(|offset| MESH_PORTS.iter().all(|p| !(low..=high).contains(&(p + offset))))
+        .collect();
+    for attempt in 0..200 {
+        let offset = if !outside.is_empty() && attempt < 150 {
+            outside[usize::from(rand_u16()) % outside.len()]
+        } else {
+            1000 + (rand_u16() % 9000)
+        };
         let all_free = MESH_PORTS
             .iter()
             .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p + offset)).is_ok());

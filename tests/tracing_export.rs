@@ -421,19 +421,29 @@ async fn one_trace_follows_a_call_from_orders_into_the_catalog() {
     }
 }
 
-#[tokio::test]
-async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
+/// apikeys, catalog and a gateway in front of catalog, catalog and the
+/// gateway exporting to `endpoint`, and a key (id `tia-1`) on a plan
+/// without limits.
+pub(crate) struct TracedGateway {
+    pub(crate) gateway: std::net::SocketAddr,
+    pub(crate) catalog: std::net::SocketAddr,
+    pub(crate) secret: String,
+    _processes: Vec<crate::support::Process>,
+    _data: tempfile::TempDir,
+}
+
+pub(crate) async fn traced_gateway(endpoint: String, gateway_flags: &[&str]) -> TracedGateway {
     use apikeys::pb::ferrymesh::apikeys::v1 as apb;
 
-    let (collector, endpoint) = Collector::start().await;
     let data = tempfile::tempdir().unwrap();
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ];
     let token = "tracing-test-admin-token";
-    let (_apikeys, apikeys_addr) = serve("apikeys", data.path(), &["--admin-token", token], &[]).await;
-    let (_catalog, catalog_addr) = serve("catalog", data.path(), &[], &env).await;
+    let (apikeys, apikeys_addr) = serve("apikeys", data.path(), &["--admin-token", token], &[]).await;
+    // catalog runs with the default rule: it follows the gateway's decision.
+    let (catalog, catalog_addr) = serve("catalog", data.path(), &[], &env).await;
     let file = data.path().join("gateway.toml");
     std::fs::write(
         &file,
@@ -442,37 +452,47 @@ async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
         ),
     )
     .unwrap();
-    let (_gateway, gateway_addr) = serve(
-        "gateway",
-        data.path(),
-        &[
-            "--config",
-            file.to_str().unwrap(),
-            "--apikeys-url",
-            &format!("http://{apikeys_addr}"),
-            "--admin-token",
-            token,
-        ],
-        &env,
-    )
-    .await;
-    let mut admin =
-        apb::api_keys_service_client::ApiKeysServiceClient::connect(format!("http://{apikeys_addr}"))
-            .await
-            .unwrap();
+    let apikeys_url = format!("http://{apikeys_addr}");
+    let mut flags = vec![
+        "--config",
+        file.to_str().unwrap(),
+        "--apikeys-url",
+        &apikeys_url,
+        "--admin-token",
+        token,
+    ];
+    flags.extend_from_slice(gateway_flags);
+    let (gateway, gateway_addr) = serve("gateway", data.path(), &flags, &env).await;
+    let mut admin = apb::api_keys_service_client::ApiKeysServiceClient::connect(apikeys_url.clone())
+        .await
+        .unwrap();
     fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         r.metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
         r
     }
+    // No limits: the free plan would throttle a hundred calls a second.
+    admin
+        .create_usage_plan(bearer(
+            apb::CreateUsagePlanRequest {
+                plan: Some(apb::UsagePlan {
+                    plan_id: "unmetered".into(),
+                    name: "unmetered".into(),
+                    ..Default::default()
+                }),
+            },
+            token,
+        ))
+        .await
+        .unwrap();
     admin
         .create_developer(bearer(
             apb::CreateDeveloperRequest {
                 developer_id: "tia".into(),
                 email: "tia@example.com".into(),
                 name: "Tia".into(),
-                plan_id: "free".into(),
+                plan_id: "unmetered".into(),
             },
             token,
         ))
@@ -491,6 +511,20 @@ async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
         .unwrap()
         .into_inner()
         .secret;
+    TracedGateway {
+        gateway: gateway_addr,
+        catalog: catalog_addr,
+        secret,
+        _processes: vec![apikeys, catalog, gateway],
+        _data: data,
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_starts_the_trace_and_names_the_key_and_the_stage() {
+    let (collector, endpoint) = Collector::start().await;
+    let mesh = traced_gateway(endpoint, &[]).await;
+    let (gateway_addr, catalog_addr, secret) = (mesh.gateway, mesh.catalog, mesh.secret.clone());
 
     // No traceparent: the gateway's span is the root of the trace.
     let mut client = CatalogServiceClient::connect(format!("http://{gateway_addr}"))
