@@ -543,7 +543,13 @@ async fn a_reservoir_of_one_per_second_keeps_one_or_two_of_a_hundred_traces_whol
         .map(|(_, s)| s.trace_id.clone())
         .collect();
 
-    let started = Instant::now();
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let (started, first_second) = (Instant::now(), second());
     for _ in 0..100 {
         let mut request = tonic::Request::new(GetProductRequest {
             product_id: "mug".into(),
@@ -553,11 +559,9 @@ async fn a_reservoir_of_one_per_second_keeps_one_or_two_of_a_hundred_traces_whol
             .insert("x-api-key", secret.parse().unwrap());
         client.get_product(request).await.unwrap();
     }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "100 calls took {took:?}; the test needs them in one second"
-    );
+    // The reservoir is per wall-clock second: the calls may touch two
+    // seconds even when they take less than one, more on a loaded machine.
+    let (took, seconds) = (started.elapsed(), second() - first_second + 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let spans: Vec<Exported> = collector
@@ -576,10 +580,17 @@ async fn a_reservoir_of_one_per_second_keeps_one_or_two_of_a_hundred_traces_whol
         })
         .collect();
     assert!(
-        (1..=2).contains(&roots.len()),
-        "a reservoir of 1/s and rate 0 keeps 1 or 2 of 100 calls in one second, kept {}",
+        (1..=seconds as usize).contains(&roots.len()),
+        "a reservoir of 1/s and rate 0 keeps one trace in each of the {seconds} seconds 100 calls touched ({took:?}), kept {}",
         roots.len()
     );
+    if took < Duration::from_secs(1) {
+        assert!(
+            roots.len() <= 2,
+            "100 calls in one second keep 1 or 2 traces, kept {}",
+            roots.len()
+        );
+    }
     // A kept trace is kept whole, and nothing of the others is exported.
     for (_, root) in &roots {
         let members: Vec<(String, i32)> = spans
