@@ -617,3 +617,73 @@ async fn a_reservoir_of_one_per_second_keeps_one_or_two_of_a_hundred_traces_whol
         "catalog follows the gateway's decision"
     );
 }
+
+/// The `rpc failed` lines a process logged, as JSON.
+fn failures(process: &crate::support::Process) -> Vec<serde_json::Value> {
+    process
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "rpc failed")
+        .collect()
+}
+
+#[tokio::test]
+async fn an_error_is_logged_once_by_the_service_that_decided_it() {
+    let (_collector, endpoint) = Collector::start().await;
+    let mesh = traced_gateway(endpoint, &[]).await;
+    let mut client = CatalogServiceClient::new(channel(mesh.gateway));
+    let call = |product: &str, key: &str| {
+        let mut request = tonic::Request::new(GetProductRequest {
+            product_id: product.into(),
+        });
+        request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        request
+    };
+    // Refused by the gateway itself: a key that does not exist.
+    let unknown = format!("fmk_{}", "x".repeat(40));
+    let status = client.get_product(call("mug", &unknown)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    // Refused by catalog, passed on by the gateway.
+    let status = client
+        .get_product(call("no-such-product", &mesh.secret))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (catalog, gateway) = (&mesh.processes[1], &mesh.processes[2]);
+    while failures(catalog).is_empty() || failures(gateway).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway:\n{}\ncatalog:\n{}",
+            gateway.output(),
+            catalog.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at_gateway = failures(gateway);
+    assert_eq!(
+        at_gateway.len(),
+        1,
+        "only the refusal the gateway decided: {at_gateway:?}"
+    );
+    assert_eq!(at_gateway[0]["grpc_status"], "Unauthenticated");
+    assert_eq!(at_gateway[0]["class"], "error");
+    assert!(
+        !format!("{}", at_gateway[0]).contains(&unknown),
+        "the key is never logged"
+    );
+    let at_catalog = failures(catalog);
+    assert_eq!(at_catalog.len(), 1, "{at_catalog:?}");
+    assert_eq!(at_catalog[0]["grpc_status"], "NotFound");
+    // The gateway passed it on: one line at DEBUG, not an error of its own.
+    assert!(
+        !gateway
+            .lines()
+            .iter()
+            .any(|l| l.contains("no-such-product") && l.contains("rpc failed")),
+        "{}",
+        gateway.output()
+    );
+}

@@ -428,7 +428,8 @@ pub(crate) struct TracedGateway {
     pub(crate) gateway: std::net::SocketAddr,
     pub(crate) catalog: std::net::SocketAddr,
     pub(crate) secret: String,
-    _processes: Vec<crate::support::Process>,
+    /// apikeys, catalog and the gateway, in that order.
+    pub(crate) processes: Vec<crate::support::Process>,
     _data: tempfile::TempDir,
 }
 
@@ -443,7 +444,7 @@ pub(crate) async fn traced_gateway(endpoint: String, gateway_flags: &[&str]) -> 
     let token = "tracing-test-admin-token";
     let (apikeys, apikeys_addr) = serve("apikeys", data.path(), &["--admin-token", token], &[]).await;
     // catalog runs with the default rule: it follows the gateway's decision.
-    let (catalog, catalog_addr) = serve("catalog", data.path(), &[], &env).await;
+    let (catalog, catalog_addr) = serve("catalog", data.path(), &["--log-format", "json"], &env).await;
     let file = data.path().join("gateway.toml");
     std::fs::write(
         &file,
@@ -454,6 +455,8 @@ pub(crate) async fn traced_gateway(endpoint: String, gateway_flags: &[&str]) -> 
     .unwrap();
     let apikeys_url = format!("http://{apikeys_addr}");
     let mut flags = vec![
+        "--log-format",
+        "json",
         "--config",
         file.to_str().unwrap(),
         "--apikeys-url",
@@ -515,7 +518,7 @@ pub(crate) async fn traced_gateway(endpoint: String, gateway_flags: &[&str]) -> 
         gateway: gateway_addr,
         catalog: catalog_addr,
         secret,
-        _processes: vec![apikeys, catalog, gateway],
+        processes: vec![apikeys, catalog, gateway],
         _data: data,
     }
 }
