@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod certs_cmd;
 mod keys_cmd;
 mod load;
 mod mesh;
@@ -39,6 +40,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Operate API keys: plans, developers and keys, usage, invoices.
     Keys(keys_cmd::KeysArgs),
+    /// Make the mesh's CA and each service's certificate, for mutual TLS.
+    Certs(certs_cmd::CertsArgs),
     /// Read workflow executions: list, describe, history, graph.
     Workflow(workflow_cmd::WorkflowArgs),
     /// Show a trace as a waterfall (by trace, order, execution or correlation
@@ -124,5 +127,6 @@ fn main() -> ExitCode {
         Command::Keys(args) => in_runtime(keys_cmd::run(args)),
         Command::Load(args) => in_runtime(load::run(args)),
         Command::Trace(args) => in_runtime(trace_cmd::run(args)),
+        Command::Certs(args) => certs_cmd::run(args),
     }
 }
