@@ -61,6 +61,14 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     service_with(db, &config).await
 }
 
+/// Who may call apikeys under mutual TLS: the gateway, which validates
+/// keys, follows changes and records usage (the admin service, with the
+/// admin token as well), and passes the developer portal through.
+pub const CALLERS: kit::authz::Callers = &[
+    ("gateway", "ferrymesh.apikeys.v1.ApiKeysService/*"),
+    ("gateway", "ferrymesh.apikeys.v1.DeveloperPortalService/*"),
+];
+
 /// The service over an open, migrated database.
 pub async fn service_with(db: kit_store::Db, config: &Config) -> Result<kit::Service, kit::BoxError> {
     let hash_key = match &config.secret_hash_key {
@@ -96,6 +104,7 @@ pub async fn service_with(db: kit_store::Db, config: &Config) -> Result<kit::Ser
         .await?;
     let max = config.server.max_message_bytes;
     Ok(kit::Service::new("apikeys")
+        .callers(CALLERS)
         .serving(
             ApiKeysServiceServer::new(api::ApiKeysApi::new(store.clone(), api::AdminAuth::new(&token)))
                 .max_decoding_message_size(max)

@@ -47,6 +47,14 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     serve_snapshot(db, &config.server, config.snapshot_refresh).await
 }
 
+/// Who may call catalog under mutual TLS: the gateway (its methods are all
+/// public reads), orders pricing an order, workflow tasks reading products.
+pub const CALLERS: kit::authz::Callers = &[
+    ("gateway", "ferrymesh.catalog.v1.CatalogService/*"),
+    ("orders", "ferrymesh.catalog.v1.CatalogService/GetProduct"),
+    ("workflow", "ferrymesh.catalog.v1.CatalogService/*"),
+];
+
 /// The service over an open, migrated database.
 pub async fn service_with(db: kit_store::Db, args: &kit::ServerArgs) -> Result<kit::Service, kit::BoxError> {
     serve_snapshot(db, args, SNAPSHOT_REFRESH).await
@@ -63,6 +71,7 @@ async fn serve_snapshot(
     let snapshot = store::Snapshot::start(store::Store::new(db), refresh).await?;
     let api = api::CatalogApi::new(snapshot);
     Ok(kit::Service::new("catalog")
+        .callers(CALLERS)
         .serving(
             CatalogServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)

@@ -41,6 +41,8 @@ use tonic_health::ServingStatus;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+use kit::tls::MeshTls;
+
 use crate::canary::CanaryRegistry;
 use crate::config::Routes;
 use crate::keys::{ApiKeysClient, Bearer, KeyCache};
@@ -123,9 +125,13 @@ impl Shared {
     }
 }
 
-fn read_config(path: &std::path::Path, canaries: &CanaryRegistry) -> Result<(String, Routes), String> {
+fn read_config(
+    path: &std::path::Path,
+    canaries: &CanaryRegistry,
+    tls: Option<&Arc<MeshTls>>,
+) -> Result<(String, Routes), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut upstreams = |url: &str| proxy::Upstream::new(url).map(Arc::new);
+    let mut upstreams = |url: &str| proxy::Upstream::with_tls(url, tls.cloned()).map(Arc::new);
     let routes = config::parse(&path.display().to_string(), &text, &mut upstreams, canaries)
         .map_err(|e| e.to_string())?;
     Ok((text, routes))
@@ -228,7 +234,9 @@ pub async fn serve(
     let args = config.server.clone();
     let (health, health_server) = tonic_health::server::health_reporter();
     let canaries = CanaryRegistry::with_health(health.clone());
-    let (mut config_text, routes) = read_config(&config.config, &canaries)?;
+    // The gateway's own mesh identity, for every upstream hop.
+    let tls = MeshTls::from_args(&args.tls)?;
+    let (mut config_text, routes) = read_config(&config.config, &canaries, tls.as_ref())?;
     let token = match &config.admin_token {
         Some(t) => t.clone(),
         None => kit::config::admin_token_file(&args.data_dir)?,
@@ -237,7 +245,7 @@ pub async fn serve(
         .map_err(|_| "the admin token is not printable ASCII")?;
     let apikeys: ApiKeysClient =
         pb::ferrymesh::apikeys::v1::api_keys_service_client::ApiKeysServiceClient::with_interceptor(
-            kit::client::Upstream::new(&config.apikeys_url, config.apikeys_timeout)?,
+            kit::client::Upstream::with_tls(&config.apikeys_url, config.apikeys_timeout, tls.as_ref())?,
             Bearer(bearer),
         );
     let quotas = Arc::new(Quotas::default());
@@ -275,13 +283,13 @@ pub async fn serve(
         // The file is read again every second; a change that parses
         // replaces the configuration between calls, one that does not is
         // logged and the last good one keeps serving.
-        let (shared, path) = (shared.clone(), config.config.clone());
+        let (shared, path, tls) = (shared.clone(), config.config.clone(), tls.clone());
         background.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 match std::fs::read_to_string(&path) {
                     Ok(text) if text == config_text => {}
-                    Ok(_) | Err(_) => match read_config(&path, &canaries) {
+                    Ok(_) | Err(_) => match read_config(&path, &canaries, tls.as_ref()) {
                         Ok((text, routes)) => {
                             shared.keys.set_ttl(routes.limits.key_cache_ttl);
                             if let Ok(mut r) = shared.routes.write() {

@@ -12,6 +12,7 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kit::tls::MeshTls;
 use tonic::body::Body;
 
 /// Most HTTP/2 connections kept to each upstream: one per gateway worker
@@ -40,11 +41,18 @@ pub struct Upstream {
     authority: Authority,
     senders: Vec<RwLock<Option<Sender>>>,
     connecting: Vec<tokio::sync::Mutex<()>>,
+    tls: Option<Arc<MeshTls>>,
 }
 
 impl Upstream {
     /// Checks `url`: `http://host:port`, nothing after the port.
     pub fn new(url: &str) -> Result<Upstream, String> {
+        Upstream::with_tls(url, None)
+    }
+
+    /// As [`Upstream::new`], over mutual TLS with `tls` when given; then
+    /// `https://host:port` is taken too, and means the same as `http://`.
+    pub fn with_tls(url: &str, tls: Option<Arc<MeshTls>>) -> Result<Upstream, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("{url:?} is not a URL such as http://127.0.0.1:50051: {e}"))?;
@@ -52,7 +60,7 @@ impl Upstream {
         let authority = uri.authority().cloned();
         match (scheme, authority) {
             (Some(scheme), Some(authority))
-                if scheme == Scheme::HTTP
+                if (scheme == Scheme::HTTP || (scheme == Scheme::HTTPS && tls.is_some()))
                     && authority.port_u16().is_some()
                     && uri.path().trim_end_matches('/').is_empty() =>
             {
@@ -64,10 +72,12 @@ impl Upstream {
                     connecting: (0..CONNECTIONS_PER_UPSTREAM)
                         .map(|_| tokio::sync::Mutex::new(()))
                         .collect(),
+                    tls,
                 })
             }
             _ => Err(format!(
-                "{url:?} is not an upstream address: write http://HOST:PORT"
+                "{url:?} is not an upstream address: write http://HOST:PORT{}",
+                if tls.is_some() { " or https://HOST:PORT" } else { "" }
             )),
         }
     }
@@ -104,22 +114,17 @@ impl Upstream {
             .map_err(|_| format!("connecting to {address} timed out"))?
             .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            // Larger windows than the 64 KiB default keep big messages and
-            // many concurrent streams from stalling on flow control.
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(8 << 20)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP/2 handshake with {address} failed: {e}"))?;
-        let url = self.url.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(upstream = %url, %error, "upstream connection ended");
+        let sender = match &self.tls {
+            None => handshake(TokioIo::new(stream), &self.url).await?,
+            Some(tls) => {
+                let host = self.authority.host();
+                let stream = tokio::time::timeout(Duration::from_secs(2), tls.connect(stream, host))
+                    .await
+                    .map_err(|_| format!("TLS handshake with {address} timed out"))?
+                    .map_err(|e| format!("TLS handshake with {address} failed: {e}"))?;
+                handshake(TokioIo::new(stream), &self.url).await?
             }
-        });
+        };
         if let Ok(mut s) = self.senders[slot].write() {
             *s = Some(sender.clone());
         }
@@ -157,6 +162,30 @@ impl Upstream {
             }
         }
     }
+}
+
+/// Opens HTTP/2 on a connected stream and runs the connection on its own task.
+async fn handshake<IO>(io: IO, url: &str) -> Result<Sender, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        // Larger windows than the 64 KiB default keep big messages and
+        // many concurrent streams from stalling on flow control.
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .handshake(io)
+        .await
+        .map_err(|e| format!("HTTP/2 handshake with {url} failed: {e}"))?;
+    let url = url.to_string();
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(upstream = %url, %error, "upstream connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// The gRPC status of a response, if it is in the headers (trailers-only).

@@ -45,10 +45,18 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     service_with(db, &config.server).await
 }
 
+/// Who may call inventory under mutual TLS: the gateway only the public
+/// read, the workflow's saga steps everything.
+pub const CALLERS: kit::authz::Callers = &[
+    ("gateway", "ferrymesh.inventory.v1.InventoryService/GetStock"),
+    ("workflow", "ferrymesh.inventory.v1.InventoryService/*"),
+];
+
 /// The service over an open, migrated database.
 pub async fn service_with(db: kit_store::Db, args: &kit::ServerArgs) -> Result<kit::Service, kit::BoxError> {
     let api = api::InventoryApi::new(store::Store::new(db));
     Ok(kit::Service::new("inventory")
+        .callers(CALLERS)
         .serving(
             InventoryServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)

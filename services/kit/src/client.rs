@@ -17,6 +17,7 @@ use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::deadline::encode_grpc_timeout;
+use crate::tls::MeshTls;
 use crate::rpc_telemetry::{
     CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
 };
@@ -42,11 +43,28 @@ impl Upstream {
     /// A lazily connected channel to `uri` (e.g. `http://127.0.0.1:50051`);
     /// each call gets at most `timeout`.
     pub fn new(uri: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let endpoint = Endpoint::from_shared(uri.to_string())
-            .map_err(|e| ClientError {
-                uri: uri.to_string(),
-                reason: e.to_string(),
-            })?
+        Upstream::with_tls(uri, timeout, None)
+    }
+
+    /// As [`Upstream::new`], over mutual TLS with `tls` when given (then
+    /// `http://` and `https://` mean the same); `https://` needs it.
+    pub fn with_tls(uri: &str, timeout: Duration, tls: Option<&Arc<MeshTls>>) -> Result<Self, ClientError> {
+        let fail = |reason: String| ClientError {
+            uri: uri.to_string(),
+            reason,
+        };
+        // tonic would insist on its own TLS for https; the connector below does it.
+        let plain = match (uri.strip_prefix("https://"), tls) {
+            (Some(rest), Some(_)) => format!("http://{rest}"),
+            (Some(_), None) => {
+                return Err(fail(
+                    "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
+                ));
+            }
+            (None, _) => uri.to_string(),
+        };
+        let endpoint = Endpoint::from_shared(plain)
+            .map_err(|e| fail(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30));
@@ -55,8 +73,12 @@ impl Upstream {
             .authority()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let channel = match tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+        };
         Ok(Upstream {
-            channel: endpoint.connect_lazy(),
+            channel,
             timeout,
             peer: peer.into(),
         })

@@ -73,6 +73,9 @@ pub struct ServerArgs {
     /// Share of the further traces that start here which are kept, 0 to 1.
     #[arg(long, value_name = "RATE", value_parser = crate::sampling::parse_rate, default_value = "0.05")]
     pub trace_rate: f64,
+    /// Mutual TLS inside the mesh.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// Where the admin (metrics) port listens.
@@ -146,6 +149,7 @@ impl ServerArgs {
             admin_listen: Some(AdminListen::Off),
             trace_reservoir: 1,
             trace_rate: 0.05,
+            tls: crate::tls::TlsArgs::default(),
         }
     }
 }

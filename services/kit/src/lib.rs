@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod client;
 pub mod config;
 pub mod deadline;
@@ -18,6 +19,7 @@ pub mod rpc_telemetry;
 pub mod sampling;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{LogFormat, ServerArgs, ServiceConfig};
 pub use server::{Running, Service};

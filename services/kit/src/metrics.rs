@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Histogram;
+use opentelemetry::metrics::{Counter, Histogram};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
@@ -29,6 +29,8 @@ const BOUNDS_MS: &[f64] = &[
 struct Instruments {
     server: Histogram<f64>,
     client: Histogram<f64>,
+    refused: Counter<u64>,
+    handshakes_refused: Counter<u64>,
 }
 
 static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
@@ -49,8 +51,33 @@ fn instruments() -> &'static Instruments {
                 .with_description("How long outgoing calls took, by method and status code")
                 .with_boundaries(BOUNDS_MS.to_vec())
                 .build(),
+            refused: meter
+                .u64_counter("ferrymesh.authz.refused")
+                .with_description("Calls refused because the caller's identity may not call the method")
+                .build(),
+            handshakes_refused: meter
+                .u64_counter("ferrymesh.tls.handshakes_refused")
+                .with_description("TLS connections refused at the handshake (no common CA, bad or slow client)")
+                .build(),
         }
     })
+}
+
+/// Counts one call refused by the call table, by caller and method.
+pub(crate) fn record_refusal(service: &str, caller: &str, method: &str) {
+    instruments().refused.add(
+        1,
+        &[
+            KeyValue::new("service", service.to_string()),
+            KeyValue::new("caller", caller.to_string()),
+            KeyValue::new("rpc.method", method.to_string()),
+        ],
+    );
+}
+
+/// Counts one TLS handshake that failed or timed out.
+pub(crate) fn record_handshake_refused() {
+    instruments().handshakes_refused.add(1, &[]);
 }
 
 /// Records one finished call: server side when `server`, else client side.

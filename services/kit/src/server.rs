@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,10 +21,12 @@ use tonic_health::ServingStatus;
 use tower::Service as TowerService;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
+use crate::authz::{AuthorizeLayer, Callers};
 use crate::config::{ServerArgs, ServiceConfig};
 use crate::fault::FaultLayer;
 use crate::metrics::PrometheusReader;
 use crate::rpc_telemetry::RpcTelemetryLayer;
+use crate::tls::MeshTls;
 use crate::{BoxError, telemetry};
 
 /// Why serving stopped with an error.
@@ -46,6 +49,9 @@ pub enum ServeError {
     /// The server task panicked or was cancelled.
     #[error("server task ended abnormally: {0}")]
     Crashed(String),
+    /// The TLS files could not be used.
+    #[error("mutual TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// In-flight calls were still running when the shutdown timeout ran out.
     #[error("in-flight calls did not finish within {0:?}; stopped anyway")]
     ShutdownTimedOut(Duration),
@@ -57,6 +63,7 @@ pub struct Service {
     routes: RoutesBuilder,
     services: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
+    callers: Callers,
 }
 
 impl std::fmt::Debug for Service {
@@ -76,7 +83,16 @@ impl Service {
             routes: RoutesBuilder::default(),
             services: Vec::new(),
             descriptor_sets: Vec::new(),
+            callers: &[],
         }
+    }
+
+    /// Who may call which methods under mutual TLS (the call table); with
+    /// none, only the operator identity may. Without TLS there are no
+    /// identities and nothing is checked.
+    pub fn callers(mut self, callers: Callers) -> Self {
+        self.callers = callers;
+        self
     }
 
     /// Serves a generated gRPC server; health reports it by its full name.
@@ -173,7 +189,9 @@ pub async fn serve(
         mut routes,
         services,
         descriptor_sets,
+        callers,
     } = service;
+    let tls = MeshTls::from_args(&args.tls)?;
 
     let (health, health_server) = tonic_health::server::health_reporter();
     for s in &services {
@@ -204,22 +222,32 @@ pub async fn serve(
     let layers = tower::ServiceBuilder::new()
         // Outermost, so the span covers queueing, faults and the handler.
         .layer(RpcTelemetryLayer::new(args.handler_timeout))
+        // Inside the span, so a refusal is traced and counted; before the
+        // limit, so a refused caller takes no slot.
+        .option_layer(tls.as_ref().map(|t| AuthorizeLayer::new(name, callers, &t.identity())))
         // Bounds the work in progress across all connections; calls past it wait.
         .layer(GlobalConcurrencyLimitLayer::new(args.concurrency_limit))
         // Inside the limit, so injected latency occupies a slot as real work would.
         .layer(FaultLayer::new(args.fault.clone()));
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(layers)
-        .add_routes(routes.routes())
+        .add_routes(routes.routes());
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
         // The builder's tcp_nodelay applies only to listeners tonic binds
         // itself; without it on ours, small responses wait out the peer's
         // delayed ACK (40 ms on Linux).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-            let _ = stopped.await;
-        });
-    tokio::pin!(server);
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopped,
+        )),
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), stopped)),
+    };
+    let mut server = server;
 
     tokio::select! {
         result = &mut server => return result.map_err(ServeError::from),

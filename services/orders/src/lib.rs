@@ -64,15 +64,25 @@ impl kit::ServiceConfig for Config {
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("orders");
     let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    let tls = kit::tls::MeshTls::from_args(&config.server.tls)?;
+    let upstream = |url: &str, timeout| kit::client::Upstream::with_tls(url, timeout, tls.as_ref());
     let upstreams = core::Upstreams {
-        catalog: kit::client::Upstream::new(&config.catalog_url, config.catalog_timeout)?,
-        payments: kit::client::Upstream::new(&config.payments_url, config.call_timeout)?,
-        workflow: kit::client::Upstream::new(&config.workflow_url, config.call_timeout)?,
+        catalog: upstream(&config.catalog_url, config.catalog_timeout)?,
+        payments: upstream(&config.payments_url, config.call_timeout)?,
+        workflow: upstream(&config.workflow_url, config.call_timeout)?,
     };
     service_with(db, upstreams, &config.server).await
 }
 
 /// The service over an open, migrated database and the services it calls;
+/// Who may call orders under mutual TLS: the gateway the customer-facing
+/// services, the workflow's saga only fulfilment (confirm, fail).
+pub const CALLERS: kit::authz::Callers = &[
+    ("gateway", "ferrymesh.orders.v1.OrdersService/*"),
+    ("gateway", "ferrymesh.orders.v2.OrdersService/*"),
+    ("workflow", "ferrymesh.orders.v2.OrderFulfillmentService/*"),
+];
+
 /// starts the background starter of sagas that could not start at once.
 pub async fn service_with(
     db: kit_store::Db,
@@ -84,6 +94,7 @@ pub async fn service_with(
     tokio::spawn(async move { starter.start_pending_sagas().await });
     let max = args.max_message_bytes;
     Ok(kit::Service::new("orders")
+        .callers(CALLERS)
         .serving(
             V1Server::new(api::v1::OrdersV1::new(core.clone()))
                 .max_decoding_message_size(max)

@@ -45,10 +45,20 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     service_with(db, &config.server).await
 }
 
+/// Who may call payments under mutual TLS: orders only the tokenizer
+/// (card data is swapped for a token before anything is kept), the
+/// workflow's saga charges, refunds and reads. Not the gateway: nothing of
+/// payments is public.
+pub const CALLERS: kit::authz::Callers = &[
+    ("orders", "ferrymesh.payments.v1.PaymentsService/TokenizeCard"),
+    ("workflow", "ferrymesh.payments.v1.PaymentsService/*"),
+];
+
 /// The service over an open, migrated database.
 pub async fn service_with(db: kit_store::Db, args: &kit::ServerArgs) -> Result<kit::Service, kit::BoxError> {
     let api = api::PaymentsApi::new(store::Store::new(db));
     Ok(kit::Service::new("payments")
+        .callers(CALLERS)
         .serving(
             PaymentsServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)

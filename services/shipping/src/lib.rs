@@ -42,10 +42,18 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     service_with(db, &config.server).await
 }
 
+/// Who may call shipping under mutual TLS: the gateway only quotes, the
+/// workflow's saga everything.
+pub const CALLERS: kit::authz::Callers = &[
+    ("gateway", "ferrymesh.shipping.v1.ShippingService/GetQuote"),
+    ("workflow", "ferrymesh.shipping.v1.ShippingService/*"),
+];
+
 /// The service over an open, migrated database.
 pub async fn service_with(db: kit_store::Db, args: &kit::ServerArgs) -> Result<kit::Service, kit::BoxError> {
     let api = api::ShippingApi::new(store::Store::new(db));
     Ok(kit::Service::new("shipping")
+        .callers(CALLERS)
         .serving(
             ShippingServiceServer::new(api)
                 .max_decoding_message_size(args.max_message_bytes)

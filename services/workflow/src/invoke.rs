@@ -79,11 +79,12 @@ impl GrpcInvoker {
     pub fn new(
         pool: DescriptorPool,
         endpoints: &[(String, String)],
+        tls: Option<std::sync::Arc<kit::tls::MeshTls>>,
     ) -> Result<Self, kit::client::ClientError> {
         let mut upstreams = HashMap::new();
         for (package, uri) in endpoints {
             // The task's TimeoutSeconds caps each call through the call context.
-            upstreams.insert(package.clone(), Upstream::new(uri, Duration::from_secs(3600))?);
+            upstreams.insert(package.clone(), Upstream::with_tls(uri, Duration::from_secs(3600), tls.as_ref())?);
         }
         Ok(GrpcInvoker {
             methods: ContractMethods::new(pool),

@@ -83,11 +83,23 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("workflow");
     let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
     let pool = invoke::every_contract()?;
-    let invoker = Arc::new(invoke::GrpcInvoker::new(pool, &config.endpoints)?);
+    let invoker = Arc::new(invoke::GrpcInvoker::new(
+        pool,
+        &config.endpoints,
+        kit::tls::MeshTls::from_args(&config.server.tls)?,
+    )?);
     service_with(db, invoker, &config).await
 }
 
 /// The service over an open, migrated database and a task invoker: publishes
+/// Who may call workflow under mutual TLS: orders, starting and reading
+/// the place-order saga. Executions hold every customer's data, so the
+/// gateway may not.
+pub const CALLERS: kit::authz::Callers = &[
+    ("orders", "ferrymesh.workflow.v1.WorkflowService/StartExecution"),
+    ("orders", "ferrymesh.workflow.v1.WorkflowService/DescribeExecution"),
+];
+
 /// the saga (unless told not to) and resumes every RUNNING execution.
 pub async fn service_with(
     db: kit_store::Db,
@@ -125,6 +137,7 @@ pub async fn service_with(
     }
     let max = config.server.max_message_bytes;
     Ok(kit::Service::new("workflow")
+        .callers(CALLERS)
         .serving(
             WorkflowServiceServer::new(api)
                 .max_decoding_message_size(max)
