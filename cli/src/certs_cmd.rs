@@ -38,7 +38,7 @@ enum CertsCommand {
         /// The directory `certs init` made.
         dir: PathBuf,
         /// The services, e.g. orders payments.
-        #[arg(required = true, value_parser = clap::builder::PossibleValuesParser::new(crate::mesh::names()))]
+        #[arg(required = true, value_parser = clap::builder::PossibleValuesParser::new(identities()))]
         services: Vec<String>,
         #[command(flatten)]
         naming: Naming,
@@ -88,6 +88,25 @@ pub(crate) fn run(args: CertsArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Who gets a certificate: every service, and the operator (people and
+/// tools such as grpcurl and `ferrymesh keys`, which may call every method).
+pub(crate) fn identities() -> Vec<&'static str> {
+    let mut all = crate::mesh::names();
+    all.push(kit::authz::OPERATOR);
+    all
+}
+
+/// `certs init DIR` with the default names, as `up --tls` runs it: what
+/// exists is kept.
+pub(crate) fn init_default(dir: &Path) -> Result<(), String> {
+    let naming = Naming {
+        trust_domain: "ferrymesh.local".into(),
+        namespace: "ferrymesh".into(),
+        days: 90,
+    };
+    init(dir, &naming, false).map_err(|e| e.to_string())
 }
 
 /// The identity a service's certificate names.
@@ -211,7 +230,7 @@ fn init(dir: &Path, naming: &Naming, force: bool) -> Result<(), CertsError> {
         KeyPair::from_pem(&read(&ca_key, dir)?)?
     };
     let issuer = Issuer::new(ca_params(), key);
-    for service in crate::mesh::names() {
+    for service in identities() {
         let present =
             dir.join(format!("{service}.pem")).exists() && dir.join(format!("{service}.key")).exists();
         // A new CA invalidates every certificate the old one signed.

@@ -90,6 +90,12 @@ struct UpArgs {
     /// for `ferrymesh trace`; with --otlp-endpoint, it passes them on there.
     #[arg(long)]
     trace_sink: bool,
+    /// Mutual TLS on every hop inside the mesh: makes the CA and every
+    /// service's certificate in DATA_DIR/certs when missing (as `ferrymesh
+    /// certs init` does) and gives each service its own. The gateway still
+    /// serves its clients plaintext; the trace sink stays plaintext.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn parse_pass(text: &str) -> Result<(String, String), String> {

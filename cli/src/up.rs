@@ -70,6 +70,15 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         }
     };
 
+    let certs = args.data_dir.join("certs");
+    if args.tls
+        && let Err(error) = crate::certs_cmd::init_default(&certs)
+    {
+        eprintln!("ferrymesh: cannot make the mesh's certificates: {error}");
+        return ExitCode::FAILURE;
+    }
+    let scheme = if args.tls { "https" } else { "http" };
+
     // The gateway's routes point at this mesh's ports, so its file is
     // written afresh each time, unless one was passed.
     let gateway_config = args.data_dir.join("gateway.toml");
@@ -82,7 +91,7 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             .iter()
             .filter_map(|(package, service)| {
                 let (_, addr) = plan.iter().find(|(s, _)| s.name == *service)?;
-                Some((*package, format!("http://{addr}")))
+                Some((*package, format!("{scheme}://{addr}")))
             })
             .collect();
         if let Err(error) = std::fs::write(&gateway_config, gateway::config::local_mesh(&addresses)) {
@@ -118,8 +127,9 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             } else {
                 exports.clone()
             },
-            upstreams: upstream_flags(service, &plan)
+            upstreams: upstream_flags(service, &plan, scheme)
                 .into_iter()
+                .chain(tls_flags(args.tls, &certs, service.name))
                 .chain(own)
                 .chain(forward)
                 .chain(
@@ -147,8 +157,23 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
     }
 
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
+    // Under --tls the services answer health over TLS only; `up` asks as the operator.
+    let operator = match args.tls {
+        false => None,
+        true => match kit::tls::MeshTls::load(kit::tls::TlsArgs::from_dir(&certs, kit::authz::OPERATOR)) {
+            Ok(tls) => Some(std::sync::Arc::new(tls)),
+            Err(error) => {
+                eprintln!("ferrymesh: {error}");
+                stop_all(started).await;
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     for s in &mut started {
-        match wait_serving(s, deadline).await {
+        let tls = operator
+            .as_ref()
+            .filter(|_| !tls_flags(true, &certs, s.service.name).is_empty() && s.service.name != "gateway");
+        match wait_serving(s, deadline, tls).await {
             Ok(()) => {}
             Err(reason) => {
                 eprintln!("ferrymesh: {} did not become SERVING: {reason}", s.service.name);
@@ -379,20 +404,35 @@ fn export_environment(args: &UpArgs, plan: &[(MeshService, SocketAddr)]) -> Vec<
 /// `--catalog-url http://ADDR` and the like, for the services `service`
 /// calls; a flag ending in `=` takes the URL in the same argument
 /// (`--endpoint=ferrymesh.payments.v1=http://ADDR`).
-fn upstream_flags(service: &MeshService, plan: &[(MeshService, SocketAddr)]) -> Vec<String> {
+fn upstream_flags(service: &MeshService, plan: &[(MeshService, SocketAddr)], scheme: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (flag, callee) in service.calls {
         let Some((_, addr)) = plan.iter().find(|(s, _)| s.name == *callee) else {
             continue;
         };
         if flag.ends_with('=') {
-            out.push(format!("{flag}http://{addr}"));
+            out.push(format!("{flag}{scheme}://{addr}"));
         } else {
             out.push(flag.to_string());
-            out.push(format!("http://{addr}"));
+            out.push(format!("{scheme}://{addr}"));
         }
     }
     out
+}
+
+/// A service's own certificate, key and the CA, under `up --tls`; the trace
+/// sink takes OTLP plaintext, as collectors do by default.
+fn tls_flags(tls: bool, certs: &std::path::Path, service: &str) -> Vec<String> {
+    if !tls || service == "tracesink" {
+        return Vec::new();
+    }
+    let files = kit::tls::TlsArgs::from_dir(certs, service);
+    let path = |p: Option<std::path::PathBuf>| p.unwrap_or_default().display().to_string();
+    vec![
+        format!("--tls-cert={}", path(files.tls_cert)),
+        format!("--tls-key={}", path(files.tls_key)),
+        format!("--tls-ca={}", path(files.tls_ca)),
+    ]
 }
 
 /// Copies a child's output to ours, each line prefixed by the service name.
@@ -403,7 +443,11 @@ async fn prefix_lines(name: &'static str, stream: impl AsyncRead + Unpin) {
     }
 }
 
-async fn wait_serving(s: &mut Started, deadline: Instant) -> Result<(), String> {
+async fn wait_serving(
+    s: &mut Started,
+    deadline: Instant,
+    tls: Option<&std::sync::Arc<kit::tls::MeshTls>>,
+) -> Result<(), String> {
     let uri = format!("http://{}", s.addr);
     loop {
         if let Ok(Some(status)) = s.child.try_wait() {
@@ -412,19 +456,16 @@ async fn wait_serving(s: &mut Started, deadline: Instant) -> Result<(), String> 
         if Instant::now() > deadline {
             return Err(format!("no SERVING answer from {uri} in time"));
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
-            .map_err(|e| format!("bad address {uri}: {e}"))?
-            .connect_timeout(Duration::from_secs(1));
-        if let Ok(channel) = endpoint.connect().await {
-            let mut client = HealthClient::new(channel);
-            let request = HealthCheckRequest {
-                service: String::new(),
-            };
-            if let Ok(response) = client.check(request).await
-                && response.into_inner().status == ServingStatus::Serving as i32
-            {
-                return Ok(());
-            }
+        let channel = kit::client::Upstream::with_tls(&uri, Duration::from_secs(1), tls)
+            .map_err(|e| format!("bad address {uri}: {e}"))?;
+        let mut client = HealthClient::new(channel);
+        let request = HealthCheckRequest {
+            service: String::new(),
+        };
+        if let Ok(response) = client.check(request).await
+            && response.into_inner().status == ServingStatus::Serving as i32
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -464,6 +505,20 @@ fn print_table(started: &[Started], args: &UpArgs) {
         "Operators' admin token: {}",
         args.data_dir.join("admin-token").display()
     );
+    if args.tls {
+        let certs = args.data_dir.join("certs");
+        let catalog = started
+            .iter()
+            .find(|s| s.service.name == "catalog")
+            .map(|s| s.addr.to_string())
+            .unwrap_or_default();
+        println!(
+            "Inside the mesh every hop is mutual TLS; certificates in {dir} (rotate with \
+             ferrymesh certs issue {dir} SERVICE). Call a service as the operator:\n  \
+             grpcurl -cacert {dir}/ca.pem -cert {dir}/operator.pem -key {dir}/operator.key {catalog} list",
+            dir = certs.display()
+        );
+    }
     if let Some(sink) = started.iter().find(|s| s.service.name == "tracesink") {
         println!(
             "Traces: ferrymesh trace ORDER_ID (or a trace or correlation id), ferrymesh trace map{}",
