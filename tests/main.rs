@@ -7,6 +7,7 @@ mod bounded_input;
 mod contracts;
 mod gateway;
 mod layering;
+mod mesh_security;
 mod mesh_up;
 mod observability;
 mod saga;

@@ -39,10 +39,13 @@ pub(crate) struct Mesh {
     pub(crate) payments: PaymentsServiceClient<Channel>,
 }
 
-fn channel(port: u16) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect_lazy()
+/// A channel to a service of the mesh: plaintext, or mutual TLS as `tls`'s identity.
+pub(crate) fn channel_as(port: u16, tls: Option<&std::sync::Arc<kit::tls::MeshTls>>) -> Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+    match tls {
+        None => endpoint.connect_lazy(),
+        Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+    }
 }
 
 impl Mesh {
@@ -68,6 +71,14 @@ impl Mesh {
             Duration::from_secs(90),
         )
         .await;
+        // Under --tls the test calls the services as the operator.
+        let tls = flags.contains(&"--tls").then(|| {
+            std::sync::Arc::new(
+                kit::tls::MeshTls::load(kit::tls::TlsArgs::from_dir(&data.join("certs"), "operator"))
+                    .unwrap(),
+            )
+        });
+        let channel = |port| channel_as(port, tls.as_ref());
         Mesh {
             up,
             offset,
@@ -773,7 +784,7 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
         &[],
     )
     .await;
-    let mut client = WorkflowServiceClient::new(channel(addr.port()));
+    let mut client = WorkflowServiceClient::new(channel_as(addr.port(), None));
     let watcher = client.clone();
 
     let definition = r#"{

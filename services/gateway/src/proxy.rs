@@ -77,7 +77,11 @@ impl Upstream {
             }
             _ => Err(format!(
                 "{url:?} is not an upstream address: write http://HOST:PORT{}",
-                if tls.is_some() { " or https://HOST:PORT" } else { "" }
+                if tls.is_some() {
+                    " or https://HOST:PORT"
+                } else {
+                    ""
+                }
             )),
         }
     }

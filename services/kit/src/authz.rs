@@ -173,7 +173,11 @@ mod tests {
         assert!(allows(CALLERS, "orders", tokenize));
         assert!(!allows(CALLERS, "orders", charge));
         assert!(!allows(CALLERS, "catalog", tokenize));
-        assert!(!allows(CALLERS, "workflow", "/ferrymesh.payments.v1.PaymentsServiceX/Charge"));
+        assert!(!allows(
+            CALLERS,
+            "workflow",
+            "/ferrymesh.payments.v1.PaymentsServiceX/Charge"
+        ));
         assert!(allows(CALLERS, OPERATOR, charge));
         assert!(allows(&[("gateway", "*")], "gateway", charge));
     }
@@ -197,14 +201,25 @@ mod tests {
         let catalog = peer("spiffe://ferrymesh.local/ns/ferrymesh/sa/catalog");
         let refusal = policy.check(charge, Some(&catalog)).unwrap();
         assert_eq!(refusal.code(), tonic::Code::PermissionDenied);
-        assert!(refusal.message().contains("sa/catalog may not call"), "{}", refusal.message());
-        assert!(refusal.message().contains("from workflow"), "{}", refusal.message());
+        assert!(
+            refusal.message().contains("sa/catalog may not call"),
+            "{}",
+            refusal.message()
+        );
+        assert!(
+            refusal.message().contains("from workflow"),
+            "{}",
+            refusal.message()
+        );
         let workflow = peer("spiffe://ferrymesh.local/ns/ferrymesh/sa/workflow");
         assert!(policy.check(charge, Some(&workflow)).is_none());
         // The same name from another trust domain is someone else.
         let stranger = peer("spiffe://elsewhere.example/ns/ferrymesh/sa/workflow");
         assert!(policy.check(charge, Some(&stranger)).is_some());
-        assert_eq!(policy.check(charge, None).unwrap().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            policy.check(charge, None).unwrap().code(),
+            tonic::Code::Unauthenticated
+        );
         assert!(policy.check("/grpc.health.v1.Health/Check", None).is_none());
         assert!(
             policy

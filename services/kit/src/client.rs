@@ -17,10 +17,10 @@ use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::deadline::encode_grpc_timeout;
-use crate::tls::MeshTls;
 use crate::rpc_telemetry::{
     CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
 };
+use crate::tls::MeshTls;
 
 /// Why a client could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -57,7 +57,9 @@ fn instruments() -> &'static Instruments {
                 .build(),
             handshakes_refused: meter
                 .u64_counter("ferrymesh.tls.handshakes_refused")
-                .with_description("TLS connections refused at the handshake (no common CA, bad or slow client)")
+                .with_description(
+                    "TLS connections refused at the handshake (no common CA, bad or slow client)",
+                )
                 .build(),
         }
     })

@@ -4,8 +4,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -224,7 +224,10 @@ pub async fn serve(
         .layer(RpcTelemetryLayer::new(args.handler_timeout))
         // Inside the span, so a refusal is traced and counted; before the
         // limit, so a refused caller takes no slot.
-        .option_layer(tls.as_ref().map(|t| AuthorizeLayer::new(name, callers, &t.identity())))
+        .option_layer(
+            tls.as_ref()
+                .map(|t| AuthorizeLayer::new(name, callers, &t.identity())),
+        )
         // Bounds the work in progress across all connections; calls past it wait.
         .layer(GlobalConcurrencyLimitLayer::new(args.concurrency_limit))
         // Inside the limit, so injected latency occupies a slot as real work would.
@@ -241,10 +244,10 @@ pub async fn serve(
         // The builder's tcp_nodelay applies only to listeners tonic binds
         // itself; without it on ours, small responses wait out the peer's
         // delayed ACK (40 ms on Linux).
-        None => Box::pin(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stopped,
-        )),
+        None => Box::pin(
+            router
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stopped),
+        ),
         Some(tls) => Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), stopped)),
     };
     let mut server = server;

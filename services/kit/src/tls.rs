@@ -233,7 +233,10 @@ impl MeshTls {
         let files = self.files()?;
         let print = fingerprint(&files);
         {
-            let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if *seen == print {
                 return Ok(false);
             }
@@ -241,7 +244,10 @@ impl MeshTls {
             *seen = print;
         }
         let loaded = assemble(&self.args, &files)?;
-        let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *current = Arc::new(loaded);
         Ok(true)
     }
@@ -416,7 +422,9 @@ async fn watch(tls: Weak<MeshTls>) {
         let Some(tls) = tls.upgrade() else { return };
         match tls.reload() {
             Ok(false) => {}
-            Ok(true) => tracing::info!(identity = %tls.identity(), "certificates reloaded; new connections use them"),
+            Ok(true) => {
+                tracing::info!(identity = %tls.identity(), "certificates reloaded; new connections use them")
+            }
             // A rotation writes the certificate and the key one after the
             // other; the pair is tried again when the second lands.
             Err(error) => tracing::warn!(%error, "certificates not reloaded; the last good ones stay in use"),
@@ -450,7 +458,11 @@ impl tonic::transport::server::Connected for MeshStream {
 }
 
 impl AsyncRead for MeshStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }

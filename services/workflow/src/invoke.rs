@@ -84,7 +84,10 @@ impl GrpcInvoker {
         let mut upstreams = HashMap::new();
         for (package, uri) in endpoints {
             // The task's TimeoutSeconds caps each call through the call context.
-            upstreams.insert(package.clone(), Upstream::with_tls(uri, Duration::from_secs(3600), tls.as_ref())?);
+            upstreams.insert(
+                package.clone(),
+                Upstream::with_tls(uri, Duration::from_secs(3600), tls.as_ref())?,
+            );
         }
         Ok(GrpcInvoker {
             methods: ContractMethods::new(pool),

@@ -97,7 +97,10 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
 /// gateway may not.
 pub const CALLERS: kit::authz::Callers = &[
     ("orders", "ferrymesh.workflow.v1.WorkflowService/StartExecution"),
-    ("orders", "ferrymesh.workflow.v1.WorkflowService/DescribeExecution"),
+    (
+        "orders",
+        "ferrymesh.workflow.v1.WorkflowService/DescribeExecution",
+    ),
 ];
 
 /// the saga (unless told not to) and resumes every RUNNING execution.

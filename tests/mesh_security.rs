@@ -1,0 +1,316 @@
+//! Mesh security over real processes under `ferrymesh up --tls`: strangers
+//! are refused at the handshake or by identity, each service takes only the
+//! callers of its call table, the saga runs with mutual TLS on every hop,
+//! and a certificate rotated on disk is used without a restart or a failed call.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
+use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
+use orders::pb::ferrymesh::orders::v2 as opb;
+
+use crate::gateway::register;
+use crate::saga::{DECLINED, GOOD, Mesh, channel_as, order_request};
+use crate::support::{ferrymesh, grpcurl, http_get, text};
+
+/// grpcurl off the test's runtime, which keeps reading the mesh's output.
+async fn grpcurl_async(args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        text(&grpcurl(&args))
+    })
+    .await
+    .unwrap()
+}
+
+/// grpcurl's flags to call as `who` (a file stem in `certs`), trusting the mesh's CA.
+fn as_identity(certs: &Path, who: &str) -> Vec<String> {
+    vec![
+        "-connect-timeout".into(),
+        "3".into(),
+        "-cacert".into(),
+        certs.join("ca.pem").display().to_string(),
+        "-cert".into(),
+        certs.join(format!("{who}.pem")).display().to_string(),
+        "-key".into(),
+        certs.join(format!("{who}.key")).display().to_string(),
+    ]
+}
+
+fn call(mut flags: Vec<String>, addr: String, method: &str, body: &str) -> Vec<String> {
+    flags.extend(["-d".into(), body.into(), addr, method.into()]);
+    flags
+}
+
+const CHARGE: &str = "ferrymesh.payments.v1.PaymentsService/Charge";
+const GET_PRODUCT: &str = "ferrymesh.catalog.v1.CatalogService/GetProduct";
+
+#[tokio::test]
+async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and_the_saga_completes() {
+    let data = tempfile::tempdir().unwrap();
+    let mesh = Mesh::up_with(data.path(), &[], &["--tls"], &[]).await;
+    let certs = data.path().join("certs");
+    let port = |p: u16| format!("127.0.0.1:{}", p + mesh.offset);
+    let (catalog, payments) = (port(50051), port(50053));
+
+    // No client certificate: the handshake works (probes need it), the call does not.
+    let mut anonymous = as_identity(&certs, "operator");
+    anonymous.truncate(4);
+    let out = grpcurl_async(call(
+        anonymous.clone(),
+        catalog.clone(),
+        GET_PRODUCT,
+        r#"{"product_id":"mug"}"#,
+    ))
+    .await;
+    assert!(
+        out.contains("Unauthenticated") && out.contains("client certificate"),
+        "{out}"
+    );
+    // Health stays open to a probe without a certificate.
+    let mut probe = anonymous.clone();
+    probe.extend([catalog.clone(), "grpc.health.v1.Health/Check".into()]);
+    let out = grpcurl_async(probe).await;
+    assert!(out.contains("SERVING"), "{out}");
+    // Plaintext gets no answer at all.
+    let out = grpcurl_async(vec![
+        "-plaintext".into(),
+        "-connect-timeout".into(),
+        "2".into(),
+        "-d".into(),
+        r#"{"product_id":"mug"}"#.into(),
+        catalog.clone(),
+        GET_PRODUCT.into(),
+    ])
+    .await;
+    assert!(!out.contains("\"product\""), "{out}");
+
+    // A certificate from another CA, with a name the mesh knows: refused at the handshake.
+    let stranger = tempfile::tempdir().unwrap();
+    let made = ferrymesh()
+        .args(["certs", "init"])
+        .arg(stranger.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let mut forged = as_identity(stranger.path(), "workflow");
+    forged[3] = certs.join("ca.pem").display().to_string();
+    let out = grpcurl_async(call(forged, payments.clone(), CHARGE, "{}")).await;
+    assert!(
+        out.contains("Failed to dial") || out.contains("handshake"),
+        "{out}"
+    );
+    assert!(!out.contains("Code:"), "no call was made: {out}");
+
+    // payments refuses catalog's identity, naming it, and takes workflow's
+    // (which reaches the handler: the empty request is then invalid).
+    let out = grpcurl_async(call(
+        as_identity(&certs, "catalog"),
+        payments.clone(),
+        CHARGE,
+        "{}",
+    ))
+    .await;
+    assert!(out.contains("PermissionDenied"), "{out}");
+    assert!(
+        out.contains("spiffe://ferrymesh.local/ns/ferrymesh/sa/catalog may not call ferrymesh.payments.v1.PaymentsService/Charge"),
+        "{out}"
+    );
+    let out = grpcurl_async(call(
+        as_identity(&certs, "workflow"),
+        payments.clone(),
+        CHARGE,
+        "{}",
+    ))
+    .await;
+    assert!(
+        out.contains("InvalidArgument") && out.contains("payment_id"),
+        "{out}"
+    );
+    // The gateway may read the catalog, and may not charge.
+    let out = grpcurl_async(call(
+        as_identity(&certs, "gateway"),
+        catalog.clone(),
+        GET_PRODUCT,
+        r#"{"product_id":"mug"}"#,
+    ))
+    .await;
+    assert!(out.contains("\"product\""), "{out}");
+    let out = grpcurl_async(call(
+        as_identity(&certs, "gateway"),
+        payments.clone(),
+        CHARGE,
+        "{}",
+    ))
+    .await;
+    assert!(out.contains("PermissionDenied"), "{out}");
+
+    // Each refusal is counted on payments' metrics page, by caller, and logged.
+    let metrics = http_get(&format!("http://127.0.0.1:{}/metrics", 51053 + mesh.offset)).await;
+    let refused = |caller: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("ferrymesh_authz_refused_total") && l.contains(&format!("sa/{caller}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    assert_eq!(refused("catalog").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(refused("gateway").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(refused("workflow"), None, "{metrics}");
+    assert!(
+        metrics.contains("ferrymesh_tls_handshakes_refused_total"),
+        "the forged certificate is counted: {metrics}"
+    );
+    let output = mesh.up.output();
+    assert!(
+        output
+            .lines()
+            .any(|l| l.contains("caller refused") && l.contains("sa/catalog")),
+        "{output}"
+    );
+
+    // The whole saga through the gateway, every hop behind it over mutual
+    // TLS: a good card confirms, a declined one compensates.
+    let gateway: SocketAddr = port(8080).parse().unwrap();
+    // order_request places orders for ada.
+    let secret = register(gateway, "ada@example.com").await;
+    for (key, card, wanted) in [
+        ("tls-1", GOOD, opb::OrderStatus::Confirmed),
+        ("tls-2", DECLINED, opb::OrderStatus::Failed),
+    ] {
+        let mut request = tonic::Request::new(order_request(key, &[("mug", 1)], card, "GB"));
+        request
+            .metadata_mut()
+            .insert("x-api-key", secret.parse().unwrap());
+        let order = opb::orders_service_client::OrdersServiceClient::new(channel_as(gateway.port(), None))
+            .place_order(request)
+            .await
+            .unwrap_or_else(|s| panic!("{s:?}\n{}", mesh.up.output()))
+            .into_inner()
+            .order
+            .unwrap();
+        let settled = mesh.settled(&order.order_id, Duration::from_secs(30)).await;
+        assert_eq!(settled.status, wanted as i32, "{key}: {settled:?}");
+    }
+    // Nothing inside the mesh was refused on the way: the three refusals
+    // are the test's own (no certificate, catalog, gateway).
+    let output = mesh.up.output();
+    let refusals: Vec<&str> = output.lines().filter(|l| l.contains("caller refused")).collect();
+    assert_eq!(refusals.len(), 3, "{refusals:#?}");
+    mesh.stop().await;
+}
+
+/// The leaf certificate a fresh TLS connection to `addr` is shown.
+async fn served_certificate(addr: &str, as_who: &Arc<kit::tls::MeshTls>) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = as_who.connect(tcp, "127.0.0.1").await.unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der_of(path: &Path) -> Vec<u8> {
+    pem::parse(std::fs::read(path).unwrap())
+        .unwrap()
+        .contents()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_certificate_rotated_on_disk_is_used_without_a_restart_or_a_failed_call() {
+    let data = tempfile::tempdir().unwrap();
+    let mut mesh = Mesh::up_with(data.path(), &[], &["--tls"], &[]).await;
+    let certs = data.path().join("certs");
+    let catalog = format!("127.0.0.1:{}", 50051 + mesh.offset);
+    let operator =
+        Arc::new(kit::tls::MeshTls::load(kit::tls::TlsArgs::from_dir(&certs, "operator")).unwrap());
+    let before = served_certificate(&catalog, &operator).await;
+    assert_eq!(before, der_of(&certs.join("catalog.pem")));
+
+    // Calls through the gateway to catalog (gateway's certificate, catalog's
+    // certificate) and to orders (which calls catalog) all the while.
+    let gateway: SocketAddr = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
+    let secret = register(gateway, "ada@example.com").await;
+    let (done, calls, failures) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+    );
+    let caller = {
+        let (done, calls, failures, secret) = (done.clone(), calls.clone(), failures.clone(), secret.clone());
+        tokio::spawn(async move {
+            let mut client = CatalogServiceClient::new(channel_as(gateway.port(), None));
+            while !done.load(Ordering::Relaxed) {
+                let mut request = tonic::Request::new(GetProductRequest {
+                    product_id: "mug".into(),
+                });
+                request
+                    .metadata_mut()
+                    .insert("x-api-key", secret.parse().unwrap());
+                match client.get_product(request).await {
+                    Ok(_) => {}
+                    Err(status) => failures.lock().unwrap().push(status),
+                }
+                calls.fetch_add(1, Ordering::Relaxed);
+                // Eight a second: within the free plan's ten.
+                tokio::time::sleep(Duration::from_millis(125)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Rotation: new keys and certificates for catalog and the gateway from the same CA.
+    let issued = ferrymesh()
+        .args(["certs", "issue"])
+        .arg(&certs)
+        .args(["catalog", "gateway"])
+        .output()
+        .await
+        .unwrap();
+    assert!(issued.status.success(), "{issued:?}");
+    let after = der_of(&certs.join("catalog.pem"));
+    assert_ne!(before, after);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_certificate(&catalog, &operator).await != after {
+        assert!(
+            Instant::now() < deadline,
+            "catalog still serves its old certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The gateway took its new one too; a new order goes through every hop.
+    mesh.up
+        .wait_for_line(
+            |l| l.contains("gateway") && l.contains("certificates reloaded"),
+            Duration::from_secs(10),
+        )
+        .await;
+    let mut request = tonic::Request::new(order_request("rotated-1", &[("mug", 1)], GOOD, "GB"));
+    request
+        .metadata_mut()
+        .insert("x-api-key", secret.parse().unwrap());
+    let order = opb::orders_service_client::OrdersServiceClient::new(channel_as(gateway.port(), None))
+        .place_order(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let settled = mesh.settled(&order.order_id, Duration::from_secs(30)).await;
+    assert_eq!(settled.status, opb::OrderStatus::Confirmed as i32);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    done.store(true, Ordering::Relaxed);
+    caller.await.unwrap();
+    let failures = failures.lock().unwrap().clone();
+    let calls = calls.load(Ordering::Relaxed);
+    assert!(calls > 20, "only {calls} calls were made");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {failures:?}",
+        failures.len()
+    );
+    mesh.stop().await;
+}
