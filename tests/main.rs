@@ -6,6 +6,7 @@
 mod bounded_input;
 mod contracts;
 mod gateway;
+mod hostile_input;
 mod layering;
 mod mesh_security;
 mod mesh_up;

@@ -9,6 +9,7 @@
 
 pub mod canary;
 pub mod config;
+pub mod guard;
 pub mod keys;
 pub mod limits;
 pub mod metering;
@@ -76,9 +77,32 @@ pub struct Config {
     /// Longest wait for apikeys on a key's first call.
     #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
     pub apikeys_timeout: Duration,
-    /// Most concurrent calls on one client connection.
+    /// Most concurrent calls on one client connection (HTTP/2 streams).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_streams_per_connection: u32,
+    /// Most headers (metadata entries) on one call; more is INVALID_ARGUMENT.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_headers: usize,
+    /// Largest header block of one call, in bytes (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: u32,
+    /// Calls one connection may make per second, counted before any key
+    /// is checked; more is RESOURCE_EXHAUSTED with RetryInfo. 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub connection_rate: u32,
+    /// Calls one connection may make at once above --connection-rate.
+    #[arg(long, value_name = "N", default_value_t = 10000)]
+    pub connection_burst: u32,
+    /// Longest wait for the next piece of a request body; a client that
+    /// stalls longer gets DEADLINE_EXCEEDED.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "30s")]
+    pub body_timeout: Duration,
+    /// A new connection that has not sent a call within this is closed.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "10s")]
+    pub first_call_timeout: Duration,
+    /// A connection with no call in flight for this long is closed.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "5m")]
+    pub idle_timeout: Duration,
     /// Threads serving calls, each with its own listening socket
     /// [default: one per core].
     #[arg(long, value_name = "N")]
@@ -140,21 +164,136 @@ fn read_config(
 type Stack = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
 type Health = Stack;
 
+/// How the gateway treats each client connection, from its flags.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionPolicy {
+    max_streams: u32,
+    max_header_bytes: u32,
+    limits: guard::Limits,
+    rate: u32,
+    burst: u32,
+    first_call: Duration,
+    idle: Duration,
+}
+
+impl ConnectionPolicy {
+    fn of(config: &Config) -> ConnectionPolicy {
+        ConnectionPolicy {
+            max_streams: config.max_streams_per_connection,
+            max_header_bytes: config.max_header_bytes,
+            limits: guard::Limits {
+                max_headers: config.max_headers,
+                max_message_bytes: config.server.max_message_bytes,
+                body_timeout: config.body_timeout,
+            },
+            rate: config.connection_rate,
+            burst: config.connection_burst,
+            first_call: config.first_call_timeout,
+            idle: config.idle_timeout,
+        }
+    }
+}
+
+/// One connection's calls in flight and when the last one ended, for the
+/// first-call and idle timeouts.
+struct Activity {
+    opened: std::time::Instant,
+    in_flight: AtomicU64,
+    calls: AtomicU64,
+    /// Milliseconds after `opened` when a call last ended.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            opened: std::time::Instant::now(),
+            in_flight: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> CallDone {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        CallDone(self.clone())
+    }
+
+    /// How long until the connection may be closed, if nothing happens.
+    fn remaining(&self, policy: &ConnectionPolicy) -> Duration {
+        let limit = if self.calls.load(Ordering::Relaxed) == 0 {
+            policy.first_call
+        } else {
+            policy.idle
+        };
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return limit;
+        }
+        let since = self
+            .opened
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
+        limit.saturating_sub(since)
+    }
+}
+
+/// Ends a call for [`Activity`] when dropped: with the response body, or
+/// with the response itself when the call was refused.
+struct CallDone(Arc<Activity>);
+
+impl Drop for CallDone {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.store(ms, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that ends its call for the idle timeout when it is dropped.
+    struct Tracked {
+        #[pin]
+        inner: Body,
+        done: CallDone,
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// One worker's accept loop: serves connections until told to stop, then
 /// lets their calls finish (within `grace`).
 async fn accept(
     listener: std::net::TcpListener,
     stack: Stack,
     health: Health,
-    max_streams: u32,
+    policy: ConnectionPolicy,
     grace: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
-        .max_concurrent_streams(max_streams)
-        .max_header_list_size(16 * 1024)
+        .max_concurrent_streams(policy.max_streams)
+        .max_header_list_size(policy.max_header_bytes)
         .max_frame_size(16 * 1024)
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(8 << 20)
@@ -173,21 +312,51 @@ async fn accept(
                 };
                 let _ = stream.set_nodelay(true);
                 let (stack, health) = (stack.clone(), health.clone());
+                let activity = Activity::new();
+                let rate = Arc::new(guard::ConnectionRate::new(policy.rate, policy.burst));
+                let calls = activity.clone();
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let request = request.map(Body::new);
                     let (mut stack, mut health) = (stack.clone(), health.clone());
+                    let done = calls.begin();
+                    let rate = rate.clone();
                     async move {
                         // Health answers probes without a key or a span.
                         if request.uri().path().starts_with("/grpc.health.v1.Health/") {
                             return health.call(request).await;
                         }
-                        stack.ready().await?.call(request).await
+                        // Before anyone is authenticated: the connection's
+                        // rate, then the headers; the body as it streams.
+                        if let Some(refusal) = rate.check() {
+                            return Ok(refusal.into_http());
+                        }
+                        let request = match policy.limits.admit(request) {
+                            Ok(request) => request,
+                            Err(refusal) => return Ok(refusal.into_http()),
+                        };
+                        let response = stack.ready().await?.call(request).await?;
+                        Ok(response.map(|inner| Body::new(Tracked { inner, done })))
                     }
                 });
                 let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
+                    tokio::pin!(connection);
+                    loop {
+                        let wait = activity.remaining(&policy);
+                        tokio::select! {
+                            result = &mut connection => {
+                                if let Err(error) = result {
+                                    tracing::debug!(%error, "connection ended with an error");
+                                }
+                                break;
+                            }
+                            () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {
+                                if activity.remaining(&policy).is_zero() {
+                                    tracing::debug!("closing a connection with no call for {:?}", if activity.calls.load(Ordering::Relaxed) == 0 { policy.first_call } else { policy.idle });
+                                    break;
+                                }
+                            }
+                        }
                     }
                 });
             }
@@ -348,7 +517,7 @@ pub async fn serve(
         let listener = listener.into_std()?;
         let health_server: Health = BoxCloneService::new(health_server.clone());
         let (stack, stopped) = (stack.clone(), stopped.clone());
-        let (streams, grace) = (config.max_streams_per_connection, args.shutdown_timeout);
+        let (policy, grace) = (ConnectionPolicy::of(&config), args.shutdown_timeout);
         let worker = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
             .spawn(move || {
@@ -356,7 +525,7 @@ pub async fn serve(
                     .enable_all()
                     .build()?;
                 proxy::set_worker(index);
-                runtime.block_on(accept(listener, stack, health_server, streams, grace, stopped))
+                runtime.block_on(accept(listener, stack, health_server, policy, grace, stopped))
             })?;
         workers.push(worker);
     }

@@ -147,6 +147,9 @@ impl Upstream {
             Ok(uri) => uri,
             Err(e) => return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http(),
         };
+        // A body the guard cut off is answered with what was wrong with it,
+        // not with what the upstream made of the reset.
+        let violation = parts.extensions.get::<crate::guard::BodyViolation>().cloned();
         let sent = match self.sender().await {
             Ok(mut sender) => sender
                 .send_request(Request::from_parts(parts, body))
@@ -154,6 +157,9 @@ impl Upstream {
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error),
         };
+        if let Some(v) = violation.as_ref().and_then(|v| v.get()) {
+            return v.status().into_http();
+        }
         match sent {
             Ok(response) => response.map(Body::new),
             Err(error) => {

@@ -1,0 +1,359 @@
+//! The gateway under hostile input, before and after authentication:
+//! oversized and too many headers, a length prefix larger than the body,
+//! compressed-flag set without an encoding, a message over the limit,
+//! truncated and garbage HTTP/2 frames, thousands of streams and a rapid
+//! reset, a client that never speaks and one that stalls its body. Each
+//! is answered or reset without a panic, and normal calls work throughout.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use catalog::pb::ferrymesh::catalog::v1::GetProductRequest;
+use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::gateway::register;
+use crate::saga::{Mesh, channel_as};
+
+const GET_PRODUCT: &str = "/ferrymesh.catalog.v1.CatalogService/GetProduct";
+
+/// A normal call through the gateway, which must work between every attack.
+async fn normal_call(gateway: SocketAddr, secret: &str) {
+    let mut request = tonic::Request::new(GetProductRequest {
+        product_id: "mug".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", secret.parse().unwrap());
+    let product = CatalogServiceClient::new(channel_as(gateway.port(), None))
+        .get_product(request)
+        .await
+        .unwrap_or_else(|s| panic!("a normal call failed: {s:?}"))
+        .into_inner();
+    assert!(product.product.is_some());
+}
+
+async fn h2_client(gateway: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(gateway).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn grpc_request(gateway: SocketAddr, headers: &[(String, String)]) -> http::Request<()> {
+    let mut builder = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{gateway}{GET_PRODUCT}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder.body(()).unwrap()
+}
+
+/// One gRPC message: flag, 4-byte length, bytes.
+fn framed(flag: u8, length: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn product_request() -> Vec<u8> {
+    GetProductRequest {
+        product_id: "mug".into(),
+    }
+    .encode_to_vec()
+}
+
+/// What the gateway answered: `Ok((grpc-status, grpc-message))`, or the
+/// HTTP/2 error when it reset the stream or the connection.
+async fn exchange(
+    client: &mut h2::client::SendRequest<Bytes>,
+    request: http::Request<()>,
+    body: Vec<u8>,
+) -> Result<(String, String), h2::Error> {
+    let mut ready = client.clone().ready().await?;
+    let (response, mut stream) = ready.send_request(request, body.is_empty())?;
+    if !body.is_empty() {
+        stream.send_data(body.into(), true)?;
+    }
+    read_status(response.await?).await
+}
+
+/// grpc-message is percent-encoded.
+fn decode(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = message.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+async fn read_status(response: http::Response<h2::RecvStream>) -> Result<(String, String), h2::Error> {
+    let header = |map: &http::HeaderMap, name: &str| {
+        map.get(name)
+            .map(|v| decode(&String::from_utf8_lossy(v.as_bytes())))
+    };
+    if let Some(code) = header(response.headers(), "grpc-status") {
+        return Ok((
+            code,
+            header(response.headers(), "grpc-message").unwrap_or_default(),
+        ));
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await?.unwrap_or_default();
+    Ok((
+        header(&trailers, "grpc-status").unwrap_or_default(),
+        header(&trailers, "grpc-message").unwrap_or_default(),
+    ))
+}
+
+/// `count` calls without a key on one connection at once, by outcome
+/// (a grpc-status, or how the stream was reset).
+async fn flood(
+    client: &h2::client::SendRequest<Bytes>,
+    gateway: SocketAddr,
+    count: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let calls = (0..count).map(|_| {
+        let mut client = client.clone();
+        async move { exchange(&mut client, grpc_request(gateway, &[]), Vec::new()).await }
+    });
+    let mut outcomes = std::collections::BTreeMap::new();
+    for answer in futures_util::future::join_all(calls).await {
+        let outcome = match answer {
+            Ok((code, _)) => code,
+            Err(e) if e.is_remote() || e.is_io() || e.is_go_away() || e.is_reset() => "reset".to_string(),
+            Err(e) => format!("client error: {e}"),
+        };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+    }
+    outcomes
+}
+
+fn key(secret: &str) -> Vec<(String, String)> {
+    vec![("x-api-key".into(), secret.into())]
+}
+
+#[tokio::test]
+async fn the_gateway_answers_or_resets_hostile_framing_and_serves_normal_calls_throughout() {
+    let data = tempfile::tempdir().unwrap();
+    let mut mesh = Mesh::up(
+        data.path(),
+        &[
+            "gateway=--first-call-timeout=1s",
+            "gateway=--body-timeout=1s",
+            "gateway=--connection-rate=200",
+            "gateway=--connection-burst=200",
+        ],
+    )
+    .await;
+    let gateway: SocketAddr = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
+    let secret = register(gateway, "ada@example.com").await;
+    normal_call(gateway, &secret).await;
+    let mut client = h2_client(gateway).await;
+
+    // The framing a well-behaved client sends gets an answer: the baseline.
+    let whole = product_request();
+    let ok = exchange(
+        &mut client,
+        grpc_request(gateway, &key(&secret)),
+        framed(0, whole.len() as u32, &whole),
+    )
+    .await;
+    assert_eq!(ok.unwrap().0, "0");
+
+    // Headers larger than the limit (16 KiB): the stream or connection is reset.
+    let huge = vec![("x-huge".to_string(), "a".repeat(64 * 1024))];
+    let out = exchange(
+        &mut h2_client(gateway).await,
+        grpc_request(gateway, &huge),
+        Vec::new(),
+    )
+    .await;
+    assert!(out.as_ref().map_or(true, |(code, _)| code != "0"), "{out:?}");
+    normal_call(gateway, &secret).await;
+
+    // Too many headers: INVALID_ARGUMENT, before any key is looked at.
+    let many: Vec<(String, String)> = (0..100).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let (code, message) = exchange(&mut client, grpc_request(gateway, &many), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(code, "3", "{message}");
+    assert!(message.contains("at most 64"), "{message}");
+
+    // A length prefix larger than the body: INTERNAL, saying so.
+    let (code, message) = exchange(
+        &mut client,
+        grpc_request(gateway, &key(&secret)),
+        framed(0, 100, &whole),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, "13", "{message}");
+    assert!(message.contains("short"), "{message}");
+
+    // Compressed-flag set without grpc-encoding: INTERNAL, saying so.
+    let (code, message) = exchange(
+        &mut client,
+        grpc_request(gateway, &key(&secret)),
+        framed(1, whole.len() as u32, &whole),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, "13", "{message}");
+    assert!(message.contains("compressed"), "{message}");
+
+    // A flag byte that is neither 0 nor 1.
+    let (code, _) = exchange(
+        &mut client,
+        grpc_request(gateway, &key(&secret)),
+        framed(7, whole.len() as u32, &whole),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, "13");
+
+    // A message announced larger than 4 MiB: RESOURCE_EXHAUSTED at its
+    // prefix, without the gateway reading the rest.
+    let (code, message) = exchange(
+        &mut client,
+        grpc_request(gateway, &key(&secret)),
+        framed(0, 5 << 20, &[0; 1024]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, "8", "{message}");
+    assert!(message.contains("larger than the gateway's limit"), "{message}");
+    normal_call(gateway, &secret).await;
+
+    // A body that stalls: DEADLINE_EXCEEDED after --body-timeout (1s).
+    {
+        let mut ready = client.clone().ready().await.unwrap();
+        let (response, mut stream) = ready
+            .send_request(grpc_request(gateway, &key(&secret)), false)
+            .unwrap();
+        stream.send_data(framed(0, 10, &[1, 2]).into(), false).unwrap();
+        let started = Instant::now();
+        let (code, message) = read_status(response.await.unwrap()).await.unwrap();
+        assert_eq!(code, "4", "{message}");
+        assert!(message.contains("stalled"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(stream);
+    }
+
+    // Thousands of streams opened at once on a new connection, before the
+    // gateway's SETTINGS (at most 1024 at a time) can arrive: those over the
+    // limit are refused, and a client that keeps causing refusals loses
+    // the connection. Every stream is answered or reset.
+    let blind = h2_client(gateway).await;
+    let answers = flood(&blind, gateway, 3000).await;
+    assert_eq!(answers.values().sum::<usize>(), 3000, "{answers:?}");
+    assert!(!answers.contains_key("0"), "{answers:?}");
+    normal_call(gateway, &secret).await;
+
+    // The same once SETTINGS are known: the client keeps within 1024 at a
+    // time, and every call is answered, UNAUTHENTICATED (no key) or
+    // RESOURCE_EXHAUSTED once the connection's pre-authentication rate
+    // (200/s here) is spent.
+    let mut polite = h2_client(gateway).await;
+    let _ = exchange(&mut polite, grpc_request(gateway, &[]), Vec::new())
+        .await
+        .unwrap();
+    let answers = flood(&polite, gateway, 3000).await;
+    assert_eq!(
+        answers.get("16").copied().unwrap_or(0) + answers.get("8").copied().unwrap_or(0),
+        3000,
+        "{answers:?}"
+    );
+    assert!(answers.get("16").copied().unwrap_or(0) >= 100, "{answers:?}");
+    assert!(answers.get("8").copied().unwrap_or(0) >= 100, "{answers:?}");
+    normal_call(gateway, &secret).await;
+
+    // A rapid reset: streams opened and cancelled at once, thousands of times.
+    let reset = h2_client(gateway).await;
+    for _ in 0..5000 {
+        let Ok(mut ready) = reset.clone().ready().await else {
+            break;
+        };
+        let Ok((_, mut stream)) = ready.send_request(grpc_request(gateway, &[]), false) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    drop(reset);
+    normal_call(gateway, &secret).await;
+
+    // Raw bytes: garbage instead of the preface, a HEADERS frame cut off
+    // short, a DATA frame on stream 0. The gateway closes each connection
+    // (the cut-off frame when --first-call-timeout passes).
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let settings = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let truncated_headers = [
+        preface.clone(),
+        settings.clone(),
+        vec![0, 3, 0xe8, 1, 4, 0, 0, 0, 1, 0x83, 0x86],
+    ]
+    .concat();
+    let data_on_zero = [preface, settings, vec![0, 0, 4, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4]].concat();
+    for bytes in [
+        b"GET / HTTP/1.1\r\n\r\n\xff\xfe\x00garbage".to_vec(),
+        truncated_headers,
+        data_on_zero,
+    ] {
+        let mut tcp = TcpStream::connect(gateway).await.unwrap();
+        tcp.write_all(&bytes).await.unwrap();
+        // The write side stays open: the gateway must end it itself.
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut sink)).await;
+        assert!(
+            read.is_ok(),
+            "the gateway closes a connection that sent {bytes:?}"
+        );
+        normal_call(gateway, &secret).await;
+    }
+
+    // A client that connects and never speaks is closed after --first-call-timeout (1s).
+    let mut silent = TcpStream::connect(gateway).await.unwrap();
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "a silent connection is closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Nothing panicked, and the gateway is the process `up` started.
+    normal_call(gateway, &secret).await;
+    let output = mesh.up.output();
+    assert!(!output.contains("panicked"), "{output}");
+    assert!(!output.contains("gateway exited"), "{output}");
+    mesh.up
+        .wait_for_line(|l| l.contains("all services are SERVING"), Duration::from_secs(1))
+        .await;
+    mesh.stop().await;
+}
