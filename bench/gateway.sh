@@ -9,6 +9,8 @@
 #   untraced   the same gateway with tracing off (OTEL_TRACES_SAMPLER=always_off)
 #   traced     the same gateway with every trace kept (always_on) and
 #              exported over OTLP, with its catalog's, to the trace sink
+#   mtls       the same gateway as `gateway`, its hop to catalog over mutual
+#              TLS (certificates from `ferrymesh certs init`)
 # -- rounds interleaved. Prints requests/s, mean and p99 latency under load,
 # the added latency of one sequential call, the ratios gateway/direct and
 # gateway/nginx, the gateway's CPU seconds per 1,000 requests and its peak
@@ -62,6 +64,8 @@ CATALOG=47151 APIKEYS=47157 NGINX=47180 GATEWAY=47181
 # Tracing on and off, each gateway with its own catalog so neither's spans
 # weigh on the other; the sink is the OTLP receiver.
 CATALOG_OFF=47251 GATEWAY_OFF=47281 CATALOG_ON=47351 GATEWAY_ON=47381 SINK=47317
+# The gateway -> catalog hop over mutual TLS.
+CATALOG_TLS=47451 GATEWAY_TLS=47481
 
 wait_port() { # name port
   for _ in $(seq 1 200); do
@@ -113,6 +117,20 @@ for side in off on; do
   wait_port "gateway-$side" "$port"
 done
 
+"$bin" certs init "$work/certs" >/dev/null
+tls() { echo --tls-cert "$work/certs/$1.pem" --tls-key "$work/certs/$1.key" --tls-ca "$work/certs/ca.pem"; }
+# shellcheck disable=SC2046
+"$bin" serve catalog --listen "127.0.0.1:$CATALOG_TLS" --data-dir "$work/data" $(tls catalog) >"$work/catalog-tls.log" 2>&1 &
+pids+=($!)
+wait_port catalog-tls "$CATALOG_TLS"
+printf 'public = ["ferrymesh.catalog.v1.*"]\n[stages.prod.routes]\n"ferrymesh.catalog.v1" = "https://127.0.0.1:%s"\n' \
+  "$CATALOG_TLS" >"$work/gateway-tls.toml"
+# shellcheck disable=SC2046
+"$gateway_bin" --listen "127.0.0.1:$GATEWAY_TLS" --data-dir "$work/data" --config "$work/gateway-tls.toml" \
+  --apikeys-url "http://127.0.0.1:$APIKEYS" --admin-token "$TOKEN" $(tls gateway) >"$work/gateway-tls.log" 2>&1 &
+pids+=($!)
+wait_port gateway-tls "$GATEWAY_TLS"
+
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes auto;
@@ -148,7 +166,7 @@ URL_PATH=/ferrymesh.catalog.v1.CatalogService/GetProduct
 # One call per key, so the gateway holds every key as it would in service.
 xargs -P 4 -I{} nghttp -n -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-api-key: {}' \
   -d "$work/get-product.bin" "http://127.0.0.1:$GATEWAY$URL_PATH" <"$work/keys.txt"
-for port in "$GATEWAY_OFF" "$GATEWAY_ON"; do
+for port in "$GATEWAY_OFF" "$GATEWAY_ON" "$GATEWAY_TLS"; do
   nghttp -n -H 'content-type: application/grpc' -H 'te: trailers' -H "x-api-key: $KEY" \
     -d "$work/get-product.bin" "http://127.0.0.1:$port$URL_PATH"
 done
@@ -184,7 +202,7 @@ load() { # port clients streams seconds-or-count extra-header...
 }
 
 declare -A rps mean p99
-WAYS=(direct nginx gateway untraced traced)
+WAYS=(direct nginx gateway untraced traced mtls)
 for way in "${WAYS[@]}"; do rps[$way]=0; mean[$way]=0; p99[$way]=0; done
 gateway_answered=0 traced_answered=0 cpu_ticks_total=0
 spans_before="$(sink_spans)"
@@ -198,6 +216,7 @@ for round in $(seq 1 "$ROUNDS"); do
       gateway) r="$(load "$GATEWAY" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
       untraced) r="$(load "$GATEWAY_OFF" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
       traced) r="$(load "$GATEWAY_ON" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
+      mtls) r="$(load "$GATEWAY_TLS" "$CLIENTS" "$STREAMS" "$SECONDS_PER" "x-api-key: $KEY")" ;;
     esac
     [ "$way" = gateway ] && cpu_ticks_total=$((cpu_ticks_total + $(cpu_ticks) - cpu_start))
     read -r a b c n <<<"$r"
@@ -224,6 +243,7 @@ declare -A seq_mean
 seq_mean[direct]="$(load "$CATALOG" 1 1 "$SEQUENTIAL" | awk '{ print $2 }')"
 seq_mean[nginx]="$(load "$NGINX" 1 1 "$SEQUENTIAL" | awk '{ print $2 }')"
 seq_mean[gateway]="$(load "$GATEWAY" 1 1 "$SEQUENTIAL" "x-api-key: $KEY" | awk '{ print $2 }')"
+seq_mean[mtls]="$(load "$GATEWAY_TLS" 1 1 "$SEQUENTIAL" "x-api-key: $KEY" | awk '{ print $2 }')"
 
 rss_kb="$(awk '/^VmHWM/ { print $2 }' "/proc/$gateway_pid/status")"
 hz="$(getconf CLK_TCK)"
@@ -238,6 +258,7 @@ awk -v g="${rps[gateway]}" -v d="${rps[direct]}" -v n="${rps[nginx]}" \
     -v sg="${seq_mean[gateway]}" -v sd="${seq_mean[direct]}" -v sn="${seq_mean[nginx]}" \
     -v ticks="$cpu_ticks_total" -v hz="$hz" -v answered="$gateway_answered" \
     -v on="${rps[traced]}" -v off="${rps[untraced]}" -v traced="$traced_answered" -v spans="$((${spans_after:-0} - ${spans_before:-0}))" \
+    -v tls="${rps[mtls]}" -v stls="${seq_mean[mtls]}" \
     -v census="$census" -v metered="$((metered_after - metered_before))" -v rss="$rss_kb" -v keys="$KEYS" 'BEGIN {
   printf "\ngateway / direct throughput   %.2f   (target >= 0.50)\n", g / d
   printf "gateway / nginx throughput    %.2f   (target >= 2.00)\n", g / n
@@ -246,5 +267,7 @@ awk -v g="${rps[gateway]}" -v d="${rps[direct]}" -v n="${rps[nginx]}" \
   printf "gateway peak RSS              %.1f MB with %d keys cached   (target < 30 MB)\n", rss / 1024, keys
   printf "gateway non-OK grpc-status    %d of %d answered (forwarded and metered: %d)\n", census - metered, census, metered
   printf "traced / untraced throughput  %.2f   (target >= 0.90; every call traced and exported to the sink)\n", on / off
+  printf "mtls / plaintext hop          %.2f   (gateway -> catalog over mutual TLS, throughput)\n", tls / g
+  printf "mTLS added per sequential call %+.0f us\n", stls - sg
   printf "spans the sink received       %d for %d traced calls (%.2f per call)\n", spans, traced, spans / traced
 }'

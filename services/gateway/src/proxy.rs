@@ -37,7 +37,6 @@ type Sender = hyper::client::conn::http2::SendRequest<Body>;
 #[derive(Debug)]
 pub struct Upstream {
     url: String,
-    scheme: Scheme,
     authority: Authority,
     senders: Vec<RwLock<Option<Sender>>>,
     connecting: Vec<tokio::sync::Mutex<()>>,
@@ -50,8 +49,8 @@ impl Upstream {
         Upstream::with_tls(url, None)
     }
 
-    /// As [`Upstream::new`], over mutual TLS with `tls` when given; then
-    /// `https://host:port` is taken too, and means the same as `http://`.
+    /// As [`Upstream::new`]; `https://host:port` is called over mutual TLS
+    /// with `tls` (the gateway's mesh identity), which it then needs.
     pub fn with_tls(url: &str, tls: Option<Arc<MeshTls>>) -> Result<Upstream, String> {
         let uri: Uri = url
             .parse()
@@ -66,13 +65,12 @@ impl Upstream {
             {
                 Ok(Upstream {
                     url: url.trim_end_matches('/').to_string(),
-                    scheme,
                     authority,
                     senders: (0..CONNECTIONS_PER_UPSTREAM).map(|_| RwLock::new(None)).collect(),
                     connecting: (0..CONNECTIONS_PER_UPSTREAM)
                         .map(|_| tokio::sync::Mutex::new(()))
                         .collect(),
-                    tls,
+                    tls: if scheme == Scheme::HTTPS { tls } else { None },
                 })
             }
             _ => Err(format!(
@@ -140,7 +138,8 @@ impl Upstream {
     pub async fn forward(self: Arc<Self>, request: Request<Body>) -> Response<Body> {
         let (mut parts, body) = request.into_parts();
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
+        // The connection is TLS or not; the request says http as h2c does.
+        uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(self.authority.clone());
         uri.path_and_query = parts.uri.path_and_query().cloned();
         parts.uri = match Uri::from_parts(uri) {

@@ -46,22 +46,22 @@ impl Upstream {
         Upstream::with_tls(uri, timeout, None)
     }
 
-    /// As [`Upstream::new`], over mutual TLS with `tls` when given (then
-    /// `http://` and `https://` mean the same); `https://` needs it.
+    /// As [`Upstream::new`]; an `https://` address is called over mutual
+    /// TLS with `tls` (the service's own certificate), which it then needs.
     pub fn with_tls(uri: &str, timeout: Duration, tls: Option<&Arc<MeshTls>>) -> Result<Self, ClientError> {
         let fail = |reason: String| ClientError {
             uri: uri.to_string(),
             reason,
         };
         // tonic would insist on its own TLS for https; the connector below does it.
-        let plain = match (uri.strip_prefix("https://"), tls) {
-            (Some(rest), Some(_)) => format!("http://{rest}"),
+        let (plain, tls) = match (uri.strip_prefix("https://"), tls) {
+            (Some(rest), Some(tls)) => (format!("http://{rest}"), Some(tls)),
             (Some(_), None) => {
                 return Err(fail(
                     "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
                 ));
             }
-            (None, _) => uri.to_string(),
+            (None, _) => (uri.to_string(), None),
         };
         let endpoint = Endpoint::from_shared(plain)
             .map_err(|e| fail(e.to_string()))?

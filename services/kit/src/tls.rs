@@ -4,7 +4,7 @@
 //! certificate; and the connecting side of outgoing calls.
 //!
 //! A service given `--tls-cert`, `--tls-key` and `--tls-ca` serves only TLS
-//! and calls every upstream over TLS, presenting its own certificate. A
+//! and calls its `https://` upstreams over TLS, presenting its own certificate. A
 //! caller's certificate is optional at the handshake, so health probes and
 //! reflection still work without one, but one that is presented must be
 //! signed by the CA; every other method is refused to a caller without an
@@ -37,9 +37,10 @@ const RELOAD_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsArgs {
     /// This service's certificate (PEM), as `ferrymesh certs init` makes it;
-    /// with --tls-key and --tls-ca the service serves only mutual TLS and
-    /// calls every upstream over it. The three files are read again every
-    /// second, so a rotated certificate is used without a restart.
+    /// with --tls-key and --tls-ca the service serves only mutual TLS (the
+    /// gateway: to the mesh, not its clients) and calls https:// upstreams
+    /// over it. The files are read again every second, so a rotated
+    /// certificate is used without a restart.
     #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
