@@ -15,7 +15,7 @@ use orders::pb::ferrymesh::orders::v2 as opb;
 
 use crate::gateway::register;
 use crate::saga::{DECLINED, GOOD, Mesh, channel_as, order_request};
-use crate::support::{ferrymesh, grpcurl, http_get, text};
+use crate::support::{ferrymesh, grpcurl, http_get, serve, text};
 
 /// grpcurl off the test's runtime, which keeps reading the mesh's output.
 async fn grpcurl_async(args: Vec<String>) -> String {
@@ -174,6 +174,53 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
         "{output}"
     );
 
+    // The README's Security examples, pasted in the data directory.
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let examples: Vec<String> = readme
+        .lines()
+        .filter(|l| l.starts_with("grpcurl -cacert "))
+        .map(|l| {
+            let mut line = l.replace(".ferrymesh/certs", &certs.display().to_string());
+            for p in [50051u16, 50053] {
+                line = line.replace(
+                    &format!("127.0.0.1:{p} "),
+                    &format!("127.0.0.1:{} ", p + mesh.offset),
+                );
+            }
+            line
+        })
+        .collect();
+    assert_eq!(examples.len(), 3, "{examples:?}");
+    let mut said = Vec::new();
+    for line in examples {
+        let tools = crate::support::root().join(".tools/bin");
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&line)
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        tools.display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                )
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        said.push(text(&output));
+    }
+    assert!(said[0].contains("\"product\""), "{}", said[0]);
+    assert!(
+        said[1].contains("PermissionDenied") && said[1].contains("sa/catalog may not call"),
+        "{}",
+        said[1]
+    );
+    assert!(said[2].contains("SERVING"), "{}", said[2]);
+
     // The whole saga through the gateway, every hop behind it over mutual
     // TLS: a good card confirms, a declined one compensates.
     let gateway: SocketAddr = port(8080).parse().unwrap();
@@ -197,11 +244,11 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
         let settled = mesh.settled(&order.order_id, Duration::from_secs(30)).await;
         assert_eq!(settled.status, wanted as i32, "{key}: {settled:?}");
     }
-    // Nothing inside the mesh was refused on the way: the three refusals
-    // are the test's own (no certificate, catalog, gateway).
+    // Nothing inside the mesh was refused on the way: the four refusals
+    // are the test's own (no certificate, catalog twice, gateway).
     let output = mesh.up.output();
     let refusals: Vec<&str> = output.lines().filter(|l| l.contains("caller refused")).collect();
-    assert_eq!(refusals.len(), 3, "{refusals:#?}");
+    assert_eq!(refusals.len(), 4, "{refusals:#?}");
     mesh.stop().await;
 }
 
@@ -313,4 +360,63 @@ async fn a_certificate_rotated_on_disk_is_used_without_a_restart_or_a_failed_cal
         failures.len()
     );
     mesh.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_serves_its_clients_tls_when_given_a_certificate() {
+    let data = tempfile::tempdir().unwrap();
+    let certs = data.path().join("certs");
+    let made = ferrymesh()
+        .args(["certs", "init"])
+        .arg(&certs)
+        .output()
+        .await
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let config = data.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "public = [\"ferrymesh.catalog.v1.*\"]\n[stages.prod.routes]\n\"ferrymesh.catalog.v1\" = \"http://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let path = |p: &Path| p.display().to_string();
+    let (cert, key, config) = (
+        path(&certs.join("gateway.pem")),
+        path(&certs.join("gateway.key")),
+        path(&config),
+    );
+    let (_gateway, addr) = serve(
+        "gateway",
+        data.path(),
+        &[
+            "--config",
+            &config,
+            "--public-tls-cert",
+            &cert,
+            "--public-tls-key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    let ca = path(&certs.join("ca.pem"));
+    let out = grpcurl_async(vec![
+        "-cacert".into(),
+        ca.clone(),
+        addr.to_string(),
+        "grpc.health.v1.Health/Check".into(),
+    ])
+    .await;
+    assert!(out.contains("SERVING"), "{out}");
+    let out = grpcurl_async(vec!["-cacert".into(), ca, addr.to_string(), "list".into()]).await;
+    assert!(out.contains("ferrymesh.catalog.v1.CatalogService"), "{out}");
+    let out = grpcurl_async(vec![
+        "-plaintext".into(),
+        "-connect-timeout".into(),
+        "2".into(),
+        addr.to_string(),
+        "list".into(),
+    ])
+    .await;
+    assert!(!out.contains("CatalogService"), "plaintext gets nothing: {out}");
 }

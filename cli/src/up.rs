@@ -448,7 +448,7 @@ async fn wait_serving(
     deadline: Instant,
     tls: Option<&std::sync::Arc<kit::tls::MeshTls>>,
 ) -> Result<(), String> {
-    let uri = format!("http://{}", s.addr);
+    let uri = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, s.addr);
     loop {
         if let Ok(Some(status)) = s.child.try_wait() {
             return Err(format!("it exited with {status}; its log is above"));

@@ -284,7 +284,9 @@ impl ConnectionRate {
             governor::Quota::per_second(rate)
                 .allow_burst(std::num::NonZeroU32::new(burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN))
         });
-        ConnectionRate(quota.map(governor::RateLimiter::direct))
+        ConnectionRate(
+            quota.map(|q| governor::RateLimiter::direct_with_clock(q, crate::limits::clock().clone())),
+        )
     }
 
     /// `None` when the call may go on, else RESOURCE_EXHAUSTED with RetryInfo.
@@ -292,7 +294,7 @@ impl ConnectionRate {
         use governor::clock::Clock;
         let limiter = self.0.as_ref()?;
         let not_until = limiter.check().err()?;
-        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        let wait = not_until.wait_time_from(crate::limits::clock().now());
         let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
         Some(Status::with_error_details(
             Code::ResourceExhausted,

@@ -100,6 +100,14 @@ pub struct Config {
     /// A new connection that has not sent a call within this is closed.
     #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "10s")]
     pub first_call_timeout: Duration,
+    /// The certificate (PEM) the gateway shows its clients; with
+    /// --public-tls-key its port serves TLS only (HTTP/2 by ALPN). Reloaded
+    /// when it changes. Without it the port is plaintext (h2c).
+    #[arg(long, value_name = "FILE", requires = "public_tls_key")]
+    pub public_tls_cert: Option<PathBuf>,
+    /// The private key of --public-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "public_tls_cert")]
+    pub public_tls_key: Option<PathBuf>,
     /// A connection with no call in flight for this long is closed.
     #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "5m")]
     pub idle_timeout: Duration,
@@ -279,12 +287,39 @@ impl http_body::Body for Tracked {
     }
 }
 
+/// Runs one connection until it ends, or until it has had no call for the
+/// first-call or idle timeout.
+async fn drive<C>(connection: C, activity: Arc<Activity>, policy: ConnectionPolicy)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(connection);
+    loop {
+        let wait = activity.remaining(&policy);
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {
+                if activity.remaining(&policy).is_zero() {
+                    tracing::debug!("closing a connection that has had no call in time");
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// One worker's accept loop: serves connections until told to stop, then
 /// lets their calls finish (within `grace`).
 async fn accept(
     listener: std::net::TcpListener,
     stack: Stack,
     health: Health,
+    public: Option<Arc<MeshTls>>,
     policy: ConnectionPolicy,
     grace: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -338,27 +373,32 @@ async fn accept(
                         Ok(response.map(|inner| Body::new(Tracked { inner, done })))
                     }
                 });
-                let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    tokio::pin!(connection);
-                    loop {
-                        let wait = activity.remaining(&policy);
-                        tokio::select! {
-                            result = &mut connection => {
-                                if let Err(error) = result {
-                                    tracing::debug!(%error, "connection ended with an error");
-                                }
-                                break;
-                            }
-                            () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {
-                                if activity.remaining(&policy).is_zero() {
-                                    tracing::debug!("closing a connection with no call for {:?}", if activity.calls.load(Ordering::Relaxed) == 0 { policy.first_call } else { policy.idle });
-                                    break;
-                                }
-                            }
-                        }
+                match &public {
+                    None => {
+                        let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(drive(connection, activity, policy));
                     }
-                });
+                    Some(tls) => {
+                        let (tls, h2, watcher) = (tls.clone(), h2.clone(), graceful.watcher());
+                        tokio::spawn(async move {
+                            // The handshake counts against the first call's time.
+                            let remote = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                            let stream = match tokio::time::timeout(policy.first_call, tls.accept(stream, remote)).await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%remote, "TLS handshake not finished in time");
+                                    return;
+                                }
+                            };
+                            let connection = watcher.watch(h2.serve_connection(TokioIo::new(stream), service));
+                            drive(connection, activity, policy).await;
+                        });
+                    }
+                }
             }
             _ = stop.changed() => break,
         }
@@ -406,6 +446,11 @@ pub async fn serve(
     // The gateway's own mesh identity, for every upstream hop.
     let tls = MeshTls::from_args(&args.tls)?;
     let (mut config_text, routes) = read_config(&config.config, &canaries, tls.as_ref())?;
+    // What the gateway's clients see: plaintext, or TLS with its own certificate.
+    let public = match (&config.public_tls_cert, &config.public_tls_key) {
+        (Some(cert), Some(key)) => Some(MeshTls::public(cert.clone(), key.clone())?),
+        _ => None,
+    };
     let token = match &config.admin_token {
         Some(t) => t.clone(),
         None => kit::config::admin_token_file(&args.data_dir)?,
@@ -517,7 +562,11 @@ pub async fn serve(
         let listener = listener.into_std()?;
         let health_server: Health = BoxCloneService::new(health_server.clone());
         let (stack, stopped) = (stack.clone(), stopped.clone());
-        let (policy, grace) = (ConnectionPolicy::of(&config), args.shutdown_timeout);
+        let (policy, grace, public) = (
+            ConnectionPolicy::of(&config),
+            args.shutdown_timeout,
+            public.clone(),
+        );
         let worker = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
             .spawn(move || {
@@ -525,7 +574,15 @@ pub async fn serve(
                     .enable_all()
                     .build()?;
                 proxy::set_worker(index);
-                runtime.block_on(accept(listener, stack, health_server, policy, grace, stopped))
+                runtime.block_on(accept(
+                    listener,
+                    stack,
+                    health_server,
+                    public,
+                    policy,
+                    grace,
+                    stopped,
+                ))
             })?;
         workers.push(worker);
     }

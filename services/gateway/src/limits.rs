@@ -18,7 +18,8 @@ use kit_values::{CalendarPeriod, MethodPattern};
 
 use crate::pb::ferrymesh::apikeys::v1 as pb;
 
-fn clock() -> &'static DefaultClock {
+/// One clock for every bucket: making a clock calibrates it, which is slow.
+pub(crate) fn clock() -> &'static DefaultClock {
     static CLOCK: std::sync::OnceLock<DefaultClock> = std::sync::OnceLock::new();
     CLOCK.get_or_init(DefaultClock::default)
 }

@@ -26,7 +26,7 @@ use crate::config::{ServerArgs, ServiceConfig};
 use crate::fault::FaultLayer;
 use crate::metrics::PrometheusReader;
 use crate::rpc_telemetry::RpcTelemetryLayer;
-use crate::tls::MeshTls;
+use crate::tls::{Identity, MeshTls};
 use crate::{BoxError, telemetry};
 
 /// Why serving stopped with an error.
@@ -224,10 +224,12 @@ pub async fn serve(
         .layer(RpcTelemetryLayer::new(args.handler_timeout))
         // Inside the span, so a refusal is traced and counted; before the
         // limit, so a refused caller takes no slot.
-        .option_layer(
-            tls.as_ref()
-                .map(|t| AuthorizeLayer::new(name, callers, &t.identity())),
-        )
+        // A mesh certificate always names an identity (loading checks it); without
+        // one, nobody's trust domain matches and every method but health is refused.
+        .option_layer(tls.as_ref().map(|t| {
+            let own = t.identity().unwrap_or_else(|| Identity::nobody());
+            AuthorizeLayer::new(name, callers, &own)
+        }))
         // Bounds the work in progress across all connections; calls past it wait.
         .layer(GlobalConcurrencyLimitLayer::new(args.concurrency_limit))
         // Inside the limit, so injected latency occupies a slot as real work would.

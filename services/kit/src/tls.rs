@@ -126,6 +126,11 @@ impl Identity {
         })
     }
 
+    /// An identity no certificate can carry (its trust domain is empty).
+    pub fn nobody() -> Identity {
+        Identity("spiffe:///sa/".into())
+    }
+
     /// The trust domain, e.g. `ferrymesh.local`.
     pub fn trust_domain(&self) -> &str {
         let rest = self.0.strip_prefix("spiffe://").unwrap_or(&self.0);
@@ -152,8 +157,9 @@ impl std::fmt::Display for Identity {
 /// What one load of the files gives.
 struct Loaded {
     server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-    identity: Identity,
+    /// None for a public certificate (no CA given): nothing to call with.
+    client: Option<Arc<ClientConfig>>,
+    identity: Option<Identity>,
 }
 
 /// A service's TLS material, current as of the last read of its files.
@@ -167,7 +173,7 @@ pub struct MeshTls {
 impl std::fmt::Debug for MeshTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeshTls")
-            .field("identity", &self.identity().as_str())
+            .field("identity", &self.identity())
             .finish_non_exhaustive()
     }
 }
@@ -264,8 +270,21 @@ impl MeshTls {
             .clone()
     }
 
-    /// This service's own identity, from its certificate.
-    pub fn identity(&self) -> Identity {
+    /// A certificate and key for clients outside the mesh (the gateway's
+    /// public side): no client certificate is asked for, and the files are
+    /// reloaded as the mesh's are.
+    pub fn public(cert: PathBuf, key: PathBuf) -> Result<Arc<MeshTls>, TlsError> {
+        let args = TlsArgs {
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            tls_ca: None,
+        };
+        Ok(MeshTls::from_args(&args)?.unwrap_or_else(|| unreachable_none()))
+    }
+
+    /// This service's own identity, from its certificate (always there
+    /// for the mesh's; a public certificate may name none).
+    pub fn identity(&self) -> Option<Identity> {
         self.loaded().identity.clone()
     }
 
@@ -299,7 +318,13 @@ impl MeshTls {
                 format!("{host:?} is not a host name or address"),
             )
         })?;
-        let connector = tokio_rustls::TlsConnector::from(self.loaded().client.clone());
+        let Some(client) = self.loaded().client.clone() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a public certificate has no client side; give the mesh's CA",
+            ));
+        };
+        let connector = tokio_rustls::TlsConnector::from(client);
         connector.connect(name, tcp).await
     }
 
@@ -357,8 +382,16 @@ fn files(args: &TlsArgs) -> Result<[Vec<u8>; 3], TlsError> {
     Ok([
         read(&path(&args.tls_cert))?,
         read(&path(&args.tls_key))?,
-        read(&path(&args.tls_ca))?,
+        match &args.tls_ca {
+            Some(ca) => read(ca)?,
+            None => Vec::new(),
+        },
     ])
+}
+
+/// `MeshTls::public` always names a certificate, so `from_args` gives one.
+fn unreachable_none() -> Arc<MeshTls> {
+    unreachable!("from_args returns None only without a certificate")
 }
 
 fn build(args: &TlsArgs) -> Result<(Loaded, u64), TlsError> {
@@ -375,13 +408,29 @@ fn assemble(args: &TlsArgs, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Loaded, Tl
         path: path(&args.tls_cert),
         what: "certificate",
     })?;
-    let identity = Identity::of_certificate(leaf).ok_or_else(|| TlsError::NoIdentity {
-        path: path(&args.tls_cert),
-    })?;
+    let identity = Identity::of_certificate(leaf);
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| TlsError::Pem {
         path: path(&args.tls_key),
         what: "private key",
     })?;
+    let provider = provider();
+    if args.tls_ca.is_none() {
+        let mut server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        return Ok(Loaded {
+            server: Arc::new(server),
+            client: None,
+            identity,
+        });
+    }
+    if identity.is_none() {
+        return Err(TlsError::NoIdentity {
+            path: path(&args.tls_cert),
+        });
+    }
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca).filter_map(Result::ok) {
         roots.add(ca)?;
@@ -393,7 +442,6 @@ fn assemble(args: &TlsArgs, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Loaded, Tl
         });
     }
     let roots = Arc::new(roots);
-    let provider = provider();
     // A caller's certificate is optional here so probes reach health; the
     // authorization layer refuses every other method to a caller without one.
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
@@ -411,7 +459,7 @@ fn assemble(args: &TlsArgs, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Loaded, Tl
     client.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Loaded {
         server: Arc::new(server),
-        client: Arc::new(client),
+        client: Some(Arc::new(client)),
         identity,
     })
 }
@@ -424,7 +472,10 @@ async fn watch(tls: Weak<MeshTls>) {
         match tls.reload() {
             Ok(false) => {}
             Ok(true) => {
-                tracing::info!(identity = %tls.identity(), "certificates reloaded; new connections use them")
+                tracing::info!(
+                    identity = tls.identity().as_ref().map_or("-", Identity::as_str),
+                    "certificates reloaded; new connections use them"
+                )
             }
             // A rotation writes the certificate and the key one after the
             // other; the pair is tried again when the second lands.
