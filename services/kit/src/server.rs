@@ -227,7 +227,7 @@ pub async fn serve(
         // A mesh certificate always names an identity (loading checks it); without
         // one, nobody's trust domain matches and every method but health is refused.
         .option_layer(tls.as_ref().map(|t| {
-            let own = t.identity().unwrap_or_else(|| Identity::nobody());
+            let own = t.identity().unwrap_or_else(Identity::nobody);
             AuthorizeLayer::new(name, callers, &own)
         }))
         // Bounds the work in progress across all connections; calls past it wait.

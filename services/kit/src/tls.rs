@@ -206,6 +206,11 @@ impl MeshTls {
         if args.tls_cert.is_none() {
             return Ok(None);
         }
+        MeshTls::shared(args).map(Some)
+    }
+
+    /// The one instance for `args`' files, made (and watched) when none is in use.
+    fn shared(args: &TlsArgs) -> Result<Arc<MeshTls>, TlsError> {
         static SHARED: Mutex<Vec<Weak<MeshTls>>> = Mutex::new(Vec::new());
         let mut shared = SHARED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         shared.retain(|w| w.strong_count() > 0);
@@ -213,14 +218,14 @@ impl MeshTls {
             t.args.tls_cert == args.tls_cert && t.args.tls_key == args.tls_key && t.args.tls_ca == args.tls_ca
         };
         if let Some(found) = shared.iter().filter_map(Weak::upgrade).find(|t| same(t)) {
-            return Ok(Some(found));
+            return Ok(found);
         }
         let tls = Arc::new(MeshTls::load(args.clone())?);
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(watch(Arc::downgrade(&tls)));
         }
         shared.push(Arc::downgrade(&tls));
-        Ok(Some(tls))
+        Ok(tls)
     }
 
     /// Reads the files once; [`MeshTls::reload`] reads them again.
@@ -279,7 +284,7 @@ impl MeshTls {
             tls_key: Some(key),
             tls_ca: None,
         };
-        Ok(MeshTls::from_args(&args)?.unwrap_or_else(|| unreachable_none()))
+        MeshTls::shared(&args)
     }
 
     /// This service's own identity, from its certificate (always there
@@ -389,10 +394,6 @@ fn files(args: &TlsArgs) -> Result<[Vec<u8>; 3], TlsError> {
     ])
 }
 
-/// `MeshTls::public` always names a certificate, so `from_args` gives one.
-fn unreachable_none() -> Arc<MeshTls> {
-    unreachable!("from_args returns None only without a certificate")
-}
 
 fn build(args: &TlsArgs) -> Result<(Loaded, u64), TlsError> {
     let files = files(args)?;
