@@ -244,6 +244,43 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
         let settled = mesh.settled(&order.order_id, Duration::from_secs(30)).await;
         assert_eq!(settled.status, wanted as i32, "{key}: {settled:?}");
     }
+    // The operator's commands reach the services over mutual TLS too.
+    let listed = ferrymesh()
+        .args([
+            "workflow",
+            "list",
+            "--address",
+            &format!("https://{}", port(50056)),
+            "--certs",
+        ])
+        .arg(&certs)
+        .output()
+        .await
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("place-order"),
+        "{listed:?}"
+    );
+    let plans = ferrymesh()
+        .args([
+            "keys",
+            "plans",
+            "--address",
+            &format!("https://{}", port(50057)),
+            "--certs",
+        ])
+        .arg(&certs)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(plans.status.success(), "{plans:?}");
+    assert!(
+        String::from_utf8_lossy(&plans.stdout).contains("free"),
+        "{plans:?}"
+    );
     // Nothing inside the mesh was refused on the way: the four refusals
     // are the test's own (no certificate, catalog twice, gateway).
     let output = mesh.up.output();

@@ -34,6 +34,16 @@ pub(crate) struct KeysArgs {
         global = true
     )]
     data_dir: PathBuf,
+    /// The mesh's certificates, for an https:// address (`up --tls`): the
+    /// command calls as the operator.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".ferrymesh/certs",
+        env = "FERRYMESH_CERTS",
+        global = true
+    )]
+    certs: PathBuf,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -234,11 +244,7 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
                 )
             })?,
     };
-    let channel = tonic::transport::Endpoint::from_shared(args.address.clone())
-        .map_err(|e| format!("{}: {e}", args.address))?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach apikeys at {}: {e}", args.address))?;
+    let channel = crate::mesh::connect(&args.address, &args.certs).await?;
     let admin = Admin {
         client: ApiKeysServiceClient::new(channel),
         bearer: format!("Bearer {token}")

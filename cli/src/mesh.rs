@@ -120,3 +120,30 @@ pub(crate) fn serve(name: &str, args: Vec<OsString>) -> ExitCode {
         }
     }
 }
+
+/// Connects to a service of the mesh: plaintext for `http://`, mutual TLS
+/// as the operator for `https://` (the mesh under `up --tls`), with the
+/// certificates `ferrymesh certs` made in `certs`.
+pub(crate) async fn connect(
+    address: &str,
+    certs: &std::path::Path,
+) -> Result<tonic::transport::Channel, String> {
+    let (plain, tls) = match address.strip_prefix("https://") {
+        None => (address.to_string(), None),
+        Some(rest) => {
+            let files = kit::tls::TlsArgs::from_dir(certs, kit::authz::OPERATOR);
+            let tls = kit::tls::MeshTls::load(files).map_err(|e| {
+                format!("{e}; pass --certs DIR, the directory `ferrymesh certs init` (or `up --tls`) wrote")
+            })?;
+            (format!("http://{rest}"), Some(std::sync::Arc::new(tls)))
+        }
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(plain)
+        .map_err(|e| format!("{address} is not a URL: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(3));
+    let connected = match tls {
+        None => endpoint.connect().await,
+        Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+    };
+    connected.map_err(|e| format!("cannot reach {address}: {e}; is the mesh up?"))
+}

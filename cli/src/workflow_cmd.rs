@@ -22,6 +22,16 @@ pub(crate) struct WorkflowArgs {
         global = true
     )]
     address: String,
+    /// The mesh's certificates, for an https:// address (`up --tls`): the
+    /// command calls as the operator.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".ferrymesh/certs",
+        env = "FERRYMESH_CERTS",
+        global = true
+    )]
+    certs: PathBuf,
     #[command(subcommand)]
     command: WorkflowCommand,
 }
@@ -128,12 +138,7 @@ fn describe_status(status: tonic::Status) -> String {
 }
 
 async fn execute(args: WorkflowArgs) -> Result<(), String> {
-    let channel = tonic::transport::Endpoint::from_shared(args.address.clone())
-        .map_err(|e| format!("{} is not a URL: {e}", args.address))?
-        .connect_timeout(Duration::from_secs(3))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach workflow at {}: {e}; is the mesh up?", args.address))?;
+    let channel = crate::mesh::connect(&args.address, &args.certs).await?;
     let mut client = WorkflowServiceClient::new(channel);
     let mut out = std::io::stdout().lock();
     match args.command {

@@ -394,7 +394,6 @@ fn files(args: &TlsArgs) -> Result<[Vec<u8>; 3], TlsError> {
     ])
 }
 
-
 fn build(args: &TlsArgs) -> Result<(Loaded, u64), TlsError> {
     let files = files(args)?;
     Ok((assemble(args, &files)?, fingerprint(&files)))
