@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(request) = limits.admit(request) else { return };
     let found = request.extensions().get::<BodyViolation>().cloned().expect("admit marks the request");
-    let collected = futures_util::executor::block_on(request.into_body().collect());
+    let collected = futures_executor::block_on(request.into_body().collect());
     match collected {
         Ok(all) => {
             assert!(found.get().is_none());

@@ -42,7 +42,11 @@ const FUNCTIONS: &[(&str, usize, usize)] = &[
 impl Intrinsic {
     /// Parses `States.Name(args...)`, the whole text.
     pub fn parse(text: &str) -> Result<Intrinsic, String> {
-        let mut parser = Parser { text, at: 0 };
+        let mut parser = Parser {
+            text,
+            at: 0,
+            depth: 0,
+        };
         let call = parser.call()?;
         parser.skip_space();
         if parser.at != text.len() {
@@ -151,9 +155,14 @@ fn format(template: &str, args: &[Value]) -> Result<Value, String> {
     Ok(Value::String(out))
 }
 
+/// Deepest nesting of calls in calls: parsing and evaluating recurse, and
+/// a definition must not be able to overflow the stack.
+const MAX_CALL_DEPTH: usize = 16;
+
 struct Parser<'a> {
     text: &'a str,
     at: usize,
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -216,7 +225,16 @@ impl<'a> Parser<'a> {
             return self.string().map(|s| Arg::Literal(Value::String(s)));
         }
         if rest.starts_with("States.") {
-            return self.call().map(Arg::Call);
+            if self.depth >= MAX_CALL_DEPTH {
+                return Err(format!(
+                    "{:?} nests calls more than {MAX_CALL_DEPTH} deep",
+                    self.text
+                ));
+            }
+            self.depth += 1;
+            let call = self.call().map(Arg::Call);
+            self.depth -= 1;
+            return call;
         }
         // A path or a bare literal runs to the next `,` or `)` outside brackets and quotes.
         let mut depth = 0usize;
@@ -289,6 +307,26 @@ mod tests {
         Intrinsic::parse(text)?
             .eval(&input, &json!({"Execution": {"Name": "e"}}))
             .map_err(|f| f.cause)
+    }
+
+    /// On a 2 MiB stack, as a Tokio worker has: found by the fuzzer.
+    #[test]
+    fn deeply_nested_calls_are_refused_not_a_stack_overflow() {
+        let refused = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deep = format!("{}1{}", "States.Array(".repeat(20_000), ")".repeat(20_000));
+                Intrinsic::parse(&deep).err()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(refused.unwrap().contains("more than 16 deep"));
+        let at_limit = format!("{}1{}", "States.Array(".repeat(17), ")".repeat(17));
+        assert!(
+            Intrinsic::parse(&at_limit).is_ok(),
+            "16 calls inside the outer one parse"
+        );
     }
 
     #[test]

@@ -19,9 +19,45 @@ pub struct Path {
     singular: bool,
 }
 
+/// Longest path, in bytes.
+const MAX_PATH_BYTES: usize = 4096;
+/// Deepest nesting of brackets and parentheses in a path: the JSONPath
+/// parser recurses, and a definition must not be able to overflow the stack.
+const MAX_PATH_NESTING: usize = 32;
+
+/// How deep brackets and parentheses nest in `text` (quotes not
+/// considered, so a quoted bracket counts too: a stricter bound, never a looser one).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'(' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl Path {
     /// Parses `$...` or `$$...`.
     pub fn parse(text: &str) -> Result<Path, String> {
+        if text.len() > MAX_PATH_BYTES {
+            return Err(format!(
+                "a path of {} bytes is longer than the {MAX_PATH_BYTES} allowed",
+                text.len()
+            ));
+        }
+        let deepest = nesting(text);
+        if deepest > MAX_PATH_NESTING {
+            return Err(format!(
+                "path {:?}... nests brackets and parentheses {deepest} deep; at most {MAX_PATH_NESTING}",
+                text.chars().take(40).collect::<String>()
+            ));
+        }
         let (context, rest) = match text.strip_prefix("$$") {
             Some(rest) => (true, format!("${rest}")),
             None if text.starts_with('$') => (false, text.to_string()),
@@ -351,6 +387,25 @@ impl Template {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// On a 2 MiB stack, as a Tokio worker has: found by the fuzzer, a
+    /// path nested thousands deep overflowed the stack and aborted workflow.
+    #[test]
+    fn deeply_nested_paths_are_refused_not_a_stack_overflow() {
+        let parsed = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deep = format!("$[?{}@.a{}]", "(".repeat(2_000), ")".repeat(2_000));
+                let at_limit = format!("$[?{}@.a{}]", "(".repeat(31), ")".repeat(31));
+                (Path::parse(&deep).err(), Path::parse(&at_limit).err())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed.0.unwrap().contains("at most 32"));
+        assert_eq!(parsed.1, None, "32 deep still parses");
+        assert!(Path::parse(&format!("$.{}", "a".repeat(5000))).is_err());
+    }
 
     #[test]
     fn paths_select_one_node_or_many() -> Result<(), String> {
