@@ -4,7 +4,6 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use workflow::pb::ferrymesh::workflow::v1 as pb;
