@@ -117,13 +117,9 @@ impl Identity {
     }
 
     /// The identity named in a DER certificate's URI SANs.
-    pub fn of_certificate(der: &[u8]) -> Option<Identity> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let san = cert.subject_alternative_name().ok()??;
-        san.value.general_names.iter().find_map(|name| match name {
-            x509_parser::extensions::GeneralName::URI(uri) => Identity::parse(uri),
-            _ => None,
-        })
+    pub fn of_certificate(der: &CertificateDer<'_>) -> Option<Identity> {
+        let cert = webpki::EndEntityCert::try_from(der).ok()?;
+        cert.valid_uri_names().find_map(Identity::parse)
     }
 
     /// An identity no certificate can carry (its trust domain is empty).
