@@ -42,7 +42,7 @@ use tonic_health::ServingStatus;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use kit::tls::MeshTls;
+use kit::tls::{MaybeTls, MeshTls};
 
 use crate::canary::CanaryRegistry;
 use crate::config::Routes;
@@ -373,18 +373,17 @@ async fn accept(
                         Ok(response.map(|inner| Body::new(Tracked { inner, done })))
                     }
                 });
-                match &public {
-                    None => {
-                        let connection = graceful.watch(h2.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(drive(connection, activity, policy));
-                    }
-                    Some(tls) => {
-                        let (tls, h2, watcher) = (tls.clone(), h2.clone(), graceful.watcher());
-                        tokio::spawn(async move {
+                // One connection type for plaintext and TLS, so the HTTP/2
+                // server is compiled once.
+                let (h2, watcher, public) = (h2.clone(), graceful.watcher(), public.clone());
+                tokio::spawn(async move {
+                    let stream = match public {
+                        None => MaybeTls::Plain(stream),
+                        Some(tls) => {
                             // The handshake counts against the first call's time.
                             let remote = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                            let stream = match tokio::time::timeout(policy.first_call, tls.accept(stream, remote)).await {
-                                Ok(Ok(stream)) => stream,
+                            match tokio::time::timeout(policy.first_call, tls.accept(stream, remote)).await {
+                                Ok(Ok(stream)) => MaybeTls::Tls(stream),
                                 Ok(Err(error)) => {
                                     tracing::debug!(%remote, %error, "TLS handshake failed");
                                     return;
@@ -393,12 +392,12 @@ async fn accept(
                                     tracing::debug!(%remote, "TLS handshake not finished in time");
                                     return;
                                 }
-                            };
-                            let connection = watcher.watch(h2.serve_connection(TokioIo::new(stream), service));
-                            drive(connection, activity, policy).await;
-                        });
-                    }
-                }
+                            }
+                        }
+                    };
+                    let connection = watcher.watch(h2.serve_connection(TokioIo::new(stream), service));
+                    drive(connection, activity, policy).await;
+                });
             }
             _ = stop.changed() => break,
         }

@@ -12,7 +12,7 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use kit::tls::MeshTls;
+use kit::tls::{ClientStream, MaybeTls, MeshTls};
 use tonic::body::Body;
 
 /// Most HTTP/2 connections kept to each upstream: one per gateway worker
@@ -116,17 +116,18 @@ impl Upstream {
             .map_err(|_| format!("connecting to {address} timed out"))?
             .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let sender = match &self.tls {
-            None => handshake(TokioIo::new(stream), &self.url).await?,
+        let stream = match &self.tls {
+            None => MaybeTls::Plain(stream),
             Some(tls) => {
                 let host = self.authority.host();
                 let stream = tokio::time::timeout(Duration::from_secs(2), tls.connect(stream, host))
                     .await
                     .map_err(|_| format!("TLS handshake with {address} timed out"))?
                     .map_err(|e| format!("TLS handshake with {address} failed: {e}"))?;
-                handshake(TokioIo::new(stream), &self.url).await?
+                MaybeTls::Tls(stream)
             }
         };
+        let sender = handshake(TokioIo::new(stream), &self.url).await?;
         if let Ok(mut s) = self.senders[slot].write() {
             *s = Some(sender.clone());
         }
@@ -174,10 +175,7 @@ impl Upstream {
 }
 
 /// Opens HTTP/2 on a connected stream and runs the connection on its own task.
-async fn handshake<IO>(io: IO, url: &str) -> Result<Sender, String>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
+async fn handshake(io: TokioIo<ClientStream>, url: &str) -> Result<Sender, String> {
     let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))

@@ -20,7 +20,7 @@ use crate::deadline::encode_grpc_timeout;
 use crate::rpc_telemetry::{
     CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
 };
-use crate::tls::MeshTls;
+use crate::tls::{Connector, MeshTls};
 
 /// Why a client could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +73,8 @@ impl Upstream {
             .authority()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let channel = match tls {
-            None => endpoint.connect_lazy(),
-            Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
-        };
+        // One connector for both, so the HTTP/2 client is compiled once.
+        let channel = endpoint.connect_with_connector_lazy(Connector::new(tls.cloned()));
         Ok(Upstream {
             channel,
             timeout,

@@ -374,7 +374,7 @@ impl MeshTls {
 
     /// A connector for tonic channels that speaks TLS with this material.
     pub fn connector(self: &Arc<Self>) -> Connector {
-        Connector { tls: self.clone() }
+        Connector::new(Some(self.clone()))
     }
 }
 
@@ -541,15 +541,91 @@ impl AsyncWrite for MeshStream {
     }
 }
 
-/// Connects tonic channels over TLS: TCP to the URI's host and port, then
-/// the handshake, verifying the host against the server's certificate.
+/// A connection that is plaintext or TLS, as one type: the HTTP/2 code
+/// that runs over it is then compiled once, not once per kind (which cost
+/// the gateway two megabytes of code and of resident memory).
+#[derive(Debug)]
+pub enum MaybeTls<T> {
+    /// Plaintext TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(T),
+}
+
+/// An outgoing connection, plaintext or TLS.
+pub type ClientStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            MaybeTls::Tls(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            MaybeTls::Tls(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            MaybeTls::Tls(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(io) => io.is_write_vectored(),
+            MaybeTls::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(io) => Pin::new(io).poll_flush(cx),
+            MaybeTls::Tls(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            MaybeTls::Tls(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects tonic channels: TCP to the URI's host and port with no delay,
+/// then, with TLS material, the handshake, verifying the host against the
+/// server's certificate.
 #[derive(Debug, Clone)]
 pub struct Connector {
-    tls: Arc<MeshTls>,
+    tls: Option<Arc<MeshTls>>,
+}
+
+impl Connector {
+    /// Plaintext, or TLS with `tls`.
+    pub fn new(tls: Option<Arc<MeshTls>>) -> Connector {
+        Connector { tls }
+    }
 }
 
 impl tower::Service<http::Uri> for Connector {
-    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Response = hyper_util::rt::TokioIo<ClientStream>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -561,10 +637,14 @@ impl tower::Service<http::Uri> for Connector {
         let tls = self.tls.clone();
         Box::pin(async move {
             let host = uri.host().unwrap_or_default().to_string();
-            let port = uri.port_u16().unwrap_or(443);
+            let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
             let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
             let _ = tcp.set_nodelay(true);
-            Ok(hyper_util::rt::TokioIo::new(tls.connect(tcp, &host).await?))
+            let stream = match tls {
+                None => MaybeTls::Plain(tcp),
+                Some(tls) => MaybeTls::Tls(tls.connect(tcp, &host).await?),
+            };
+            Ok(hyper_util::rt::TokioIo::new(stream))
         })
     }
 }
