@@ -46,6 +46,11 @@ fn call(mut flags: Vec<String>, addr: String, method: &str, body: &str) -> Vec<S
     flags
 }
 
+/// grpcurl calling `method` on `addr` as `who`, and what it said.
+async fn call_as(certs: &Path, who: &str, addr: &str, method: &str, body: &str) -> String {
+    grpcurl_async(call(as_identity(certs, who), addr.to_string(), method, body)).await
+}
+
 const CHARGE: &str = "ferrymesh.payments.v1.PaymentsService/Charge";
 const GET_PRODUCT: &str = "ferrymesh.catalog.v1.CatalogService/GetProduct";
 
@@ -109,45 +114,28 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
 
     // payments refuses catalog's identity, naming it, and takes workflow's
     // (which reaches the handler: the empty request is then invalid).
-    let out = grpcurl_async(call(
-        as_identity(&certs, "catalog"),
-        payments.clone(),
-        CHARGE,
-        "{}",
-    ))
-    .await;
+    let out = call_as(&certs, "catalog", &payments, CHARGE, "{}").await;
     assert!(out.contains("PermissionDenied"), "{out}");
     assert!(
         out.contains("spiffe://ferrymesh.local/ns/ferrymesh/sa/catalog may not call ferrymesh.payments.v1.PaymentsService/Charge"),
         "{out}"
     );
-    let out = grpcurl_async(call(
-        as_identity(&certs, "workflow"),
-        payments.clone(),
-        CHARGE,
-        "{}",
-    ))
-    .await;
+    let out = call_as(&certs, "workflow", &payments, CHARGE, "{}").await;
     assert!(
         out.contains("InvalidArgument") && out.contains("payment_id"),
         "{out}"
     );
     // The gateway may read the catalog, and may not charge.
-    let out = grpcurl_async(call(
-        as_identity(&certs, "gateway"),
-        catalog.clone(),
+    let out = call_as(
+        &certs,
+        "gateway",
+        &catalog,
         GET_PRODUCT,
         r#"{"product_id":"mug"}"#,
-    ))
+    )
     .await;
     assert!(out.contains("\"product\""), "{out}");
-    let out = grpcurl_async(call(
-        as_identity(&certs, "gateway"),
-        payments.clone(),
-        CHARGE,
-        "{}",
-    ))
-    .await;
+    let out = call_as(&certs, "gateway", &payments, CHARGE, "{}").await;
     assert!(out.contains("PermissionDenied"), "{out}");
 
     // Each refusal is counted on payments' metrics page, by caller, and logged.

@@ -34,16 +34,8 @@ pub(crate) struct KeysArgs {
         global = true
     )]
     data_dir: PathBuf,
-    /// The mesh's certificates, for an https:// address (`up --tls`): the
-    /// command calls as the operator.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".ferrymesh/certs",
-        env = "FERRYMESH_CERTS",
-        global = true
-    )]
-    certs: PathBuf,
+    #[command(flatten)]
+    certs: crate::mesh::OperatorCerts,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -244,7 +236,7 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
                 )
             })?,
     };
-    let channel = crate::mesh::connect(&args.address, &args.certs).await?;
+    let channel = crate::mesh::connect(&args.address, &args.certs.certs).await?;
     let admin = Admin {
         client: ApiKeysServiceClient::new(channel),
         bearer: format!("Bearer {token}")

@@ -121,6 +121,22 @@ pub(crate) fn serve(name: &str, args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// Where the operator's certificate is, for commands that call a service
+/// directly (`keys`, `workflow`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct OperatorCerts {
+    /// The mesh's certificates, for an https:// address (`up --tls`): the
+    /// command calls as the operator.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".ferrymesh/certs",
+        env = "FERRYMESH_CERTS",
+        global = true
+    )]
+    pub(crate) certs: std::path::PathBuf,
+}
+
 /// Connects to a service of the mesh: plaintext for `http://`, mutual TLS
 /// as the operator for `https://` (the mesh under `up --tls`), with the
 /// certificates `ferrymesh certs` made in `certs`.

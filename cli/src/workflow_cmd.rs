@@ -21,16 +21,8 @@ pub(crate) struct WorkflowArgs {
         global = true
     )]
     address: String,
-    /// The mesh's certificates, for an https:// address (`up --tls`): the
-    /// command calls as the operator.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".ferrymesh/certs",
-        env = "FERRYMESH_CERTS",
-        global = true
-    )]
-    certs: PathBuf,
+    #[command(flatten)]
+    certs: crate::mesh::OperatorCerts,
     #[command(subcommand)]
     command: WorkflowCommand,
 }
@@ -137,7 +129,7 @@ fn describe_status(status: tonic::Status) -> String {
 }
 
 async fn execute(args: WorkflowArgs) -> Result<(), String> {
-    let channel = crate::mesh::connect(&args.address, &args.certs).await?;
+    let channel = crate::mesh::connect(&args.address, &args.certs.certs).await?;
     let mut client = WorkflowServiceClient::new(channel);
     let mut out = std::io::stdout().lock();
     match args.command {
