@@ -269,6 +269,19 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
         String::from_utf8_lossy(&plans.stdout).contains("free"),
         "{plans:?}"
     );
+    let https = |p: u16| format!("https://{}", port(p));
+    let load = ferrymesh()
+        .args(["load", "place-order", "--rate", "5", "--duration", "1s", "--json"])
+        .args(["--orders-url", &https(50055), "--inventory-url", &https(50052)])
+        .args(["--workflow-url", &https(50056), "--certs"])
+        .arg(&certs)
+        .output()
+        .await
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
+    let result: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    assert!(result["confirmed"].as_u64().unwrap() >= 4, "{result}");
+    assert_eq!(result["errors"], serde_json::json!({}), "{result}");
     // Nothing inside the mesh was refused on the way: the four refusals
     // are the test's own (no certificate, catalog twice, gateway).
     let output = mesh.up.output();

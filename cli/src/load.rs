@@ -56,6 +56,8 @@ struct TransitionsArgs {
         env = "FERRYMESH_WORKFLOW_URL"
     )]
     workflow_url: String,
+    #[command(flatten)]
+    certs: crate::mesh::OperatorCerts,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -103,6 +105,8 @@ struct PlaceOrderArgs {
     /// Print the result as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    certs: crate::mesh::OperatorCerts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
@@ -134,10 +138,10 @@ pub(crate) async fn run(args: LoadArgs) -> ExitCode {
         eprintln!("ferrymesh load: --rate must be 1 to 100000 orders per second");
         return ExitCode::from(2);
     }
-    let channel = match tonic::transport::Endpoint::from_shared(args.orders_url.clone()) {
-        Ok(endpoint) => endpoint.tcp_nodelay(true).connect_lazy(),
+    let channel = match crate::mesh::connect_lazy(&args.orders_url, &args.certs.certs) {
+        Ok(channel) => channel,
         Err(e) => {
-            eprintln!("ferrymesh load: {} is not a URL: {e}", args.orders_url);
+            eprintln!("ferrymesh load: {e}");
             return ExitCode::from(2);
         }
     };
@@ -156,7 +160,7 @@ pub(crate) async fn run(args: LoadArgs) -> ExitCode {
     let total = (args.duration.as_secs_f64() * f64::from(args.rate)).round() as u64;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     if !args.no_restock
-        && let Err(e) = restock(&args.inventory_url, &run_id, total).await
+        && let Err(e) = restock(&args.inventory_url, &args.certs.certs, &run_id, total).await
     {
         eprintln!("ferrymesh load: could not restock at {}: {e}", args.inventory_url);
         return ExitCode::FAILURE;
@@ -185,7 +189,7 @@ pub(crate) async fn run(args: LoadArgs) -> ExitCode {
             t.unfinished += left;
         }
     }
-    let transitions = count_transitions(&args.workflow_url, &tally).await;
+    let transitions = count_transitions(&args.workflow_url, &args.certs.certs, &tally).await;
     report(&args, &tally, &histogram, sending, elapsed, transitions)
 }
 
@@ -224,14 +228,10 @@ fn order_request(run_id: &str, n: u64, cards: Cards) -> pb::PlaceOrderRequest {
 }
 
 /// Receives enough of every product the run orders, so stock never runs out.
-async fn restock(url: &str, run_id: &str, orders: u64) -> Result<(), String> {
+async fn restock(url: &str, certs: &std::path::Path, run_id: &str, orders: u64) -> Result<(), String> {
     use inventory::pb::ferrymesh::inventory::v1::inventory_service_client::InventoryServiceClient;
     use inventory::pb::ferrymesh::inventory::v1::{ReceiveStockRequest, ReservationItem};
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
+    let channel = crate::mesh::connect(url, certs).await?;
     let mut client = InventoryServiceClient::new(channel);
     let per_product = orders / PRODUCTS.len() as u64 + 1;
     let mut left = per_product;
@@ -339,13 +339,9 @@ async fn progress_line(tally: Arc<Mutex<Tally>>, started: Instant, quiet: bool) 
 }
 
 /// The state transitions of the sagas that ran, read from workflow after the run.
-async fn count_transitions(url: &str, tally: &Mutex<Tally>) -> Option<i64> {
+async fn count_transitions(url: &str, certs: &std::path::Path, tally: &Mutex<Tally>) -> Option<i64> {
     let names: Vec<String> = tally.lock().ok()?.executions.clone();
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
+    let channel = crate::mesh::connect(url, certs).await.ok()?;
     let client = WorkflowServiceClient::new(channel);
     let mut total = 0i64;
     for chunk in names.chunks(64) {
@@ -466,10 +462,10 @@ fn report(
 /// Starts executions of an all-Pass machine and measures transitions per second.
 async fn transitions(args: TransitionsArgs) -> ExitCode {
     use workflow::pb::ferrymesh::workflow::v1 as wpb;
-    let channel = match tonic::transport::Endpoint::from_shared(args.workflow_url.clone()) {
-        Ok(e) => e.tcp_nodelay(true).connect_lazy(),
+    let channel = match crate::mesh::connect_lazy(&args.workflow_url, &args.certs.certs) {
+        Ok(channel) => channel,
         Err(e) => {
-            eprintln!("ferrymesh load: {} is not a URL: {e}", args.workflow_url);
+            eprintln!("ferrymesh load: {e}");
             return ExitCode::from(2);
         }
     };

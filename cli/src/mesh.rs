@@ -137,13 +137,13 @@ pub(crate) struct OperatorCerts {
     pub(crate) certs: std::path::PathBuf,
 }
 
-/// Connects to a service of the mesh: plaintext for `http://`, mutual TLS
-/// as the operator for `https://` (the mesh under `up --tls`), with the
-/// certificates `ferrymesh certs` made in `certs`.
-pub(crate) async fn connect(
+/// The endpoint of a service of the mesh and how to reach it: plaintext
+/// for `http://`, mutual TLS as the operator for `https://` (the mesh under
+/// `up --tls`), with the certificates `ferrymesh certs` made in `certs`.
+fn endpoint(
     address: &str,
     certs: &std::path::Path,
-) -> Result<tonic::transport::Channel, String> {
+) -> Result<(tonic::transport::Endpoint, kit::tls::Connector), String> {
     let (plain, tls) = match address.strip_prefix("https://") {
         None => (address.to_string(), None),
         Some(rest) => {
@@ -157,9 +157,26 @@ pub(crate) async fn connect(
     let endpoint = tonic::transport::Endpoint::from_shared(plain)
         .map_err(|e| format!("{address} is not a URL: {e}"))?
         .connect_timeout(std::time::Duration::from_secs(3));
-    let connected = match tls {
-        None => endpoint.connect().await,
-        Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
-    };
-    connected.map_err(|e| format!("cannot reach {address}: {e}; is the mesh up?"))
+    Ok((endpoint, kit::tls::Connector::new(tls)))
+}
+
+/// Connects to a service of the mesh now (see [`endpoint`]).
+pub(crate) async fn connect(
+    address: &str,
+    certs: &std::path::Path,
+) -> Result<tonic::transport::Channel, String> {
+    let (endpoint, connector) = endpoint(address, certs)?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("cannot reach {address}: {e}; is the mesh up?"))
+}
+
+/// A channel to a service of the mesh that connects on its first call (see [`endpoint`]).
+pub(crate) fn connect_lazy(
+    address: &str,
+    certs: &std::path::Path,
+) -> Result<tonic::transport::Channel, String> {
+    let (endpoint, connector) = endpoint(address, certs)?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
