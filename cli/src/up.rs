@@ -170,9 +170,7 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         },
     };
     for s in &mut started {
-        let tls = operator
-            .as_ref()
-            .filter(|_| !tls_flags(true, &certs, s.service.name).is_empty() && s.service.name != "gateway");
+        let tls = operator.as_ref().filter(|_| serves_mesh_tls(s.service.name));
         match wait_serving(s, deadline, tls).await {
             Ok(()) => {}
             Err(reason) => {
@@ -418,6 +416,13 @@ fn upstream_flags(service: &MeshService, plan: &[(MeshService, SocketAddr)], sch
         }
     }
     out
+}
+
+/// Whether a service answers only mutual TLS under `up --tls`: not the
+/// gateway, whose clients connect plaintext (its certificate is for its
+/// upstreams), nor the trace sink.
+fn serves_mesh_tls(service: &str) -> bool {
+    service != "gateway" && service != "tracesink"
 }
 
 /// A service's own certificate, key and the CA, under `up --tls`; the trace
