@@ -82,27 +82,53 @@ fn ephemeral_ports() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-/// A port offset at which every mesh port is free on loopback. Offsets
-/// that keep every port out of the ephemeral range come first: a port
-/// there may be held in TIME_WAIT by any connection the tests made, and
-/// then nothing can listen on it for a minute.
+/// Offsets are multiples of this apart: no two mesh ports differ by a
+/// multiple of it, so two meshes at different offsets never share a port.
+const OFFSET_STRIDE: u16 = 35;
+
+/// The offsets' locks, held until this test process exits.
+static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+
+/// A port offset at which every mesh port is free on loopback, reserved
+/// for this test process. The tests run as parallel processes, and a port
+/// that is free now may be taken by another test's mesh a moment later:
+/// each offset is claimed with a file lock that lasts as long as the
+/// process, and claimed offsets never overlap (see [`OFFSET_STRIDE`]).
+/// Offsets that keep every port out of the ephemeral range come first: a
+/// port there may be held in TIME_WAIT by any connection the tests made,
+/// and then nothing can listen on it for a minute.
 pub(crate) fn free_port_offset() -> u16 {
     let (low, high) = ephemeral_ports();
     let highest = MESH_PORTS.iter().copied().max().unwrap_or(0);
-    let outside: Vec<u16> = (1000..=u16::MAX - highest)
-        .filter(|offset| MESH_PORTS.iter().all(|p| !(low..=high).contains(&(p + offset))))
-        .collect();
-    for attempt in 0..200 {
-        let offset = if !outside.is_empty() && attempt < 150 {
-            outside[usize::from(rand_u16()) % outside.len()]
-        } else {
-            1000 + (rand_u16() % 9000)
-        };
-        let all_free = MESH_PORTS
-            .iter()
-            .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p + offset)).is_ok());
-        if all_free {
-            return offset;
+    let slots = |outside: bool| -> Vec<u16> {
+        (1000..=u16::MAX - highest)
+            .filter(|offset| offset % OFFSET_STRIDE == 0)
+            .filter(|offset| {
+                !outside || MESH_PORTS.iter().all(|p| !(low..=high).contains(&(p + offset)))
+            })
+            .collect()
+    };
+    let locks = std::env::temp_dir().join("ferrymesh-test-ports");
+    std::fs::create_dir_all(&locks).expect("make the port lock directory");
+    for candidates in [slots(true), slots(false)] {
+        if candidates.is_empty() {
+            continue;
+        }
+        let start = usize::from(rand_u16()) % candidates.len();
+        for i in 0..candidates.len() {
+            let offset = candidates[(start + i) % candidates.len()];
+            let file = std::fs::File::create(locks.join(offset.to_string()))
+                .expect("make a port lock file");
+            if file.try_lock().is_err() {
+                continue;
+            }
+            let all_free = MESH_PORTS
+                .iter()
+                .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p + offset)).is_ok());
+            if all_free {
+                HELD.lock().unwrap().push(file);
+                return offset;
+            }
         }
     }
     panic!("no port offset with every mesh port free");
@@ -120,19 +146,21 @@ fn rand_u16() -> u16 {
 pub(crate) struct Process {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Process {
     pub(crate) fn spawn(mut command: Command) -> Process {
         let mut child = command.spawn().expect("spawn ferrymesh");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect(out, lines.clone()));
+            readers.push(tokio::spawn(collect(out, lines.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect(err, lines.clone()));
+            readers.push(tokio::spawn(collect(err, lines.clone())));
         }
-        Process { child, lines }
+        Process { child, lines, readers }
     }
 
     /// Everything it printed so far.
@@ -154,7 +182,9 @@ impl Process {
                 return line.clone();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                for reader in self.readers.drain(..) {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+                }
                 panic!(
                     "process exited with {status} before the expected line; output:\n{}",
                     self.output()
@@ -174,14 +204,21 @@ impl Process {
         kill(Pid::from_raw(pid as i32), signal).expect("send signal");
     }
 
+    /// Waits for it to exit, then for the last of its output: the exit can
+    /// be seen before its final lines are read from the pipes.
     pub(crate) async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.expect("wait for process"),
             Err(_) => panic!(
                 "process did not exit within {within:?}; output:\n{}",
                 self.output()
             ),
+        };
+        // A child it left behind may still hold the pipes open: bounded.
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
         }
+        status
     }
 }
 
@@ -274,4 +311,19 @@ pub(crate) fn pid_of(parts: &[&str]) -> Option<i32> {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             parts.iter().all(|p| cmdline.contains(p)).then_some(pid)
         })
+}
+
+#[test]
+fn meshes_at_different_offsets_never_share_a_port() {
+    for a in MESH_PORTS {
+        for b in MESH_PORTS {
+            if a != b {
+                assert_ne!(
+                    a.abs_diff(*b) % OFFSET_STRIDE,
+                    0,
+                    "{a} and {b} would meet at offsets {OFFSET_STRIDE} apart"
+                );
+            }
+        }
+    }
 }
