@@ -6,6 +6,7 @@ use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -87,7 +88,7 @@ fn ephemeral_ports() -> (u16, u16) {
 const OFFSET_STRIDE: u16 = 35;
 
 /// The offsets' locks, held until this test process exits.
-static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+static HELD: Mutex<Vec<Flock<std::fs::File>>> = Mutex::new(Vec::new());
 
 /// A port offset at which every mesh port is free on loopback, reserved
 /// for this test process. The tests run as parallel processes, and a port
@@ -119,14 +120,14 @@ pub(crate) fn free_port_offset() -> u16 {
             let offset = candidates[(start + i) % candidates.len()];
             let file = std::fs::File::create(locks.join(offset.to_string()))
                 .expect("make a port lock file");
-            if file.try_lock().is_err() {
+            let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
                 continue;
-            }
+            };
             let all_free = MESH_PORTS
                 .iter()
                 .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p + offset)).is_ok());
             if all_free {
-                HELD.lock().unwrap().push(file);
+                HELD.lock().unwrap().push(lock);
                 return offset;
             }
         }
