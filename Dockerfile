@@ -18,7 +18,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     test -n "${SERVICE}" \
-    && cargo build --release --locked -p "${SERVICE}" \
+    && cargo build --release --locked --bin "${SERVICE}" \
     && cp "target/release/${SERVICE}" /service
 
 # glibc and CA certificates, nothing else; uid 65532.

@@ -2,16 +2,18 @@
 //! with their bodies untouched (unary and streaming alike), answers streamed
 //! back as they come.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kit::balance::{Backoff, Load, RESOLVE_EVERY, RETRY_WINDOW, Replayable, Targets};
 use kit::tls::{ClientStream, MaybeTls, MeshTls};
 use tonic::body::Body;
 
@@ -32,19 +34,54 @@ pub fn set_worker(index: usize) {
 
 type Sender = hyper::client::conn::http2::SendRequest<Body>;
 
-/// An upstream address, e.g. `http://127.0.0.1:50051`, and the HTTP/2
-/// connections to it, made when first needed and again when one closes.
+/// An upstream: one or more addresses (a DNS name may stand for many
+/// instances, resolved again every few seconds), each instance with its
+/// HTTP/2 connections, made when first needed and again when one closes.
+/// Each call goes to one instance by the power of two choices; a call that
+/// never reached one is sent again (see [`kit::balance`]).
 #[derive(Debug)]
 pub struct Upstream {
     url: String,
-    authority: Authority,
+    targets: Targets,
+    tls: Option<Arc<MeshTls>>,
+    instances: RwLock<Arc<Vec<Arc<Instance>>>>,
+    /// When the instances were last resolved; `None` before the first time.
+    resolved: std::sync::Mutex<Option<Instant>>,
+    resolving: tokio::sync::Mutex<()>,
+}
+
+/// One instance of an upstream: an address and its connections.
+#[derive(Debug)]
+struct Instance {
+    address: SocketAddr,
+    target: usize,
     senders: Vec<RwLock<Option<Sender>>>,
     connecting: Vec<tokio::sync::Mutex<()>>,
-    tls: Option<Arc<MeshTls>>,
+    load: Arc<Load>,
+}
+
+impl Instance {
+    fn new(address: SocketAddr, target: usize) -> Instance {
+        Instance {
+            address,
+            target,
+            senders: (0..CONNECTIONS_PER_UPSTREAM).map(|_| RwLock::new(None)).collect(),
+            connecting: (0..CONNECTIONS_PER_UPSTREAM)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            load: Arc::new(Load::default()),
+        }
+    }
+
+    fn open(&self, slot: usize) -> Option<Sender> {
+        let sender = self.senders[slot].read().ok()?.clone()?;
+        (!sender.is_closed()).then_some(sender)
+    }
 }
 
 impl Upstream {
-    /// Checks `url`: `http://host:port`, nothing after the port.
+    /// Checks `url`: `http://host:port`, nothing after the port, or several
+    /// such separated by commas.
     pub fn new(url: &str) -> Result<Upstream, String> {
         Upstream::with_tls(url, None)
     }
@@ -52,41 +89,29 @@ impl Upstream {
     /// As [`Upstream::new`]; `https://host:port` is called over mutual TLS
     /// with `tls` (the gateway's mesh identity), which it then needs.
     pub fn with_tls(url: &str, tls: Option<Arc<MeshTls>>) -> Result<Upstream, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a URL such as http://127.0.0.1:50051: {e}"))?;
-        let scheme = uri.scheme().cloned();
-        let authority = uri.authority().cloned();
-        match (scheme, authority) {
-            (Some(scheme), Some(authority))
-                if (scheme == Scheme::HTTP || (scheme == Scheme::HTTPS && tls.is_some()))
-                    && authority.port_u16().is_some()
-                    && uri.path().trim_end_matches('/').is_empty() =>
-            {
-                Ok(Upstream {
-                    url: url.trim_end_matches('/').to_string(),
-                    authority,
-                    senders: (0..CONNECTIONS_PER_UPSTREAM).map(|_| RwLock::new(None)).collect(),
-                    connecting: (0..CONNECTIONS_PER_UPSTREAM)
-                        .map(|_| tokio::sync::Mutex::new(()))
-                        .collect(),
-                    tls: if scheme == Scheme::HTTPS { tls } else { None },
-                })
+        let targets = Targets::parse(url)?;
+        let tls = match (targets.scheme == Scheme::HTTPS, tls) {
+            (true, Some(tls)) => Some(tls),
+            (true, None) => {
+                return Err(format!(
+                    "{url:?} is https, which needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca): write http://HOST:PORT"
+                ));
             }
-            _ => Err(format!(
-                "{url:?} is not an upstream address: write http://HOST:PORT{}",
-                if tls.is_some() {
-                    " or https://HOST:PORT"
-                } else {
-                    ""
-                }
-            )),
-        }
+            (false, _) => None,
+        };
+        Ok(Upstream {
+            url: url.trim_end_matches('/').to_string(),
+            targets,
+            tls,
+            instances: RwLock::new(Arc::new(Vec::new())),
+            resolved: std::sync::Mutex::new(None),
+            resolving: tokio::sync::Mutex::new(()),
+        })
     }
 
-    /// `host:port`, as client spans name the peer.
+    /// `host:port` of the first address, as client spans name the peer.
     pub fn peer(&self) -> &str {
-        self.authority.as_str()
+        self.targets.list[0].authority.as_str()
     }
 
     /// The address as configured.
@@ -94,23 +119,75 @@ impl Upstream {
         &self.url
     }
 
-    fn open(&self, slot: usize) -> Option<Sender> {
-        let sender = self.senders[slot].read().ok()?.clone()?;
-        (!sender.is_closed()).then_some(sender)
+    fn current(&self) -> Arc<Vec<Arc<Instance>>> {
+        self.instances.read().map(|i| i.clone()).unwrap_or_default()
     }
 
-    /// A connection for the next call: an open one, or a new one made by
-    /// one caller while the others of the same slot wait for it.
-    async fn sender(&self) -> Result<Sender, String> {
+    /// The instances, resolved first when never resolved, and again in the
+    /// background when the last resolution is older than [`RESOLVE_EVERY`].
+    async fn instances(self: &Arc<Self>) -> Arc<Vec<Arc<Instance>>> {
+        let last = self.resolved.lock().ok().and_then(|r| *r);
+        match last {
+            None => self.resolve().await,
+            Some(at) if at.elapsed() >= RESOLVE_EVERY && !self.targets.is_static() => {
+                if let Ok(mut r) = self.resolved.lock() {
+                    *r = Some(Instant::now());
+                }
+                let this = self.clone();
+                tokio::spawn(async move { this.resolve().await });
+            }
+            Some(_) => {}
+        }
+        self.current()
+    }
+
+    /// Resolves the addresses, keeping the connections of instances that
+    /// are still there.
+    async fn resolve(&self) {
+        let asked = Instant::now();
+        let _one = self.resolving.lock().await;
+        if self.resolved.lock().ok().and_then(|r| *r).is_some_and(|at| at > asked) && !self.current().is_empty() {
+            // Another call resolved while this one waited.
+            return;
+        }
+        let found = self.targets.resolve().await;
+        let old = self.current();
+        let next: Vec<Arc<Instance>> = found
+            .into_iter()
+            .map(|(address, target)| {
+                old.iter()
+                    .find(|i| i.address == address)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Instance::new(address, target)))
+            })
+            .collect();
+        if next.len() != old.len() || next.iter().zip(old.iter()).any(|(a, b)| a.address != b.address) {
+            let addresses: Vec<String> = next.iter().map(|i| i.address.to_string()).collect();
+            tracing::info!(upstream = %self.url, instances = %addresses.join(","), "upstream instances");
+        }
+        // A name that resolves to nothing for now keeps the last instances.
+        if !next.is_empty() || old.is_empty() {
+            if let Ok(mut i) = self.instances.write() {
+                *i = Arc::new(next);
+            }
+        }
+        if let Ok(mut r) = self.resolved.lock() {
+            *r = Some(Instant::now());
+        }
+    }
+
+    /// A connection to `instance` for the next call: an open one, or a new
+    /// one made by one caller while the others of the same slot wait for it.
+    async fn sender(&self, instance: &Instance) -> Result<Sender, String> {
         let slot = WORKER.with(std::cell::Cell::get) % CONNECTIONS_PER_UPSTREAM;
-        if let Some(sender) = self.open(slot) {
+        if let Some(sender) = instance.open(slot) {
             return Ok(sender);
         }
-        let _one = self.connecting[slot].lock().await;
-        if let Some(sender) = self.open(slot) {
+        let _one = instance.connecting[slot].lock().await;
+        if let Some(sender) = instance.open(slot) {
             return Ok(sender);
         }
-        let address = self.authority.as_str();
+        let address = instance.address;
         let stream = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(address))
             .await
             .map_err(|_| format!("connecting to {address} timed out"))?
@@ -119,7 +196,7 @@ impl Upstream {
         let stream = match &self.tls {
             None => MaybeTls::Plain(stream),
             Some(tls) => {
-                let host = self.authority.host();
+                let host = self.targets.list[instance.target].host();
                 let stream = tokio::time::timeout(Duration::from_secs(2), tls.connect(stream, host))
                     .await
                     .map_err(|_| format!("TLS handshake with {address} timed out"))?
@@ -128,49 +205,74 @@ impl Upstream {
             }
         };
         let sender = handshake(TokioIo::new(stream), &self.url).await?;
-        if let Ok(mut s) = self.senders[slot].write() {
+        if let Ok(mut s) = instance.senders[slot].write() {
             *s = Some(sender.clone());
         }
         Ok(sender)
     }
 
     /// Sends the call on and answers with the upstream's response, or
-    /// UNAVAILABLE when the upstream cannot be reached.
+    /// UNAVAILABLE when no instance can be reached. A call no instance
+    /// received is sent again, for up to [`RETRY_WINDOW`].
     pub async fn forward(self: Arc<Self>, request: Request<Body>) -> Response<Body> {
         let (mut parts, body) = request.into_parts();
-        let mut uri = http::uri::Parts::default();
-        // The connection is TLS or not; the request says http as h2c does.
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = parts.uri.path_and_query().cloned();
-        parts.uri = match Uri::from_parts(uri) {
-            Ok(uri) => uri,
-            Err(e) => return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http(),
-        };
+        let path = parts.uri.path_and_query().cloned();
         // A body the guard cut off is answered with what was wrong with it,
         // not with what the upstream made of the reset.
         let violation = parts.extensions.get::<crate::guard::BodyViolation>().cloned();
-        let sent = match self.sender().await {
-            Ok(mut sender) => sender
-                .send_request(Request::from_parts(parts, body))
-                .await
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(error),
-        };
-        if let Some(v) = violation.as_ref().and_then(|v| v.get()) {
-            return v.status().into_http();
-        }
-        match sent {
-            Ok(response) => response.map(Body::new),
-            Err(error) => {
-                tracing::warn!(upstream = %self.url, error = %error, "upstream unreachable");
-                tonic::Status::unavailable(format!(
-                    "the service behind the gateway is unreachable ({}); retry shortly",
-                    self.url
-                ))
-                .into_http()
+        let body = Replayable::new(body);
+        let mut backoff = Backoff::new(RETRY_WINDOW);
+        let error = loop {
+            let instances = self.instances().await;
+            let Some(chosen) = kit::balance::pick(instances.len(), |i| &instances[i].load) else {
+                if backoff.wait().await {
+                    self.resolve().await;
+                    continue;
+                }
+                break format!("{} resolves to no address", self.url);
+            };
+            let instance = instances[chosen].clone();
+            let mut uri = http::uri::Parts::default();
+            // The connection is TLS or not; the request says http as h2c does.
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(self.targets.list[instance.target].authority.clone());
+            uri.path_and_query = path.clone();
+            parts.uri = match Uri::from_parts(uri) {
+                Ok(uri) => uri,
+                Err(e) => return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http(),
+            };
+            let in_flight = instance.load.start();
+            let sent = match self.sender(&instance).await {
+                Ok(mut sender) => sender
+                    .send_request(Request::from_parts(parts.clone(), Body::new(body.attempt())))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error),
+            };
+            drop(in_flight);
+            if let Some(v) = violation.as_ref().and_then(|v| v.get()) {
+                return v.status().into_http();
             }
-        }
+            match sent {
+                Ok(response) => return response.map(Body::new),
+                Err(error) => {
+                    instance.load.refused();
+                    if !body.untouched() {
+                        break error;
+                    }
+                    tracing::debug!(upstream = %self.url, instance = %instance.address, %error, "call sent again");
+                    if !backoff.wait().await {
+                        break error;
+                    }
+                }
+            }
+        };
+        tracing::warn!(upstream = %self.url, error = %error, "upstream unreachable");
+        tonic::Status::unavailable(format!(
+            "the service behind the gateway is unreachable ({}); retry shortly",
+            self.url
+        ))
+        .into_http()
     }
 }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod balance;
 pub mod client;
 pub mod config;
 pub mod deadline;
