@@ -41,7 +41,8 @@ fn admin_request<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-fn config(catalog: SocketAddr, apikeys: SocketAddr, canary: &str) -> String {
+/// The gateway's file; `catalog` is its upstream: one address or several.
+fn config(catalog: &str, apikeys: SocketAddr, canary: &str) -> String {
     format!(
         r#"
 public = ["ferrymesh.catalog.v1.*", "ferrymesh.apikeys.v1.DeveloperPortalService/*"]
@@ -51,21 +52,21 @@ pass_api_key = ["ferrymesh.apikeys.v1"]
 changes_poll = "200ms"
 usage_flush = "300ms"
 [stages.prod.routes]
-"ferrymesh.catalog.v1" = "http://{catalog}"
+"ferrymesh.catalog.v1" = "{catalog}"
 "ferrymesh.apikeys.v1" = "http://{apikeys}"
 [stages.beta.routes]
-"ferrymesh.catalog.v1" = "http://{catalog}"
+"ferrymesh.catalog.v1" = "{catalog}"
 {canary}
 "#
     )
 }
 
 /// apikeys, catalog and the gateway as processes, and clients for them.
-struct Gateway {
+pub(crate) struct Gateway {
     dir: tempfile::TempDir,
     processes: Vec<Process>,
-    addr: SocketAddr,
-    catalog: SocketAddr,
+    pub(crate) addr: SocketAddr,
+    catalog: String,
     apikeys_addr: SocketAddr,
     apikeys: apb::api_keys_service_client::ApiKeysServiceClient<Channel>,
 }
@@ -73,10 +74,18 @@ struct Gateway {
 impl Gateway {
     async fn start() -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let (apikeys, apikeys_addr) = serve("apikeys", dir.path(), &["--admin-token", TOKEN], &[]).await;
         let (catalog, catalog_addr) = serve("catalog", dir.path(), &[], &[]).await;
+        let mut gateway = Gateway::routed_to(dir, &format!("http://{catalog_addr}")).await;
+        gateway.processes.push(catalog);
+        gateway
+    }
+
+    /// apikeys and a gateway whose catalog route is `catalog`, whose
+    /// processes the caller runs.
+    pub(crate) async fn routed_to(dir: tempfile::TempDir, catalog: &str) -> Gateway {
+        let (apikeys, apikeys_addr) = serve("apikeys", dir.path(), &["--admin-token", TOKEN], &[]).await;
         let file = dir.path().join("gateway.toml");
-        std::fs::write(&file, config(catalog_addr, apikeys_addr, "")).unwrap();
+        std::fs::write(&file, config(catalog, apikeys_addr, "")).unwrap();
         let (gateway, addr) = serve(
             "gateway",
             dir.path(),
@@ -93,19 +102,22 @@ impl Gateway {
         .await;
         Gateway {
             dir,
-            processes: vec![gateway, catalog, apikeys],
+            processes: vec![gateway, apikeys],
             addr,
-            catalog: catalog_addr,
+            catalog: catalog.to_string(),
             apikeys_addr,
             apikeys: apb::api_keys_service_client::ApiKeysServiceClient::new(channel(apikeys_addr)),
         }
     }
 
-    fn catalog(&self) -> cpb::catalog_service_client::CatalogServiceClient<Channel> {
+    pub(crate) fn catalog(&self) -> cpb::catalog_service_client::CatalogServiceClient<Channel> {
         cpb::catalog_service_client::CatalogServiceClient::new(channel(self.addr))
     }
 
-    async fn get(&self, secret: &str) -> Result<tonic::Response<cpb::GetProductResponse>, tonic::Status> {
+    pub(crate) async fn get(
+        &self,
+        secret: &str,
+    ) -> Result<tonic::Response<cpb::GetProductResponse>, tonic::Status> {
         self.catalog()
             .get_product(with_key(
                 cpb::GetProductRequest {
@@ -117,7 +129,7 @@ impl Gateway {
     }
 
     /// A plan, a developer on it and a key; returns the key's secret.
-    async fn key_on(&self, plan: apb::UsagePlan, developer: &str) -> String {
+    pub(crate) async fn key_on(&self, plan: apb::UsagePlan, developer: &str) -> String {
         let plan_id = plan.plan_id.clone();
         let mut admin = self.apikeys.clone();
         admin
@@ -150,7 +162,7 @@ impl Gateway {
             .secret
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         for p in &mut self.processes {
             p.signal(Signal::SIGTERM);
             assert!(
@@ -162,7 +174,7 @@ impl Gateway {
     }
 }
 
-fn plan(id: &str) -> apb::UsagePlan {
+pub(crate) fn plan(id: &str) -> apb::UsagePlan {
     apb::UsagePlan {
         plan_id: id.into(),
         name: id.into(),
@@ -493,7 +505,7 @@ async fn a_canary_takes_its_share_sticky_per_key_and_is_switched_off_when_it_fai
     let file = gw.dir.path().join("gateway.toml");
     let with_canary = |addr: SocketAddr, percent: f64| {
         config(
-            gw.catalog,
+            &gw.catalog,
             gw.apikeys_addr,
             &format!(
                 "[[stages.prod.canaries]]\npackage = \"ferrymesh.catalog.v1\"\nupstream = \"http://{addr}\"\npercent = {percent}\nmin_calls = 20\nmax_error_rate = 0.5\n"

@@ -11,6 +11,7 @@ mod layering;
 mod mesh_security;
 mod mesh_up;
 mod observability;
+mod rollout;
 mod saga;
 mod shutdown;
 mod support;

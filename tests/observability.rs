@@ -430,7 +430,7 @@ async fn one_trace_follows_an_order_through_every_service_and_the_sink_shows_it(
 }
 
 /// The count of a Prometheus sample, by its full label set.
-fn sample(page: &str, metric: &str, labels: &str) -> u64 {
+pub(crate) fn sample(page: &str, metric: &str, labels: &str) -> u64 {
     let prefix = format!("{metric}{{{labels}}} ");
     page.lines()
         .find_map(|l| l.strip_prefix(&prefix))

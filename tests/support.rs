@@ -104,9 +104,7 @@ pub(crate) fn free_port_offset() -> u16 {
     let slots = |outside: bool| -> Vec<u16> {
         (1000..=u16::MAX - highest)
             .filter(|offset| offset % OFFSET_STRIDE == 0)
-            .filter(|offset| {
-                !outside || MESH_PORTS.iter().all(|p| !(low..=high).contains(&(p + offset)))
-            })
+            .filter(|offset| !outside || MESH_PORTS.iter().all(|p| !(low..=high).contains(&(p + offset))))
             .collect()
     };
     let locks = std::env::temp_dir().join("ferrymesh-test-ports");
@@ -118,8 +116,7 @@ pub(crate) fn free_port_offset() -> u16 {
         let start = usize::from(rand_u16()) % candidates.len();
         for i in 0..candidates.len() {
             let offset = candidates[(start + i) % candidates.len()];
-            let file = std::fs::File::create(locks.join(offset.to_string()))
-                .expect("make a port lock file");
+            let file = std::fs::File::create(locks.join(offset.to_string())).expect("make a port lock file");
             let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
                 continue;
             };
@@ -161,7 +158,11 @@ impl Process {
         if let Some(err) = child.stderr.take() {
             readers.push(tokio::spawn(collect(err, lines.clone())));
         }
-        Process { child, lines, readers }
+        Process {
+            child,
+            lines,
+            readers,
+        }
     }
 
     /// Everything it printed so far.
@@ -238,9 +239,20 @@ pub(crate) async fn serve(
     args: &[&str],
     env: &[(&str, String)],
 ) -> (Process, SocketAddr) {
+    serve_on(service, "127.0.0.1:0", data_dir, args, env).await
+}
+
+/// As [`serve`], listening on `listen`.
+pub(crate) async fn serve_on(
+    service: &str,
+    listen: &str,
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Process, SocketAddr) {
     let mut command = ferrymesh();
     command
-        .args(["serve", service, "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", service, "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(args);
     for (key, value) in env {

@@ -146,7 +146,14 @@ impl Upstream {
     async fn resolve(&self) {
         let asked = Instant::now();
         let _one = self.resolving.lock().await;
-        if self.resolved.lock().ok().and_then(|r| *r).is_some_and(|at| at > asked) && !self.current().is_empty() {
+        if self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .is_some_and(|at| at > asked)
+            && !self.current().is_empty()
+        {
             // Another call resolved while this one waited.
             return;
         }
@@ -239,7 +246,9 @@ impl Upstream {
             uri.path_and_query = path.clone();
             parts.uri = match Uri::from_parts(uri) {
                 Ok(uri) => uri,
-                Err(e) => return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http(),
+                Err(e) => {
+                    return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http();
+                }
             };
             let in_flight = instance.load.start();
             let sent = match self.sender(&instance).await {

@@ -82,11 +82,21 @@ impl Targets {
                 return Err(format!("{url:?} is not an upstream address: {example}"));
             }
             if scheme.as_ref().is_some_and(|first| *first != s) {
-                return Err(format!("{urls:?} mixes http and https: one upstream is called one way"));
+                return Err(format!(
+                    "{urls:?} mixes http and https: one upstream is called one way"
+                ));
             }
-            let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             scheme = Some(s);
-            list.push(Target { authority, host, port });
+            list.push(Target {
+                authority,
+                host,
+                port,
+            });
         }
         match scheme {
             Some(scheme) => Ok(Targets { scheme, list }),
@@ -96,7 +106,9 @@ impl Targets {
 
     /// Whether every host is an IP address, so resolving again changes nothing.
     pub fn is_static(&self) -> bool {
-        self.list.iter().all(|t| t.host.parse::<std::net::IpAddr>().is_ok())
+        self.list
+            .iter()
+            .all(|t| t.host.parse::<std::net::IpAddr>().is_ok())
     }
 
     /// Every address of every target, each with the index of its target.
@@ -135,7 +147,9 @@ pub struct Load {
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 fn now_ms() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(EPOCH.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl Load {
@@ -157,10 +171,7 @@ impl Load {
 
     /// Lower is better: instances cooling down after a refusal come last.
     fn score(&self) -> (bool, usize) {
-        (
-            self.cooling(),
-            self.in_flight.load(Ordering::Relaxed),
-        )
+        (self.cooling(), self.in_flight.load(Ordering::Relaxed))
     }
 }
 
@@ -236,7 +247,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         if this.taken.is_none() {
             let body = this.slot.lock().ok().and_then(|mut slot| slot.take());
@@ -343,7 +357,11 @@ mod tests {
         drop(_calls);
         let _call = idle.start();
         for _ in 0..50 {
-            assert_eq!(pick(2, |i| [&*refusing, &*idle][i]), Some(1), "a refusing instance comes last");
+            assert_eq!(
+                pick(2, |i| [&*refusing, &*idle][i]),
+                Some(1),
+                "a refusing instance comes last"
+            );
         }
         assert_eq!(pick(0, |_| &*idle), None);
         assert_eq!(pick(1, |_| &*idle), Some(0));
