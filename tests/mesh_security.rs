@@ -93,6 +93,26 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
     ])
     .await;
     assert!(!out.contains("\"product\""), "{out}");
+    // The kubelet's gRPC probe speaks no TLS: the admin port answers
+    // health in plaintext, and nothing else of the service.
+    let admin = 51051 + mesh.offset;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel_as(admin, None));
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let refused = CatalogServiceClient::new(channel_as(admin, None))
+        .get_product(GetProductRequest {
+            product_id: "mug".into(),
+        })
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
 
     // A certificate from another CA, with a name the mesh knows: refused at the handshake.
     let stranger = tempfile::tempdir().unwrap();

@@ -2,18 +2,17 @@
 //! with their bodies untouched (unary and streaming alike), answers streamed
 //! back as they come.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use kit::balance::{Backoff, Load, RESOLVE_EVERY, RETRY_WINDOW, Replayable, Targets};
+use kit::balance::{Backoff, Member, Pool, RETRY_WINDOW, Replayable, Targets};
 use kit::tls::{ClientStream, MaybeTls, MeshTls};
 use tonic::body::Body;
 
@@ -42,34 +41,24 @@ type Sender = hyper::client::conn::http2::SendRequest<Body>;
 #[derive(Debug)]
 pub struct Upstream {
     url: String,
-    targets: Targets,
     tls: Option<Arc<MeshTls>>,
-    instances: RwLock<Arc<Vec<Arc<Instance>>>>,
-    /// When the instances were last resolved; `None` before the first time.
-    resolved: std::sync::Mutex<Option<Instant>>,
-    resolving: tokio::sync::Mutex<()>,
+    pool: Arc<Pool<Connections>>,
 }
 
-/// One instance of an upstream: an address and its connections.
+/// One instance's connections, one slot per gateway worker.
 #[derive(Debug)]
-struct Instance {
-    address: SocketAddr,
-    target: usize,
+struct Connections {
     senders: Vec<RwLock<Option<Sender>>>,
     connecting: Vec<tokio::sync::Mutex<()>>,
-    load: Arc<Load>,
 }
 
-impl Instance {
-    fn new(address: SocketAddr, target: usize) -> Instance {
-        Instance {
-            address,
-            target,
+impl Connections {
+    fn new() -> Connections {
+        Connections {
             senders: (0..CONNECTIONS_PER_UPSTREAM).map(|_| RwLock::new(None)).collect(),
             connecting: (0..CONNECTIONS_PER_UPSTREAM)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            load: Arc::new(Load::default()),
         }
     }
 
@@ -101,17 +90,14 @@ impl Upstream {
         };
         Ok(Upstream {
             url: url.trim_end_matches('/').to_string(),
-            targets,
             tls,
-            instances: RwLock::new(Arc::new(Vec::new())),
-            resolved: std::sync::Mutex::new(None),
-            resolving: tokio::sync::Mutex::new(()),
+            pool: Arc::new(Pool::new(targets, |_, _| Connections::new())),
         })
     }
 
     /// `host:port` of the first address, as client spans name the peer.
     pub fn peer(&self) -> &str {
-        self.targets.list[0].authority.as_str()
+        self.pool.targets().list[0].authority.as_str()
     }
 
     /// The address as configured.
@@ -119,79 +105,16 @@ impl Upstream {
         &self.url
     }
 
-    fn current(&self) -> Arc<Vec<Arc<Instance>>> {
-        self.instances.read().map(|i| i.clone()).unwrap_or_default()
-    }
-
-    /// The instances, resolved first when never resolved, and again in the
-    /// background when the last resolution is older than [`RESOLVE_EVERY`].
-    async fn instances(self: &Arc<Self>) -> Arc<Vec<Arc<Instance>>> {
-        let last = self.resolved.lock().ok().and_then(|r| *r);
-        match last {
-            None => self.resolve().await,
-            Some(at) if at.elapsed() >= RESOLVE_EVERY && !self.targets.is_static() => {
-                if let Ok(mut r) = self.resolved.lock() {
-                    *r = Some(Instant::now());
-                }
-                let this = self.clone();
-                tokio::spawn(async move { this.resolve().await });
-            }
-            Some(_) => {}
-        }
-        self.current()
-    }
-
-    /// Resolves the addresses, keeping the connections of instances that
-    /// are still there.
-    async fn resolve(&self) {
-        let asked = Instant::now();
-        let _one = self.resolving.lock().await;
-        if self
-            .resolved
-            .lock()
-            .ok()
-            .and_then(|r| *r)
-            .is_some_and(|at| at > asked)
-            && !self.current().is_empty()
-        {
-            // Another call resolved while this one waited.
-            return;
-        }
-        let found = self.targets.resolve().await;
-        let old = self.current();
-        let next: Vec<Arc<Instance>> = found
-            .into_iter()
-            .map(|(address, target)| {
-                old.iter()
-                    .find(|i| i.address == address)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(Instance::new(address, target)))
-            })
-            .collect();
-        if next.len() != old.len() || next.iter().zip(old.iter()).any(|(a, b)| a.address != b.address) {
-            let addresses: Vec<String> = next.iter().map(|i| i.address.to_string()).collect();
-            tracing::info!(upstream = %self.url, instances = %addresses.join(","), "upstream instances");
-        }
-        // A name that resolves to nothing for now keeps the last instances.
-        if !next.is_empty() || old.is_empty() {
-            if let Ok(mut i) = self.instances.write() {
-                *i = Arc::new(next);
-            }
-        }
-        if let Ok(mut r) = self.resolved.lock() {
-            *r = Some(Instant::now());
-        }
-    }
-
     /// A connection to `instance` for the next call: an open one, or a new
     /// one made by one caller while the others of the same slot wait for it.
-    async fn sender(&self, instance: &Instance) -> Result<Sender, String> {
+    async fn sender(&self, instance: &Member<Connections>) -> Result<Sender, String> {
         let slot = WORKER.with(std::cell::Cell::get) % CONNECTIONS_PER_UPSTREAM;
-        if let Some(sender) = instance.open(slot) {
+        let connections = &instance.value;
+        if let Some(sender) = connections.open(slot) {
             return Ok(sender);
         }
-        let _one = instance.connecting[slot].lock().await;
-        if let Some(sender) = instance.open(slot) {
+        let _one = connections.connecting[slot].lock().await;
+        if let Some(sender) = connections.open(slot) {
             return Ok(sender);
         }
         let address = instance.address;
@@ -203,7 +126,7 @@ impl Upstream {
         let stream = match &self.tls {
             None => MaybeTls::Plain(stream),
             Some(tls) => {
-                let host = self.targets.list[instance.target].host();
+                let host = self.pool.targets().list[instance.target].host();
                 let stream = tokio::time::timeout(Duration::from_secs(2), tls.connect(stream, host))
                     .await
                     .map_err(|_| format!("TLS handshake with {address} timed out"))?
@@ -212,7 +135,7 @@ impl Upstream {
             }
         };
         let sender = handshake(TokioIo::new(stream), &self.url).await?;
-        if let Ok(mut s) = instance.senders[slot].write() {
+        if let Ok(mut s) = connections.senders[slot].write() {
             *s = Some(sender.clone());
         }
         Ok(sender)
@@ -230,19 +153,17 @@ impl Upstream {
         let body = Replayable::new(body);
         let mut backoff = Backoff::new(RETRY_WINDOW);
         let error = loop {
-            let instances = self.instances().await;
-            let Some(chosen) = kit::balance::pick(instances.len(), |i| &instances[i].load) else {
+            let Some(instance) = self.pool.choose().await else {
                 if backoff.wait().await {
-                    self.resolve().await;
+                    self.pool.resolve().await;
                     continue;
                 }
                 break format!("{} resolves to no address", self.url);
             };
-            let instance = instances[chosen].clone();
             let mut uri = http::uri::Parts::default();
             // The connection is TLS or not; the request says http as h2c does.
             uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(self.targets.list[instance.target].authority.clone());
+            uri.authority = Some(self.pool.targets().list[instance.target].authority.clone());
             uri.path_and_query = path.clone();
             parts.uri = match Uri::from_parts(uri) {
                 Ok(uri) => uri,

@@ -134,6 +134,132 @@ impl Targets {
     }
 }
 
+/// The instances of an upstream, each with its connections `T`: resolved
+/// when first needed and again, in the background, when the last
+/// resolution is older than [`RESOLVE_EVERY`]. An instance still there
+/// keeps its connections.
+pub struct Pool<T> {
+    targets: Targets,
+    make: MakeConnections<T>,
+    members: std::sync::RwLock<Arc<Vec<Arc<Member<T>>>>>,
+    resolved: Mutex<Option<Instant>>,
+    resolving: tokio::sync::Mutex<()>,
+}
+
+impl<T> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes the connections of a new instance.
+type MakeConnections<T> = Box<dyn Fn(SocketAddr, &Target) -> T + Send + Sync>;
+
+/// One instance: its address, which target it came from, its connections
+/// and its load.
+#[derive(Debug)]
+pub struct Member<T> {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Index into the targets: the host its certificate names.
+    pub target: usize,
+    /// Its connections.
+    pub value: T,
+    /// Its calls in flight and refusals.
+    pub load: Arc<Load>,
+}
+
+impl<T: Send + Sync + 'static> Pool<T> {
+    /// A pool of `targets`, whose instances' connections `make` makes.
+    pub fn new(targets: Targets, make: impl Fn(SocketAddr, &Target) -> T + Send + Sync + 'static) -> Pool<T> {
+        Pool {
+            targets,
+            make: Box::new(make),
+            members: std::sync::RwLock::new(Arc::new(Vec::new())),
+            resolved: Mutex::new(None),
+            resolving: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The addresses as configured.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    fn current(&self) -> Arc<Vec<Arc<Member<T>>>> {
+        self.members.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn resolved_at(&self) -> Option<Instant> {
+        self.resolved.lock().ok().and_then(|r| *r)
+    }
+
+    /// The instances now.
+    pub async fn members(self: &Arc<Self>) -> Arc<Vec<Arc<Member<T>>>> {
+        match self.resolved_at() {
+            None => self.resolve().await,
+            Some(at) if at.elapsed() >= RESOLVE_EVERY && !self.targets.is_static() => {
+                if let Ok(mut r) = self.resolved.lock() {
+                    *r = Some(Instant::now());
+                }
+                let this = self.clone();
+                tokio::spawn(async move { this.resolve().await });
+            }
+            Some(_) => {}
+        }
+        self.current()
+    }
+
+    /// Chooses an instance for one call; `None` when there is none.
+    pub async fn choose(self: &Arc<Self>) -> Option<Arc<Member<T>>> {
+        let members = self.members().await;
+        pick(members.len(), |i| &members[i].load).map(|i| members[i].clone())
+    }
+
+    /// Resolves the addresses now.
+    pub async fn resolve(&self) {
+        let asked = Instant::now();
+        let _one = self.resolving.lock().await;
+        if self.resolved_at().is_some_and(|at| at > asked) && !self.current().is_empty() {
+            // Another call resolved while this one waited.
+            return;
+        }
+        let found = self.targets.resolve().await;
+        let old = self.current();
+        let next: Vec<Arc<Member<T>>> = found
+            .into_iter()
+            .map(|(address, target)| {
+                old.iter()
+                    .find(|m| m.address == address)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Member {
+                            address,
+                            target,
+                            value: (self.make)(address, &self.targets.list[target]),
+                            load: Arc::new(Load::default()),
+                        })
+                    })
+            })
+            .collect();
+        if next.len() != old.len() || next.iter().zip(old.iter()).any(|(a, b)| a.address != b.address) {
+            let addresses: Vec<String> = next.iter().map(|m| m.address.to_string()).collect();
+            tracing::info!(upstream = %self.targets.list[0].authority, instances = %addresses.join(","), "upstream instances");
+        }
+        // A name that resolves to nothing for now keeps the last instances.
+        if (!next.is_empty() || old.is_empty())
+            && let Ok(mut m) = self.members.write()
+        {
+            *m = Arc::new(next);
+        }
+        if let Ok(mut r) = self.resolved.lock() {
+            *r = Some(Instant::now());
+        }
+    }
+}
+
 /// The calls in flight to one instance and whether it refused lately:
 /// what the power of two choices compares.
 #[derive(Debug, Default)]

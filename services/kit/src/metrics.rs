@@ -221,8 +221,19 @@ fn render(metrics: &ResourceMetrics) -> String {
     out
 }
 
-/// Serves `GET /metrics` (Prometheus text) on `listener` until the process ends.
-pub fn serve_admin(listener: tokio::net::TcpListener, reader: PrometheusReader) {
+/// Serves `GET /metrics` (Prometheus text) on `listener` until the process
+/// ends, over HTTP/1.1; with `health`, also `grpc.health.v1.Health` over
+/// HTTP/2 without TLS, for probes.
+pub fn serve_admin(
+    listener: tokio::net::TcpListener,
+    reader: PrometheusReader,
+    health: Option<tonic_health::server::HealthReporter>,
+) {
+    let health = health.map(|h| {
+        tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(h),
+        )
+    });
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -230,17 +241,28 @@ pub fn serve_admin(listener: tokio::net::TcpListener, reader: PrometheusReader) 
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let reader = reader.clone();
+            let (reader, health) = (reader.clone(), health.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let reader = reader.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(&request, &reader)) }
+                    let (reader, health) = (reader.clone(), health.clone());
+                    async move {
+                        match health {
+                            Some(mut health)
+                                if request.uri().path().starts_with("/grpc.health.v1.Health/") =>
+                            {
+                                tower::Service::call(&mut health, request.map(tonic::body::Body::new)).await
+                            }
+                            _ => Ok(answer(&request, &reader).map(tonic::body::Body::new)),
+                        }
+                    }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                builder
+                    .http1()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    .header_read_timeout(Duration::from_secs(10));
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -277,11 +299,16 @@ fn answer(request: &Request<Incoming>, reader: &PrometheusReader) -> Response<Fu
     response
 }
 
-/// Binds the admin address and starts serving metrics; returns where it listens.
-pub async fn start_admin(addr: SocketAddr, reader: PrometheusReader) -> std::io::Result<SocketAddr> {
+/// Binds the admin address and starts serving metrics (and `health`);
+/// returns where it listens.
+pub async fn start_admin(
+    addr: SocketAddr,
+    reader: PrometheusReader,
+    health: Option<tonic_health::server::HealthReporter>,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    serve_admin(listener, reader);
+    serve_admin(listener, reader, health);
     Ok(local)
 }
 

@@ -18,6 +18,8 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 use tower::Service as TowerService;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
@@ -184,6 +186,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_reporting(service, args, listener, shutdown, HealthReporter::new()).await
+}
+
+/// As [`serve`], reporting health through `health`, which the admin port
+/// may answer probes from too.
+pub async fn serve_reporting(
+    service: Service,
+    args: &ServerArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    health: HealthReporter,
+) -> Result<(), ServeError> {
     let Service {
         name,
         mut routes,
@@ -193,7 +207,7 @@ pub async fn serve(
     } = service;
     let tls = MeshTls::from_args(&args.tls)?;
 
-    let (health, health_server) = tonic_health::server::health_reporter();
+    let health_server = HealthServer::new(HealthService::from_health_reporter(health.clone()));
     for s in &services {
         health.set_service_status(*s, ServingStatus::Serving).await;
     }
@@ -280,18 +294,21 @@ pub async fn serve(
     }
 }
 
-/// Starts the admin port (Prometheus metrics) where `args` say, given where
-/// gRPC listens, and logs its address.
+/// Starts the admin port (Prometheus metrics, and with `health` the gRPC
+/// health service in plaintext for probes that cannot speak the mesh's
+/// TLS, such as the kubelet's) where `args` say, given where gRPC listens,
+/// and logs its address.
 pub async fn start_admin(
     name: &str,
     args: &ServerArgs,
     grpc: SocketAddr,
     metrics: PrometheusReader,
+    health: Option<HealthReporter>,
 ) -> Result<(), ServeError> {
     let Some(addr) = args.admin_addr(grpc) else {
         return Ok(());
     };
-    let local = crate::metrics::start_admin(addr, metrics)
+    let local = crate::metrics::start_admin(addr, metrics, health)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     tracing::info!(service = name, admin = %local, "metrics at http://{local}/metrics");
@@ -384,10 +401,11 @@ where
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
     // From the configured address, so port 0 (tests) gives the admin port 0 too.
-    start_admin(C::NAME, &args, addr, metrics).await?;
+    let health = HealthReporter::new();
+    start_admin(C::NAME, &args, addr, metrics, Some(health.clone())).await?;
     let service = build(config).await?;
     tracing::info!(service = C::NAME, addr = %local, "listening on {local}");
-    serve(service, &args, listener, shutdown_signal()).await?;
+    serve_reporting(service, &args, listener, shutdown_signal(), health).await?;
     tracing::info!(service = C::NAME, "stopped");
     Ok(())
 }
