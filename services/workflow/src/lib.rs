@@ -46,8 +46,8 @@ pub struct Config {
     pub server: kit::ServerArgs,
     /// Where a contract package is served, as PACKAGE=URL, e.g.
     /// ferrymesh.payments.v1=http://127.0.0.1:50053; repeat for each package
-    /// a Task may call.
-    #[arg(long = "endpoint", value_name = "PACKAGE=URL", value_parser = parse_endpoint)]
+    /// a Task may call (in the environment, separate them with `;`).
+    #[arg(long = "endpoint", value_name = "PACKAGE=URL", value_parser = parse_endpoint, value_delimiter = ';')]
     pub endpoints: Vec<(String, String)>,
     /// Do not register the built-in place-order saga.
     #[arg(long)]
