@@ -8,6 +8,7 @@ mod contracts;
 mod gateway;
 mod hostile_input;
 mod layering;
+mod manifests;
 mod mesh_security;
 mod mesh_up;
 mod observability;
