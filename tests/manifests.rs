@@ -156,7 +156,10 @@ fn every_service_crate_is_deployed_as_it_runs() {
         .find_map(|l| l.strip_prefix("SERVICES=("))
         .expect("SERVICES=( in deploy-kind.sh");
     let built: BTreeSet<&str> = listed.trim_end_matches(')').split_whitespace().collect();
-    assert_eq!(built, deployed, "deploy-kind.sh builds exactly the deployed services");
+    assert_eq!(
+        built, deployed,
+        "deploy-kind.sh builds exactly the deployed services"
+    );
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains(r#"--bin "${SERVICE}""#));
 
@@ -202,7 +205,10 @@ fn every_service_crate_is_deployed_as_it_runs() {
         }
         let read = variables_read(name);
         for key in env.keys() {
-            assert!(read.contains(key), "{name} is given {key}, which it does not read");
+            assert!(
+                read.contains(key),
+                "{name} is given {key}, which it does not read"
+            );
         }
         let var = |suffix: &str| env.get(&format!("FERRYMESH_{}_{suffix}", name.to_uppercase()));
         assert_eq!(var("LISTEN").unwrap(), &format!("0.0.0.0:{port}"));
@@ -222,7 +228,10 @@ fn every_service_crate_is_deployed_as_it_runs() {
         // Resources and a locked-down container.
         for kind in ["requests", "limits"] {
             for resource in ["cpu", "memory"] {
-                assert!(container["resources"][kind][resource].is_string(), "{name} {kind}.{resource}");
+                assert!(
+                    container["resources"][kind][resource].is_string(),
+                    "{name} {kind}.{resource}"
+                );
             }
         }
         let security = &container["securityContext"];
@@ -237,9 +246,15 @@ fn every_service_crate_is_deployed_as_it_runs() {
         // then calls in flight finish, all inside the grace period.
         let drain = duration(var("DRAIN_DELAY").unwrap());
         let shutdown = duration(var("SHUTDOWN_TIMEOUT").unwrap());
-        assert!(drain >= Duration::from_secs(5), "{name}: a drain delay as long as a DNS refresh");
+        assert!(
+            drain >= Duration::from_secs(5),
+            "{name}: a drain delay as long as a DNS refresh"
+        );
         let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap());
-        assert!(grace > drain + shutdown, "{name}: grace {grace:?} <= {drain:?} + {shutdown:?}");
+        assert!(
+            grace > drain + shutdown,
+            "{name}: grace {grace:?} <= {drain:?} + {shutdown:?}"
+        );
 
         // Rollouts never go below the asked replicas (workflow: see its manifest).
         let strategy = &deployment["spec"]["strategy"];
@@ -256,7 +271,11 @@ fn every_service_crate_is_deployed_as_it_runs() {
         let tls = volumes.iter().find(|v| v["name"] == "tls").expect("a tls volume");
         assert_eq!(text(&tls["secret"]["secretName"]), format!("mesh-tls-{name}"));
         for file in ["CERT", "KEY", "CA"] {
-            assert!(var(&format!("TLS_{file}")).unwrap().starts_with("/etc/ferrymesh/tls/"));
+            assert!(
+                var(&format!("TLS_{file}"))
+                    .unwrap()
+                    .starts_with("/etc/ferrymesh/tls/")
+            );
         }
 
         // A Service on the same port; called services are headless.
@@ -267,7 +286,10 @@ fn every_service_crate_is_deployed_as_it_runs() {
             assert_eq!(service["spec"]["clusterIP"], "None", "{name} is called: headless");
         }
         let budget = get(&objects, "PodDisruptionBudget", name);
-        assert_eq!(budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"], name);
+        assert_eq!(
+            budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+            name
+        );
         assert_eq!(
             find(&objects, "HorizontalPodAutoscaler", name).is_some(),
             SCALED.contains(&name),
@@ -280,7 +302,9 @@ fn every_service_crate_is_deployed_as_it_runs() {
                 continue;
             }
             for url in value.split(';').map(|e| e.rsplit('=').next().unwrap()) {
-                let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("{key}: {url} is not mTLS"));
+                let rest = url
+                    .strip_prefix("https://")
+                    .unwrap_or_else(|| panic!("{key}: {url} is not mTLS"));
                 let (host, called_port) = rest.split_once(':').unwrap();
                 let (_, expected, _) = services().into_iter().find(|s| s.0 == host).unwrap();
                 assert_eq!(called_port, expected.to_string(), "{key}");
@@ -319,14 +343,19 @@ fn network_policies_allow_exactly_the_call_table() {
                     if from.get("ipBlock").is_some() || from.get("namespaceSelector").is_some() {
                         anyone = true;
                     }
-                    for expression in from["podSelector"]["matchExpressions"].as_array().into_iter().flatten() {
+                    for expression in from["podSelector"]["matchExpressions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
                         assert_eq!(expression["key"], "app.kubernetes.io/name");
                         assert_eq!(expression["operator"], "In");
                         for v in expression["values"].as_array().unwrap() {
                             allowed.insert(text(v).to_string());
                         }
                     }
-                    if let Some(label) = from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str() {
+                    if let Some(label) = from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str()
+                    {
                         allowed.insert(label.to_string());
                     }
                 }
@@ -342,7 +371,10 @@ fn network_policies_allow_exactly_the_call_table() {
                     .filter(|who| who != kit::authz::OPERATOR)
                     .collect();
                 assert!(!anyone, "{name} is reachable from outside the namespace");
-                assert_eq!(allowed, expected, "{name}: the network allows what the call table does");
+                assert_eq!(
+                    allowed, expected,
+                    "{name}: the network allows what the call table does"
+                );
             }
         }
     }
@@ -380,7 +412,11 @@ fn each_service_has_its_own_database_and_user() {
         let (user, password) = credentials.split_once(':').unwrap();
         let database = location.rsplit('/').next().unwrap();
         assert!(location.starts_with("postgres:5432/"), "{url}");
-        assert_eq!((user, database), (name, name), "{name}: its own user and database");
+        assert_eq!(
+            (user, database),
+            (name, name),
+            "{name}: its own user and database"
+        );
         assert!(!password.is_empty());
         users.insert(user.to_string());
         databases.insert(database.to_string());
@@ -389,8 +425,14 @@ fn each_service_has_its_own_database_and_user() {
     assert_eq!(databases.len(), services().len() - 1);
     // PostgreSQL makes them from the same Secret at its first start.
     let postgres = get(&objects, "StatefulSet", "postgres");
-    let volumes = postgres["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
-    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "database-urls"));
+    let volumes = postgres["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "database-urls")
+    );
     let init = get(&objects, "ConfigMap", "postgres-init");
     let script = text(&init["data"]["10-ferrymesh-databases.sh"]);
     // The script, run on the Secret's URLs with a psql that records what
@@ -405,10 +447,18 @@ fn each_service_has_its_own_database_and_user() {
     let log = dir.path().join("psql.log");
     std::fs::write(
         bin.join("psql"),
-        format!("#!/bin/bash\necho \"$*\" >> {}\ncat >> {}\n", log.display(), log.display()),
+        format!(
+            "#!/bin/bash\necho \"$*\" >> {}\ncat >> {}\n",
+            log.display(),
+            log.display()
+        ),
     )
     .unwrap();
-    std::fs::set_permissions(bin.join("psql"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        bin.join("psql"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let ran = std::process::Command::new("bash")
         .arg("-c")
         .arg(script)
@@ -422,9 +472,252 @@ fn each_service_has_its_own_database_and_user() {
     for (name, url) in &urls {
         let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
         assert!(
-            asked.contains(&format!("-v user={name} -v password={password} -v database={name}")),
+            asked.contains(&format!(
+                "-v user={name} -v password={password} -v database={name}"
+            )),
             "{asked}"
         );
     }
-    assert_eq!(asked.matches("CREATE DATABASE :\"database\" OWNER :\"user\"").count(), urls.len());
+    assert_eq!(
+        asked
+            .matches("CREATE DATABASE :\"database\" OWNER :\"user\"")
+            .count(),
+        urls.len()
+    );
+}
+
+/// Databases and roles made for one test on the machine's PostgreSQL,
+/// dropped when it ends however it ends.
+struct Made(Vec<String>);
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("psql")
+                .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+                .args(["-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .args(["-c", &format!("DROP ROLE IF EXISTS {name}")])
+                .output();
+        }
+    }
+}
+
+/// The kind overlay's configuration, run: PostgreSQL's init script makes
+/// the databases and users on the machine's real server, each service runs
+/// with exactly the variables and Secrets its Deployment gives it (names
+/// and ports moved to loopback, and files to this test's directory), under
+/// mutual TLS with certificates from `ferrymesh certs`, and an order placed
+/// through the gateway is confirmed by the saga. The kubelet's probes, as
+/// configured, find every service SERVING.
+#[tokio::test]
+async fn the_kind_configuration_runs_the_saga() {
+    use orders::pb::ferrymesh::orders::v2 as opb;
+
+    let objects = rendered();
+    let secret = |name: &str| -> BTreeMap<String, String> {
+        get(&objects, "Secret", name)["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), base64(text(v))))
+            .collect()
+    };
+    let mut secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for name in ["database-urls", "ferrymesh-secrets"] {
+        secrets.insert(name.to_string(), secret(name));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let offset = crate::support::free_port_offset();
+    let suffix = format!("t{offset}_{}", std::process::id());
+
+    // This run's databases and users, named apart from any other run's.
+    let urls = dir.path().join("database-urls");
+    std::fs::create_dir_all(&urls).unwrap();
+    let mut made = Made(Vec::new());
+    for (key, url) in secrets.get_mut("database-urls").unwrap() {
+        let own = format!("{key}_{suffix}");
+        let password = url.split(':').nth(2).and_then(|p| p.split('@').next()).unwrap();
+        assert_eq!(*url, format!("postgres://{key}:{password}@postgres:5432/{key}"));
+        *url = format!("postgres://{own}:{password}@127.0.0.1:5432/{own}");
+        std::fs::write(urls.join(key), &*url).unwrap();
+        made.0.push(own);
+    }
+    let init = get(&objects, "ConfigMap", "postgres-init");
+    let ran = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(text(&init["data"]["10-ferrymesh-databases.sh"]))
+        .env("DATABASE_URLS_DIR", &urls)
+        .env("POSTGRES_USER", "postgres")
+        .env("PGHOST", "127.0.0.1")
+        .output()
+        .expect("run the PostgreSQL init script (psql is installed with PostgreSQL)");
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+
+    let certs = dir.path().join("certs");
+    let made_certs = crate::support::ferrymesh()
+        .args([
+            "certs",
+            "init",
+            certs.to_str().unwrap(),
+            "--namespace",
+            "ferrymesh",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(made_certs.status.success());
+
+    // Names and ports as the cluster has them, moved to this run's loopback ports.
+    let moves: Vec<(String, String)> = services()
+        .iter()
+        .flat_map(|(name, port, _)| {
+            let (moved, admin) = (port + offset, port + 1000 + offset);
+            [
+                (format!("0.0.0.0:{port}"), format!("127.0.0.1:{moved}")),
+                (format!("0.0.0.0:{}", port + 1000), format!("127.0.0.1:{admin}")),
+                (
+                    format!("https://{name}:{port}"),
+                    format!("https://127.0.0.1:{moved}"),
+                ),
+            ]
+        })
+        .chain([(
+            "http://jaeger:4317".to_string(),
+            format!("http://127.0.0.1:{}", 4317 + offset),
+        )])
+        .collect();
+    let moved = |value: &str| {
+        moves
+            .iter()
+            .fold(value.to_string(), |v, (from, to)| v.replace(from, to))
+    };
+
+    // The trace sink stands in for Jaeger.
+    let mut sink = crate::support::ferrymesh();
+    sink.args([
+        "serve",
+        "tracesink",
+        "--listen",
+        &format!("127.0.0.1:{}", 4317 + offset),
+        "--data-dir",
+    ])
+    .arg(dir.path().join("tracesink"));
+    let mut processes = vec![crate::support::Process::spawn(sink)];
+
+    for (name, _, _) in services() {
+        let container = &get(&objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0];
+        let upper = name.to_uppercase();
+        let mut command = crate::support::ferrymesh();
+        command.args(["serve", name]);
+        for from in container["envFrom"].as_array().unwrap() {
+            let map = get(&objects, "ConfigMap", text(&from["configMapRef"]["name"]));
+            for (key, value) in map["data"].as_object().unwrap() {
+                command.env(key, moved(text(value)));
+            }
+        }
+        for var in container["env"].as_array().unwrap() {
+            let value = match var.get("value") {
+                Some(v) => moved(text(v)),
+                None => {
+                    let reference = &var["valueFrom"]["secretKeyRef"];
+                    secrets[text(&reference["name"])][text(&reference["key"])].clone()
+                }
+            };
+            command.env(text(&var["name"]), value);
+        }
+        // The mounts: its own certificate, a data directory, the gateway's routes.
+        command
+            .env(
+                format!("FERRYMESH_{upper}_TLS_CERT"),
+                certs.join(format!("{name}.pem")),
+            )
+            .env(
+                format!("FERRYMESH_{upper}_TLS_KEY"),
+                certs.join(format!("{name}.key")),
+            )
+            .env(format!("FERRYMESH_{upper}_TLS_CA"), certs.join("ca.pem"))
+            .env(format!("FERRYMESH_{upper}_DATA_DIR"), dir.path().join(name))
+            .env(format!("FERRYMESH_{upper}_LOG_FORMAT"), "human");
+        if name == "gateway" {
+            let routes = get(&objects, "ConfigMap", "gateway-routes");
+            let file = dir.path().join("gateway.toml");
+            std::fs::write(&file, moved(text(&routes["data"]["gateway.toml"]))).unwrap();
+            command.env("FERRYMESH_GATEWAY_CONFIG", &file);
+        }
+        let mut process = crate::support::Process::spawn(command);
+        process
+            .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+            .await;
+        processes.push(process);
+    }
+
+    // The kubelet's probes, where the Deployments point them.
+    for (name, port, _) in services() {
+        let probe = if name == "gateway" { port } else { port + 1000 } + offset;
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(crate::saga::channel_as(probe, None));
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}'s probe: {e:?}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, 1, "{name} is SERVING to its probe");
+    }
+
+    // A newcomer registers through the gateway and places an order.
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{}", 8080 + offset).parse().unwrap();
+    let secret = crate::gateway::register(gateway, "ada@example.com").await;
+    let mut orders =
+        opb::orders_service_client::OrdersServiceClient::new(crate::saga::channel_as(gateway.port(), None));
+    fn keyed<T>(message: T, secret: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("x-api-key", secret.parse().unwrap());
+        request
+    }
+    let order = orders
+        .place_order(keyed(
+            crate::saga::order_request("kind-1", &[("mug", 1)], crate::saga::GOOD, "GB"),
+            &secret,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = orders
+            .get_order(keyed(
+                opb::GetOrderRequest {
+                    order_id: order.order_id.clone(),
+                },
+                &secret,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap();
+        if now.status == opb::OrderStatus::Confirmed as i32 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the order is {:?}; workflow says:\n{}",
+            now.status,
+            processes[6].output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for process in processes.iter_mut().rev() {
+        process.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    for process in &mut processes {
+        process.wait_exit(Duration::from_secs(60)).await;
+    }
+    drop(made);
 }
