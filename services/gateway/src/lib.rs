@@ -664,7 +664,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             Ok(listener) => {
                 let local = listener.first().and_then(|l| l.local_addr().ok()).unwrap_or(addr);
                 if let Err(error) =
-                    kit::server::start_admin("gateway", &args, addr, telemetry.prometheus(), None).await
+                    kit::server::start_admin("gateway", &args, addr, telemetry.prometheus()).await
                 {
                     tracing::error!(%error, "cannot serve metrics");
                     telemetry.shutdown().await;

@@ -150,6 +150,9 @@ impl Upstream {
         // A body the guard cut off is answered with what was wrong with it,
         // not with what the upstream made of the reset.
         let violation = parts.extensions.get::<crate::guard::BodyViolation>().cloned();
+        // The upstream needs none of the gateway's own extensions, and each
+        // attempt sends a copy of the head: a copy without them is cheaper.
+        parts.extensions = http::Extensions::new();
         let body = Replayable::new(body);
         let mut backoff = Backoff::new(RETRY_WINDOW);
         let error = loop {

@@ -142,7 +142,8 @@ pub struct Pool<T> {
     targets: Targets,
     make: MakeConnections<T>,
     members: std::sync::RwLock<Arc<Vec<Arc<Member<T>>>>>,
-    resolved: Mutex<Option<Instant>>,
+    /// When the addresses were last resolved, as [`now_ms`]; 0 for never.
+    resolved: AtomicU64,
     resolving: tokio::sync::Mutex<()>,
 }
 
@@ -178,7 +179,7 @@ impl<T: Send + Sync + 'static> Pool<T> {
             targets,
             make: Box::new(make),
             members: std::sync::RwLock::new(Arc::new(Vec::new())),
-            resolved: Mutex::new(None),
+            resolved: AtomicU64::new(0),
             resolving: tokio::sync::Mutex::new(()),
         }
     }
@@ -192,22 +193,21 @@ impl<T: Send + Sync + 'static> Pool<T> {
         self.members.read().map(|m| m.clone()).unwrap_or_default()
     }
 
-    fn resolved_at(&self) -> Option<Instant> {
-        self.resolved.lock().ok().and_then(|r| *r)
-    }
-
     /// The instances now.
     pub async fn members(self: &Arc<Self>) -> Arc<Vec<Arc<Member<T>>>> {
-        match self.resolved_at() {
-            None => self.resolve().await,
-            Some(at) if at.elapsed() >= RESOLVE_EVERY && !self.targets.is_static() => {
-                if let Ok(mut r) = self.resolved.lock() {
-                    *r = Some(Instant::now());
-                }
-                let this = self.clone();
-                tokio::spawn(async move { this.resolve().await });
-            }
-            Some(_) => {}
+        let at = self.resolved.load(Ordering::Relaxed);
+        if at == 0 {
+            self.resolve().await;
+        } else if now_ms().saturating_sub(at) >= RESOLVE_EVERY.as_millis() as u64
+            && !self.targets.is_static()
+            // One call starts the resolution; the others go on with what there is.
+            && self
+                .resolved
+                .compare_exchange(at, now_ms(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let this = self.clone();
+            tokio::spawn(async move { this.resolve().await });
         }
         self.current()
     }
@@ -220,9 +220,9 @@ impl<T: Send + Sync + 'static> Pool<T> {
 
     /// Resolves the addresses now.
     pub async fn resolve(&self) {
-        let asked = Instant::now();
+        let asked = now_ms();
         let _one = self.resolving.lock().await;
-        if self.resolved_at().is_some_and(|at| at > asked) && !self.current().is_empty() {
+        if self.resolved.load(Ordering::Relaxed) > asked && !self.current().is_empty() {
             // Another call resolved while this one waited.
             return;
         }
@@ -254,9 +254,7 @@ impl<T: Send + Sync + 'static> Pool<T> {
         {
             *m = Arc::new(next);
         }
-        if let Ok(mut r) = self.resolved.lock() {
-            *r = Some(Instant::now());
-        }
+        self.resolved.store(now_ms() + 1, Ordering::Relaxed);
     }
 }
 

@@ -222,18 +222,8 @@ fn render(metrics: &ResourceMetrics) -> String {
 }
 
 /// Serves `GET /metrics` (Prometheus text) on `listener` until the process
-/// ends, over HTTP/1.1; with `health`, also `grpc.health.v1.Health` over
-/// HTTP/2 without TLS, for probes.
-pub fn serve_admin(
-    listener: tokio::net::TcpListener,
-    reader: PrometheusReader,
-    health: Option<tonic_health::server::HealthReporter>,
-) {
-    let health = health.map(|h| {
-        tonic_health::pb::health_server::HealthServer::new(
-            tonic_health::server::HealthService::from_health_reporter(h),
-        )
-    });
+/// ends, over HTTP/1.1.
+pub fn serve_admin(listener: tokio::net::TcpListener, reader: PrometheusReader) {
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -241,18 +231,48 @@ pub fn serve_admin(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            let reader = reader.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let reader = reader.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(&request, &reader)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// As [`serve_admin`], and `grpc.health.v1.Health` from `health` over
+/// HTTP/2 without TLS, for probes. (A separate function, so a binary that
+/// serves no health here, the gateway's, links no second HTTP/2 server.)
+pub fn serve_admin_with_health(
+    listener: tokio::net::TcpListener,
+    reader: PrometheusReader,
+    health: tonic_health::server::HealthReporter,
+) {
+    let health = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
             let (reader, health) = (reader.clone(), health.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let (reader, health) = (reader.clone(), health.clone());
+                    let (reader, mut health) = (reader.clone(), health.clone());
                     async move {
-                        match health {
-                            Some(mut health)
-                                if request.uri().path().starts_with("/grpc.health.v1.Health/") =>
-                            {
-                                tower::Service::call(&mut health, request.map(tonic::body::Body::new)).await
-                            }
-                            _ => Ok(answer(&request, &reader).map(tonic::body::Body::new)),
+                        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+                            tower::Service::call(&mut health, request.map(tonic::body::Body::new)).await
+                        } else {
+                            Ok(answer(&request, &reader).map(tonic::body::Body::new))
                         }
                     }
                 });
@@ -299,16 +319,23 @@ fn answer(request: &Request<Incoming>, reader: &PrometheusReader) -> Response<Fu
     response
 }
 
-/// Binds the admin address and starts serving metrics (and `health`);
-/// returns where it listens.
-pub async fn start_admin(
+/// Binds the admin address and starts serving metrics; returns where it listens.
+pub async fn start_admin(addr: SocketAddr, reader: PrometheusReader) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    serve_admin(listener, reader);
+    Ok(local)
+}
+
+/// As [`start_admin`], serving `health` too.
+pub async fn start_admin_with_health(
     addr: SocketAddr,
     reader: PrometheusReader,
-    health: Option<tonic_health::server::HealthReporter>,
+    health: tonic_health::server::HealthReporter,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    serve_admin(listener, reader, health);
+    serve_admin_with_health(listener, reader, health);
     Ok(local)
 }
 

@@ -294,21 +294,37 @@ pub async fn serve_reporting(
     }
 }
 
-/// Starts the admin port (Prometheus metrics, and with `health` the gRPC
-/// health service in plaintext for probes that cannot speak the mesh's
-/// TLS, such as the kubelet's) where `args` say, given where gRPC listens,
-/// and logs its address.
+/// Starts the admin port (Prometheus metrics) where `args` say, given where
+/// gRPC listens, and logs its address.
 pub async fn start_admin(
     name: &str,
     args: &ServerArgs,
     grpc: SocketAddr,
     metrics: PrometheusReader,
-    health: Option<HealthReporter>,
 ) -> Result<(), ServeError> {
     let Some(addr) = args.admin_addr(grpc) else {
         return Ok(());
     };
-    let local = crate::metrics::start_admin(addr, metrics, health)
+    let local = crate::metrics::start_admin(addr, metrics)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    tracing::info!(service = name, admin = %local, "metrics at http://{local}/metrics");
+    Ok(())
+}
+
+/// As [`start_admin`], and the gRPC health service in plaintext there, for
+/// probes that cannot speak the mesh's TLS, such as the kubelet's.
+pub async fn start_admin_with_health(
+    name: &str,
+    args: &ServerArgs,
+    grpc: SocketAddr,
+    metrics: PrometheusReader,
+    health: HealthReporter,
+) -> Result<(), ServeError> {
+    let Some(addr) = args.admin_addr(grpc) else {
+        return Ok(());
+    };
+    let local = crate::metrics::start_admin_with_health(addr, metrics, health)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     tracing::info!(service = name, admin = %local, "metrics at http://{local}/metrics");
@@ -402,7 +418,7 @@ where
     let local = listener.local_addr()?;
     // From the configured address, so port 0 (tests) gives the admin port 0 too.
     let health = HealthReporter::new();
-    start_admin(C::NAME, &args, addr, metrics, Some(health.clone())).await?;
+    start_admin_with_health(C::NAME, &args, addr, metrics, health.clone()).await?;
     let service = build(config).await?;
     tracing::info!(service = C::NAME, addr = %local, "listening on {local}");
     serve_reporting(service, &args, listener, shutdown_signal(), health).await?;
