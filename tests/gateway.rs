@@ -25,7 +25,7 @@ fn channel(addr: SocketAddr) -> Channel {
         .connect_lazy()
 }
 
-fn with_key<T>(message: T, secret: &str) -> tonic::Request<T> {
+pub(crate) fn with_key<T>(message: T, secret: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()

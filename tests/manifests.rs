@@ -670,15 +670,8 @@ async fn the_kind_configuration_runs_the_saga() {
     let secret = crate::gateway::register(gateway, "ada@example.com").await;
     let mut orders =
         opb::orders_service_client::OrdersServiceClient::new(crate::saga::channel_as(gateway.port(), None));
-    fn keyed<T>(message: T, secret: &str) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert("x-api-key", secret.parse().unwrap());
-        request
-    }
     let order = orders
-        .place_order(keyed(
+        .place_order(crate::gateway::with_key(
             crate::saga::order_request("kind-1", &[("mug", 1)], crate::saga::GOOD, "GB"),
             &secret,
         ))
@@ -690,7 +683,7 @@ async fn the_kind_configuration_runs_the_saga() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let now = orders
-            .get_order(keyed(
+            .get_order(crate::gateway::with_key(
                 opb::GetOrderRequest {
                     order_id: order.order_id.clone(),
                 },
