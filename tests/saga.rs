@@ -560,7 +560,35 @@ pub(crate) async fn check_invariants(
 ) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while mesh.running().await > 0 {
-        assert!(Instant::now() < deadline, "executions still RUNNING");
+        if Instant::now() >= deadline {
+            let stuck = mesh
+                .workflow
+                .clone()
+                .list_executions(wpb::ListExecutionsRequest {
+                    status: wpb::ExecutionStatus::Running as i32,
+                    page_size: 5,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .executions;
+            let mut report = String::new();
+            for execution in &stuck {
+                report.push_str(&format!("{}:\n", execution.execution_name));
+                for event in mesh.history(&execution.execution_name).await {
+                    report.push_str(&format!(
+                        "  {} {} {}\n",
+                        event.type_name, event.state_name, event.details
+                    ));
+                }
+            }
+            let lines = mesh.up.lines();
+            panic!(
+                "executions still RUNNING, such as:\n{report}\nthe mesh's last lines:\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let skus: Vec<&str> = seeded.keys().map(String::as_str).collect();

@@ -3,11 +3,11 @@
 //!
 //! gRPC keeps connections open, so a Kubernetes ClusterIP Service would
 //! pin each client to one pod. Called services get headless Services
-//! instead, whose DNS name resolves to every ready pod; a client resolves
-//! it again every few seconds and picks an instance per call by the power
-//! of two choices (two at random, the one with fewer calls in flight), as
-//! tower's `p2c` balancer does. Locally an upstream may be a list:
-//! `http://127.0.0.1:50051,http://127.0.0.1:50061`.
+//! instead, whose DNS name resolves to every ready pod; the gateway
+//! resolves it again every few seconds and picks an instance per call by
+//! the power of two choices (two at random, the one with fewer calls in
+//! flight), as tower's `p2c` balancer does. Locally an upstream may be a
+//! list: `http://127.0.0.1:50051,http://127.0.0.1:50061`.
 //!
 //! A call whose request body was never read (the connection was refused,
 //! or closed by a server going away before it took the stream) cannot

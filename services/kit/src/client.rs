@@ -16,7 +16,6 @@ use tonic::transport::{Channel, Endpoint};
 use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::balance::{Backoff, Pool, RETRY_WINDOW, Replayable, Targets};
 use crate::deadline::encode_grpc_timeout;
 use crate::rpc_telemetry::{
     CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
@@ -32,12 +31,10 @@ pub struct ClientError {
 }
 
 /// A channel to another service with telemetry and deadlines; give it to
-/// any generated client's `new`. The address may be a list, or a name
-/// with many instances: each call goes to one of them, and a call that
-/// reached none is sent again (see [`crate::balance`]).
+/// any generated client's `new`.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pool: Arc<Pool<Channel>>,
+    channel: Channel,
     timeout: Duration,
     peer: Arc<str>,
 }
@@ -56,39 +53,30 @@ impl Upstream {
             uri: uri.to_string(),
             reason,
         };
-        let targets = Targets::parse(uri).map_err(fail)?;
-        // tonic would insist on its own TLS for https; the connector does it.
-        let tls = match (targets.scheme == http::uri::Scheme::HTTPS, tls) {
-            (true, Some(tls)) => Some(tls.clone()),
-            (true, None) => {
+        // tonic would insist on its own TLS for https; the connector below does it.
+        let (plain, tls) = match (uri.strip_prefix("https://"), tls) {
+            (Some(rest), Some(tls)) => (format!("http://{rest}"), Some(tls)),
+            (Some(_), None) => {
                 return Err(fail(
                     "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
                 ));
             }
-            (false, _) => None,
+            (None, _) => (uri.to_string(), None),
         };
-        let mut endpoints = Vec::new();
-        for target in &targets.list {
-            let endpoint = Endpoint::from_shared(format!("http://{}", target.authority))
-                .map_err(|e| fail(e.to_string()))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30));
-            endpoints.push(endpoint);
-        }
-        let peer = targets.list[0].authority.to_string();
-        let pool = Pool::new(targets, move |address, target| {
-            let index = endpoints
-                .iter()
-                .position(|e| e.uri().authority() == Some(&target.authority))
-                .unwrap_or(0);
-            // One connector for both, so the HTTP/2 client is compiled once.
-            endpoints[index]
-                .clone()
-                .connect_with_connector_lazy(Connector::dialing(tls.clone(), address))
-        });
+        let endpoint = Endpoint::from_shared(plain)
+            .map_err(|e| fail(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        let peer = endpoint
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        // One connector for both, so the HTTP/2 client is compiled once.
+        let channel = endpoint.connect_with_connector_lazy(Connector::new(tls.cloned()));
         Ok(Upstream {
-            pool: Arc::new(pool),
+            channel,
             timeout,
             peer: peer.into(),
         })
@@ -100,9 +88,8 @@ impl Service<Request<Body>> for Upstream {
     type Error = tonic::transport::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Each call waits for the instance it is given.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
@@ -133,7 +120,8 @@ impl Service<Request<Body>> for Upstream {
             headers.insert("grpc-timeout", value);
         }
 
-        let pool = self.pool.clone();
+        let clone = self.channel.clone();
+        let mut channel = std::mem::replace(&mut self.channel, clone);
         Box::pin(async move {
             let deadline = tonic::Code::DeadlineExceeded as i32;
             if budget.is_zero() {
@@ -141,7 +129,7 @@ impl Service<Request<Body>> for Upstream {
                 rpc.finish(deadline, Some(status.message()));
                 return Ok(status.into_http());
             }
-            let sent = tracing::Instrument::instrument(send(pool, request, budget), span.clone());
+            let sent = tracing::Instrument::instrument(channel.call(request), span.clone());
             match tokio::time::timeout(budget, sent).await {
                 Ok(Ok(response)) => {
                     // tonic servers answer an expired grpc-timeout with CANCELLED; after
@@ -180,56 +168,6 @@ impl Service<Request<Body>> for Upstream {
                 }
             }
         })
-    }
-}
-
-/// Sends `request` to an instance; a call that reached none is sent again
-/// for up to half its budget (at most [`RETRY_WINDOW`]), so a deadline
-/// still ends it as DEADLINE_EXCEEDED.
-async fn send(
-    pool: Arc<Pool<Channel>>,
-    request: Request<Body>,
-    budget: Duration,
-) -> Result<Response<Body>, tonic::transport::Error> {
-    let (parts, body) = request.into_parts();
-    let body = Replayable::new(body);
-    let mut backoff = Backoff::new((budget / 2).min(RETRY_WINDOW));
-    loop {
-        let Some(member) = pool.choose().await else {
-            if backoff.wait().await {
-                pool.resolve().await;
-                continue;
-            }
-            let names = pool
-                .targets()
-                .list
-                .iter()
-                .map(|t| t.authority.as_str())
-                .collect::<Vec<_>>();
-            return Ok(
-                tonic::Status::unavailable(format!("{} resolves to no address", names.join(","))).into_http(),
-            );
-        };
-        let _in_flight = member.load.start();
-        let mut channel = member.value.clone();
-        let sent = match tower::ServiceExt::ready(&mut channel).await {
-            Ok(ready) => {
-                ready
-                    .call(Request::from_parts(parts.clone(), Body::new(body.attempt())))
-                    .await
-            }
-            Err(error) => Err(error),
-        };
-        match sent {
-            Err(error) if body.untouched() && !timed_out(&error) => {
-                member.load.refused();
-                tracing::debug!(instance = %member.address, %error, "call sent again");
-                if !backoff.wait().await {
-                    return Err(error);
-                }
-            }
-            other => return other,
-        }
     }
 }
 
