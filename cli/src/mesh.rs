@@ -99,6 +99,9 @@ pub(crate) const GATEWAY_ROUTES: &[(&str, &str)] = &[
     ("ferrymesh.orders.v1", "orders"),
     ("ferrymesh.orders.v2", "orders"),
     ("ferrymesh.apikeys.v1", "apikeys"),
+    // For the console's operations view, with the admin token only.
+    ("ferrymesh.workflow.v1", "workflow"),
+    ("ferrymesh.traces.v1", "tracesink"),
 ];
 
 /// The service names, the trace sink's last.

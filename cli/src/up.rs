@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -103,11 +104,34 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         }
     }
 
+    // Every service's output also goes to DATA_DIR/logs/NAME.log, begun
+    // afresh by each `up`, for the console's search by correlation id.
+    let logs_dir = args.data_dir.join("logs");
+    if let Err(error) = std::fs::create_dir_all(&logs_dir) {
+        eprintln!("ferrymesh: cannot create {}: {error}", logs_dir.display());
+        return ExitCode::FAILURE;
+    }
+    for (service, _) in &plan {
+        let _ = std::fs::remove_file(logs_dir.join(format!("{}.log", service.name)));
+    }
     let exports = export_environment(&args, &plan);
     let mut started: Vec<Started> = Vec::new();
     for (service, addr) in &plan {
         let own = (service.name == "gateway" && !own_config)
             .then(|| format!("--config={}", gateway_config.display()));
+        // The console's operations view: every service's admin port, and the logs.
+        let console: Vec<String> = if service.name == "gateway" {
+            plan.iter()
+                .filter(|(s, _)| s.name != "tracesink")
+                .map(|(s, addr)| {
+                    let admin = std::net::SocketAddr::new(addr.ip(), addr.port().saturating_add(1000));
+                    format!("--metrics-target={}=http://{admin}/metrics", s.name)
+                })
+                .chain([format!("--logs-dir={}", logs_dir.display())])
+                .collect()
+        } else {
+            Vec::new()
+        };
         // The sink passes spans on to the collector; its own are not traced.
         let forward = match (service.name, &args.otlp_endpoint) {
             ("tracesink", Some(url)) => Some(format!("--forward={url}")),
@@ -131,6 +155,7 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
                 .into_iter()
                 .chain(tls_flags(args.tls, &certs, service.name))
                 .chain(own)
+                .chain(console)
                 .chain(forward)
                 .chain(
                     args.pass
@@ -239,11 +264,17 @@ impl Spawn {
             .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("logs").join(format!("{}.log", self.service.name)))
+            .ok()
+            .map(|f| Arc::new(std::sync::Mutex::new(f)));
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(prefix_lines(self.service.name, out));
+            tokio::spawn(prefix_lines(self.service.name, out, log.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(prefix_lines(self.service.name, err));
+            tokio::spawn(prefix_lines(self.service.name, err, log));
         }
         eprintln!(
             "ferrymesh: started {} (pid {})",
@@ -441,10 +472,21 @@ fn tls_flags(tls: bool, certs: &std::path::Path, service: &str) -> Vec<String> {
 }
 
 /// Copies a child's output to ours, each line prefixed by the service name.
-async fn prefix_lines(name: &'static str, stream: impl AsyncRead + Unpin) {
+/// With `log`, each line is also appended there.
+async fn prefix_lines(
+    name: &'static str,
+    stream: impl AsyncRead + Unpin,
+    log: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+) {
+    use std::io::Write as _;
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         eprintln!("{name:>9} | {line}");
+        if let Some(log) = &log
+            && let Ok(mut file) = log.lock()
+        {
+            let _ = writeln!(file, "{line}");
+        }
     }
 }
 

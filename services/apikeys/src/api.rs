@@ -598,6 +598,28 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         Ok(Response::new(pb::GetUsageResponse { buckets, total }))
     }
 
+    async fn list_developers(
+        &self,
+        request: Request<pb::ListDevelopersRequest>,
+    ) -> Result<Response<pb::ListDevelopersResponse>, Status> {
+        self.admin.check(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let page = kit_store::paging::PageRequest::parse(r.page_size, &r.page_token, "", &mut v);
+        let Some(page) = page.filter(|_| v.is_empty()) else {
+            return Err(ApiKeysError::from(v).into());
+        };
+        let mut developers = self
+            .store
+            .list_developers(page.after.as_deref(), page.size + 1)
+            .await?;
+        let next_page_token = page.finish(&mut developers, |d| d.developer_id.clone());
+        Ok(Response::new(pb::ListDevelopersResponse {
+            developers: developers.iter().map(developer_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
     async fn get_invoice(
         &self,
         request: Request<pb::GetInvoiceRequest>,
@@ -606,39 +628,49 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         let r = request.into_inner();
         let mut v = Violations::new();
         check_id("developer_id", &r.developer_id, &mut v);
-        let bounds = kit_values::month_bounds(&r.period);
-        v.check(bounds.is_none(), "period", || {
-            format!(
-                "must be a month written YYYY-MM, such as 2026-11, got {}",
-                quoted(&r.period)
-            )
-        });
+        let bounds = month("period", &r.period, &mut v);
         let Some(bounds) = bounds.filter(|_| v.is_empty()) else {
             return Err(ApiKeysError::from(v).into());
         };
-        let (developer, plan, invoice) = self.store.invoice(&r.developer_id, bounds).await?;
-        Ok(Response::new(pb::GetInvoiceResponse {
-            invoice: Some(pb::Invoice {
-                developer_id: developer.developer_id,
-                period: r.period,
-                plan_id: plan.plan_id,
-                lines: invoice
-                    .lines
-                    .into_iter()
-                    .map(|l| pb::InvoiceLine {
-                        method: l.method,
-                        calls: l.calls,
-                        weight: l.weight,
-                        weighted_calls: l.weighted,
-                    })
-                    .collect(),
-                weighted_calls: invoice.weighted,
-                free_calls: invoice.free,
-                billable_calls: invoice.billable,
-                total: Some(invoice.total.to_pb()),
-            }),
-        }))
+        let invoice = invoice(&self.store, &r.developer_id, &r.period, bounds).await?;
+        Ok(Response::new(pb::GetInvoiceResponse { invoice: Some(invoice) }))
     }
+}
+
+/// A developer's invoice for the month `period` (already checked, as `bounds`).
+async fn invoice(store: &Store, developer_id: &str, period: &str, bounds: (i64, i64)) -> Result<pb::Invoice, Status> {
+    let (developer, plan, invoice) = store.invoice(developer_id, bounds).await?;
+    Ok(pb::Invoice {
+        developer_id: developer.developer_id,
+        period: period.to_string(),
+        plan_id: plan.plan_id,
+        lines: invoice
+            .lines
+            .into_iter()
+            .map(|l| pb::InvoiceLine {
+                method: l.method,
+                calls: l.calls,
+                weight: l.weight,
+                weighted_calls: l.weighted,
+            })
+            .collect(),
+        weighted_calls: invoice.weighted,
+        free_calls: invoice.free,
+        billable_calls: invoice.billable,
+        total: Some(invoice.total.to_pb()),
+    })
+}
+
+/// The month `period` (YYYY-MM) as bounds, or a violation of `field`.
+fn month(field: &str, period: &str, v: &mut Violations) -> Option<(i64, i64)> {
+    let bounds = kit_values::month_bounds(period);
+    v.check(bounds.is_none(), field, || {
+        format!(
+            "must be a month written YYYY-MM, such as 2026-11, got {}",
+            quoted(period)
+        )
+    });
+    bounds
 }
 
 impl ApiKeysApi {
@@ -708,6 +740,48 @@ impl pb::developer_portal_service_server::DeveloperPortalService for PortalApi {
             secret: secret.unwrap_or_default(),
             old_key: Some(key_to_pb(&old, &developer.plan_id)),
         }))
+    }
+
+    async fn revoke_my_key(
+        &self,
+        request: Request<pb::RevokeMyKeyRequest>,
+    ) -> Result<Response<pb::RevokeMyKeyResponse>, Status> {
+        let (_, developer) = self.caller(&request).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        check_id("key_id", &r.key_id, &mut v);
+        if !v.is_empty() {
+            return Err(ApiKeysError::from(v).into());
+        }
+        // Someone else's key is NOT_FOUND, as a missing one: no developer
+        // learns which key ids exist.
+        let key = self.store.key(&self.store.reader(), &r.key_id).await?;
+        if key.developer_id != developer.developer_id {
+            return Err(ApiKeysError::NotFound {
+                kind: "key",
+                id: r.key_id,
+            }
+            .into());
+        }
+        let key = self.store.revoke(&r.key_id).await?;
+        Ok(Response::new(pb::RevokeMyKeyResponse {
+            key: Some(key_to_pb(&key, &developer.plan_id)),
+        }))
+    }
+
+    async fn get_my_invoice(
+        &self,
+        request: Request<pb::GetMyInvoiceRequest>,
+    ) -> Result<Response<pb::GetMyInvoiceResponse>, Status> {
+        let (_, developer) = self.caller(&request).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let bounds = month("period", &r.period, &mut v);
+        let Some(bounds) = bounds.filter(|_| v.is_empty()) else {
+            return Err(ApiKeysError::from(v).into());
+        };
+        let invoice = invoice(&self.store, &developer.developer_id, &r.period, bounds).await?;
+        Ok(Response::new(pb::GetMyInvoiceResponse { invoice: Some(invoice) }))
     }
 
     async fn get_my_usage(

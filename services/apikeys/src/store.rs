@@ -374,6 +374,20 @@ impl Store {
             .collect()
     }
 
+    /// Developers by id after `after`, at most `limit`.
+    pub async fn list_developers(&self, after: Option<&str>, limit: u32) -> Result<Vec<Developer>, ApiKeysError> {
+        let rows = self
+            .db
+            .read()
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT developer_id, email, name, plan_id, create_micros FROM developers WHERE developer_id > ? ORDER BY developer_id LIMIT ?",
+                vec![after.unwrap_or("").into(), i64::from(limit).into()],
+            ))
+            .await?;
+        rows.iter().map(developer_from).collect()
+    }
+
     async fn insert_developer(
         &self,
         db: &impl ConnectionTrait,

@@ -9,6 +9,7 @@
 //!           "ferrymesh.orders.v2.OrdersService/*"]
 //! anonymous = ["ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper"]  # no key needed
 //! pass_api_key = ["ferrymesh.apikeys.v1"]      # packages that read x-api-key themselves
+//! operator = ["ferrymesh.workflow.v1.WorkflowService/ListExecutions"]  # with the admin token only
 //!
 //! [limits]
 //! key_cache_ttl = "30s"     # longest a validated key is trusted without asking apikeys
@@ -60,6 +61,8 @@ struct File {
     anonymous: Vec<String>,
     #[serde(default)]
     pass_api_key: Vec<String>,
+    #[serde(default)]
+    operator: Vec<String>,
     #[serde(default)]
     limits: LimitsFile,
     stages: BTreeMap<String, StageFile>,
@@ -154,6 +157,9 @@ pub struct Routes {
     pub anonymous: Vec<MethodPattern>,
     /// Packages that receive x-api-key.
     pub pass_api_key: HashSet<String>,
+    /// Methods callable with the admin token (`authorization: Bearer`)
+    /// instead of a key: the console's operations view. Never metered.
+    pub operator: Vec<MethodPattern>,
     /// Cache timings.
     pub limits: Limits,
     /// The one bucket calls without a key share.
@@ -166,6 +172,11 @@ impl Routes {
     /// Whether `method` (`/pkg.Service/Method`) is public.
     pub fn is_public(&self, method: &str) -> bool {
         self.public.iter().any(|p| p.matches(method))
+    }
+
+    /// Whether `method` is an operator's, called with the admin token.
+    pub fn is_operator(&self, method: &str) -> bool {
+        self.operator.iter().any(|p| p.matches(method))
     }
 
     /// Whether `method` may be called without a key.
@@ -237,6 +248,18 @@ pub fn parse(
             Ok(p) => Some(p),
             Err(e) => {
                 errors.push(format!("anonymous[{i}]: {e}"));
+                None
+            }
+        })
+        .collect();
+    let operator: Vec<MethodPattern> = file
+        .operator
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match MethodPattern::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("operator[{i}]: {e}"));
                 None
             }
         })
@@ -379,6 +402,7 @@ pub fn parse(
         public,
         anonymous,
         pass_api_key: file.pass_api_key.into_iter().collect(),
+        operator,
         anonymous_limiter: KeyLimiter::new(limits.anonymous_rate, limits.anonymous_burst),
         limits,
         stages,
@@ -401,6 +425,11 @@ pub fn local_mesh(addresses: &[(&str, String)]) -> String {
     }
     text.push_str("]\n\n# Public methods callable without a key.\nanonymous = [\"ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper\"]\n\n");
     text.push_str("# Packages that authenticate the caller by x-api-key themselves.\npass_api_key = [\"ferrymesh.apikeys.v1\"]\n\n");
+    text.push_str("# Methods the console's operations view calls with the admin token\n# (authorization: Bearer TOKEN), never with a key.\noperator = [\n");
+    for p in OPERATOR_METHODS {
+        text.push_str(&format!("  \"{p}\",\n"));
+    }
+    text.push_str("]\n\n");
     text.push_str("[limits]\nkey_cache_ttl = \"30s\"\nchanges_poll = \"500ms\"\nusage_flush = \"1s\"\nanonymous_rate = 5.0\nanonymous_burst = 20\n\n");
     text.push_str("[stages.prod.routes]\n");
     for (package, url) in addresses {
@@ -409,6 +438,24 @@ pub fn local_mesh(addresses: &[(&str, String)]) -> String {
     text.push_str("\n[stages.prod.variables]\nname = \"prod\"\n");
     text
 }
+
+/// What an operator may call through the gateway with the admin token:
+/// reading executions and redriving them, the developers' usage and
+/// invoices, and the trace sink's traces and service map.
+pub const OPERATOR_METHODS: &[&str] = &[
+    "ferrymesh.workflow.v1.WorkflowService/ListStateMachines",
+    "ferrymesh.workflow.v1.WorkflowService/GetStateMachine",
+    "ferrymesh.workflow.v1.WorkflowService/ListExecutions",
+    "ferrymesh.workflow.v1.WorkflowService/DescribeExecution",
+    "ferrymesh.workflow.v1.WorkflowService/GetExecutionHistory",
+    "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph",
+    "ferrymesh.workflow.v1.WorkflowService/RedriveExecution",
+    "ferrymesh.apikeys.v1.ApiKeysService/ListUsagePlans",
+    "ferrymesh.apikeys.v1.ApiKeysService/ListDevelopers",
+    "ferrymesh.apikeys.v1.ApiKeysService/GetUsage",
+    "ferrymesh.apikeys.v1.ApiKeysService/GetInvoice",
+    "ferrymesh.traces.v1.TracesService/*",
+];
 
 /// What a key holder may reach in the local mesh. Not here: apikeys'
 /// admin service, workflow (its executions hold every customer's data),

@@ -9,6 +9,7 @@
 
 pub mod canary;
 pub mod config;
+pub mod console;
 pub mod guard;
 pub mod keys;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod metering;
 pub mod proxy;
 pub mod reflection;
 pub mod stack;
+pub mod web;
 
 /// Generated code of the contracts the gateway calls (apikeys).
 pub mod pb {
@@ -115,6 +117,32 @@ pub struct Config {
     /// [default: one per core].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// A service the console's operations view shows, as NAME=URL of its
+    /// Prometheus metrics (its admin port, which also answers gRPC health);
+    /// a host name that resolves to several addresses is several replicas.
+    /// Repeatable, or separated by commas.
+    #[arg(long = "metrics-target", value_name = "NAME=URL", value_parser = parse_target, value_delimiter = ',')]
+    pub metrics_targets: Vec<(String, String)>,
+    /// The directory of the mesh's logs (`NAME.log`, as `ferrymesh up`
+    /// writes them), searched by correlation id in the console.
+    #[arg(long, value_name = "DIR")]
+    pub logs_dir: Option<PathBuf>,
+    /// Jaeger's UI (e.g. http://127.0.0.1:16686), for the console's links to a trace.
+    #[arg(long, value_name = "URL")]
+    pub jaeger_url: Option<String>,
+}
+
+fn parse_target(text: &str) -> Result<(String, String), String> {
+    let (name, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("metrics target `{text}` must be NAME=URL, e.g. catalog=http://127.0.0.1:51051/metrics"))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("metrics target `{text}`: the name must be letters, digits, - or _"));
+    }
+    if !url.starts_with("http://") {
+        return Err(format!("metrics target `{text}`: the URL must start with http://"));
+    }
+    Ok((name.to_string(), url.to_string()))
 }
 
 impl kit::ServiceConfig for Config {
@@ -134,6 +162,8 @@ pub struct Shared {
     quotas: Arc<Quotas>,
     meter: Meter,
     reflection: ReflectionCache,
+    /// The admin token's hash, for operator calls.
+    admin: blake3::Hash,
 }
 
 impl std::fmt::Debug for Shared {
@@ -289,9 +319,10 @@ impl http_body::Body for Tracked {
 
 /// Runs one connection until it ends, or until it has had no call for the
 /// first-call or idle timeout.
-async fn drive<C>(connection: C, activity: Arc<Activity>, policy: ConnectionPolicy)
+async fn drive<C, E>(connection: C, activity: Arc<Activity>, policy: ConnectionPolicy)
 where
-    C: std::future::Future<Output = Result<(), hyper::Error>>,
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     tokio::pin!(connection);
     loop {
@@ -313,26 +344,62 @@ where
     }
 }
 
-/// One worker's accept loop: serves connections until told to stop, then
-/// lets their calls finish (within `grace`).
-async fn accept(
-    listener: std::net::TcpListener,
-    stack: Stack,
-    health: Health,
-    public: Option<Arc<MeshTls>>,
-    policy: ConnectionPolicy,
-    grace: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
+/// A gRPC call, from the connection's rate onwards.
+async fn call_grpc(
+    mut stack: Stack,
+    rate: Arc<guard::ConnectionRate>,
+    limits: guard::Limits,
+    request: Request<Body>,
+) -> Result<Response<Body>, Infallible> {
+    // Before anyone is authenticated: the connection's rate, then the
+    // headers; the body as it streams.
+    if let Some(refusal) = rate.check() {
+        return Ok(refusal.into_http());
+    }
+    let request = match limits.admit(request) {
+        Ok(request) => request,
+        Err(refusal) => return Ok(refusal.into_http()),
+    };
+    stack.ready().await?.call(request).await
+}
+
+/// The HTTP server of one worker: HTTP/2 for gRPC (and browsers), and
+/// HTTP/1.1 for the console's pages and gRPC-Web, on one port.
+fn http_server(policy: &ConnectionPolicy) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    server
+        .http2()
+        .timer(TokioTimer::new())
         .max_concurrent_streams(policy.max_streams)
         .max_header_list_size(policy.max_header_bytes)
         .max_frame_size(16 * 1024)
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(8 << 20)
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    server
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(policy.first_call)
+        .max_buf_size((policy.max_header_bytes as usize).max(8192))
+        .max_headers(policy.limits.max_headers.max(1));
+    server
+}
+
+/// One worker's accept loop: serves connections until told to stop, then
+/// lets their calls finish (within `grace`).
+#[allow(clippy::too_many_arguments)]
+async fn accept(
+    listener: std::net::TcpListener,
+    stack: Stack,
+    health: Health,
+    console: Arc<console::Console>,
+    public: Option<Arc<MeshTls>>,
+    policy: ConnectionPolicy,
+    grace: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let server = Arc::new(http_server(&policy));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -346,13 +413,13 @@ async fn accept(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let (stack, health) = (stack.clone(), health.clone());
+                let (stack, health, console) = (stack.clone(), health.clone(), console.clone());
                 let activity = Activity::new();
                 let rate = Arc::new(guard::ConnectionRate::new(policy.rate, policy.burst));
                 let calls = activity.clone();
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let request = request.map(Body::new);
-                    let (mut stack, mut health) = (stack.clone(), health.clone());
+                    let (stack, mut health, console) = (stack.clone(), health.clone(), console.clone());
                     let done = calls.begin();
                     let rate = rate.clone();
                     async move {
@@ -360,22 +427,25 @@ async fn accept(
                         if request.uri().path().starts_with("/grpc.health.v1.Health/") {
                             return health.call(request).await;
                         }
-                        // Before anyone is authenticated: the connection's
-                        // rate, then the headers; the body as it streams.
-                        if let Some(refusal) = rate.check() {
-                            return Ok(refusal.into_http());
+                        // gRPC calls are POSTs; a browser's page is a GET.
+                        if request.method() != http::Method::POST {
+                            return Ok(console.serve(request).await);
                         }
-                        let request = match policy.limits.admit(request) {
-                            Ok(request) => request,
-                            Err(refusal) => return Ok(refusal.into_http()),
-                        };
-                        let response = stack.ready().await?.call(request).await?;
+                        if web::is_grpc_web(&request) {
+                            let limits = policy.limits;
+                            let grpc = tower::service_fn(move |request: Request<Body>| {
+                                call_grpc(stack.clone(), rate.clone(), limits, request)
+                            });
+                            let response = web::serve(request, grpc, policy.limits.max_message_bytes).await;
+                            return Ok(response.map(|inner| Body::new(Tracked { inner, done })));
+                        }
+                        let response = call_grpc(stack, rate, policy.limits, request).await?;
                         Ok(response.map(|inner| Body::new(Tracked { inner, done })))
                     }
                 });
-                // One connection type for plaintext and TLS, so the HTTP/2
+                // One connection type for plaintext and TLS, so the HTTP
                 // server is compiled once.
-                let (h2, watcher, public) = (h2.clone(), graceful.watcher(), public.clone());
+                let (server, watcher, public) = (server.clone(), graceful.watcher(), public.clone());
                 tokio::spawn(async move {
                     let stream = match public {
                         None => MaybeTls::Plain(stream),
@@ -395,7 +465,7 @@ async fn accept(
                             }
                         }
                     };
-                    let connection = watcher.watch(h2.serve_connection(TokioIo::new(stream), service));
+                    let connection = watcher.watch(server.serve_connection(TokioIo::new(stream), service));
                     drive(connection, activity, policy).await;
                 });
             }
@@ -474,7 +544,17 @@ pub async fn serve(
         quotas: quotas.clone(),
         meter: Meter::default(),
         reflection: ReflectionCache::default(),
+        admin: blake3::hash(token.as_bytes()),
     });
+    let console = Arc::new(console::Console::new(
+        shared.clone(),
+        &token,
+        console::Sources {
+            metrics: config.metrics_targets.clone(),
+            logs_dir: config.logs_dir.clone(),
+            jaeger_url: config.jaeger_url.clone(),
+        },
+    ));
     let flushing = Arc::new(tokio::sync::Mutex::new(()));
 
     let mut background = tokio::task::JoinSet::new();
@@ -560,7 +640,7 @@ pub async fn serve(
     for (index, listener) in listeners.into_iter().enumerate() {
         let listener = listener.into_std()?;
         let health_server: Health = BoxCloneService::new(health_server.clone());
-        let (stack, stopped) = (stack.clone(), stopped.clone());
+        let (stack, stopped, console) = (stack.clone(), stopped.clone(), console.clone());
         let (policy, grace, public) = (
             ConnectionPolicy::of(&config),
             args.shutdown_timeout,
@@ -577,6 +657,7 @@ pub async fn serve(
                     listener,
                     stack,
                     health_server,
+                    console,
                     public,
                     policy,
                     grace,

@@ -36,6 +36,8 @@ pub enum Caller {
     Key(Arc<CachedKey>),
     /// No key, on a method open to anyone (signing up).
     Anonymous,
+    /// The admin token, on an operator's method: neither throttled nor metered.
+    Operator,
 }
 
 /// Where the routing layer sends the call.
@@ -112,6 +114,17 @@ where
             let path = request.uri().path();
             let routes = shared.routes();
             let reflection_call = path.starts_with(REFLECTION_V1) || path.starts_with(REFLECTION_V1ALPHA);
+            if routes.is_operator(path) {
+                if !crate::console::is_admin(&shared.admin, request.headers().get(http::header::AUTHORIZATION)) {
+                    return Ok(Status::unauthenticated(format!(
+                        "{} is an operator's method: send the admin token as `authorization: Bearer TOKEN`",
+                        path.trim_start_matches('/')
+                    ))
+                    .into_http());
+                }
+                request.extensions_mut().insert(Caller::Operator);
+                return inner.call(request).await;
+            }
             if !reflection_call && !routes.is_public(path) {
                 return Ok(Status::unimplemented(format!(
                     "{} is not served through the gateway; `grpcurl -H 'x-api-key: KEY' HOST list` shows what is",
@@ -220,7 +233,7 @@ where
                 .anonymous_limiter
                 .check(path)
                 .map_err(|wait| (wait, "calls without a key".to_string())),
-            None => Ok(()),
+            Some(Caller::Operator) | None => Ok(()),
         };
         match checked {
             Ok(()) => Either::Right(self.inner.call(request)),
@@ -350,6 +363,8 @@ where
         }
         if !pass_key {
             headers.remove("x-api-key");
+            // The admin token goes only where it is checked again (apikeys).
+            headers.remove(http::header::AUTHORIZATION);
         }
         if let Some(Caller::Key(key)) = &caller {
             headers.insert("x-ferrymesh-key-id", key.identity.key_id.clone());
@@ -482,6 +497,7 @@ mod tests {
             quotas,
             meter: metering::Meter::default(),
             reflection: ReflectionCache::default(),
+            admin: blake3::hash(b"0123456789abcdef"),
         })
     }
 

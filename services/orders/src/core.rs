@@ -16,7 +16,10 @@ use crate::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceCli
 use crate::pb::ferrymesh::payments::v1::TokenizeCardRequest;
 use crate::pb::ferrymesh::payments::v1::payments_service_client::PaymentsServiceClient;
 use crate::pb::ferrymesh::workflow::v1::workflow_service_client::WorkflowServiceClient;
-use crate::pb::ferrymesh::workflow::v1::{DescribeExecutionRequest, ExecutionStatus, StartExecutionRequest};
+use crate::pb::ferrymesh::workflow::v1::{
+    DescribeExecutionRequest, ExecutionStatus, GetExecutionGraphRequest, GetExecutionGraphResponse,
+    StartExecutionRequest,
+};
 use crate::store::Store;
 use kit::client::Upstream;
 use kit_values::Violations;
@@ -285,6 +288,28 @@ impl Core {
             }
         }
         Ok(order)
+    }
+
+    /// The saga of an order, drawn by workflow; `None` before it started.
+    pub async fn graph(&self, order: &Order) -> Result<Option<GetExecutionGraphResponse>, OrdersError> {
+        if !order.saga_started {
+            return Ok(None);
+        }
+        let mut workflow = self.workflow.clone();
+        let mut request = tonic::Request::new(GetExecutionGraphRequest {
+            execution_name: order.execution_name.clone(),
+        });
+        request.set_timeout(Duration::from_secs(2));
+        match workflow.get_execution_graph(request).await {
+            Ok(response) => Ok(Some(response.into_inner())),
+            // Recorded as started, not yet known to workflow: nothing to draw yet.
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(OrdersError::GraphUnavailable(format!(
+                "{:?}: {}",
+                status.code(),
+                status.message()
+            ))),
+        }
     }
 
     /// A page of orders and the cursor of the next.

@@ -413,6 +413,9 @@ pub enum OrdersError {
     /// workflow did not take the saga (yet).
     #[error("the workflow service did not start the saga ({0})")]
     WorkflowUnavailable(String),
+    /// workflow could not draw the saga now.
+    #[error("the workflow service could not draw the saga ({0}); retry")]
+    GraphUnavailable(String),
     /// The order's totals are in more than one currency.
     #[error("the order totals {0}; one charge takes one currency, so order items priced in one currency")]
     MixedCurrencies(String),

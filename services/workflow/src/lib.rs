@@ -92,15 +92,27 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
 }
 
 /// The service over an open, migrated database and a task invoker: publishes
-/// Who may call workflow under mutual TLS: orders, starting and reading
-/// the place-order saga. Executions hold every customer's data, so the
-/// gateway may not.
+/// Who may call workflow under mutual TLS: orders, starting, reading and
+/// drawing the place-order saga; the gateway, for the console's operations
+/// view, and only for calls that carry the admin token (the gateway checks
+/// it): reading executions and redriving them.
 pub const CALLERS: kit::authz::Callers = &[
     ("orders", "ferrymesh.workflow.v1.WorkflowService/StartExecution"),
     (
         "orders",
         "ferrymesh.workflow.v1.WorkflowService/DescribeExecution",
     ),
+    (
+        "orders",
+        "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph",
+    ),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/ListStateMachines"),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/GetStateMachine"),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/ListExecutions"),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/DescribeExecution"),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/GetExecutionHistory"),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph"),
+    ("gateway", "ferrymesh.workflow.v1.WorkflowService/RedriveExecution"),
 ];
 
 /// the saga (unless told not to) and resumes every RUNNING execution.

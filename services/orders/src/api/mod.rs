@@ -108,7 +108,8 @@ impl From<OrdersError> for Status {
             }
             OrdersError::CatalogUnavailable(_)
             | OrdersError::PaymentsUnavailable(_)
-            | OrdersError::WorkflowUnavailable(_) => {
+            | OrdersError::WorkflowUnavailable(_)
+            | OrdersError::GraphUnavailable(_) => {
                 e::unavailable(message, std::time::Duration::from_secs(1))
             }
             OrdersError::MixedCurrencies(_) => {

@@ -81,6 +81,35 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         }))
     }
 
+    async fn get_order_graph(
+        &self,
+        request: Request<pb::GetOrderGraphRequest>,
+    ) -> Result<Response<pb::GetOrderGraphResponse>, Status> {
+        let id = order_id(&request.get_ref().order_id)?;
+        let order = super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
+        let graph = self.core.graph(&order).await?;
+        let (steps, svg) = match graph {
+            None => (Vec::new(), String::new()),
+            Some(graph) => (
+                graph
+                    .nodes
+                    .into_iter()
+                    .map(|node| pb::OrderStep {
+                        progress: progress_name(node.progress).to_string(),
+                        name: node.name,
+                        retries: node.retries,
+                    })
+                    .collect(),
+                graph.svg,
+            ),
+        };
+        Ok(Response::new(pb::GetOrderGraphResponse {
+            order: Some(to_v2(order)?),
+            steps,
+            svg,
+        }))
+    }
+
     async fn list_orders(
         &self,
         request: Request<pb::ListOrdersRequest>,
@@ -155,6 +184,20 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
             Ok(pb::WatchOrderResponse { order: Some(order) })
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// workflow's StateProgress as the step's progress word.
+fn progress_name(progress: i32) -> &'static str {
+    use crate::pb::ferrymesh::workflow::v1::StateProgress as P;
+    match P::try_from(progress) {
+        Ok(P::InProgress) => "in-progress",
+        Ok(P::Succeeded) => "succeeded",
+        Ok(P::Failed) => "failed",
+        Ok(P::Caught) => "caught",
+        Ok(P::Compensated) => "compensated",
+        Ok(P::Compensation) => "compensation",
+        Ok(P::NotReached | P::Unspecified) | Err(_) => "not-reached",
     }
 }
 

@@ -1,0 +1,333 @@
+//! gRPC-Web for browsers, on the gateway's one port.
+//!
+//! tonic-web turns a gRPC-Web call (`application/grpc-web`, `+proto`, and
+//! the base64 `-text` forms) into a gRPC call and its answer back, so a
+//! page reaches the same contracts as grpcurl does, through the same keys,
+//! throttles, quotas and metering. On top of it, `application/grpc-web+json`
+//! (a message format the gRPC-Web protocol leaves open) carries each message
+//! as the contract's canonical JSON: the gateway encodes it into Protobuf
+//! from the contracts' descriptors (prost-reflect), as grpcurl does on the
+//! client's side, and decodes the answers back. The console's pages and its
+//! "try it" form use it, so a browser needs no Protobuf library.
+
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderValue, Request, Response, header};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use tonic::Status;
+use tonic::body::Body;
+
+/// Every gRPC-Web content type starts so.
+const GRPC_WEB: &str = "application/grpc-web";
+/// The JSON form the console speaks.
+pub const GRPC_WEB_JSON: &str = "application/grpc-web+json";
+/// The flag of a frame that carries trailers, not a message.
+const TRAILERS: u8 = 0x80;
+
+/// Whether a request is a gRPC-Web call, in any of its forms.
+pub fn is_grpc_web(request: &Request<Body>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(GRPC_WEB.as_bytes()))
+}
+
+fn is_json(request: &Request<Body>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(GRPC_WEB_JSON.as_bytes()))
+}
+
+/// The contracts' descriptors, decoded once.
+pub fn contracts() -> Result<&'static DescriptorPool, String> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(crate::EVERY_DESCRIPTOR_SET).map_err(|e| format!("the contracts' descriptors: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// A gRPC-Web answer that carries only a status (a "trailers-only" response).
+fn refusal(status: &Status, content_type: &'static str) -> Response<Body> {
+    let mut response = status.clone().into_http::<Body>();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Serves one gRPC-Web call: the JSON form is turned into the Protobuf one
+/// first; then tonic-web makes it a gRPC call for `grpc`.
+pub async fn serve<S>(request: Request<Body>, grpc: S, max_message_bytes: usize) -> Response<Body>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use tower::{Layer, ServiceExt};
+    let web = tonic_web::GrpcWebLayer::new().layer(grpc);
+    if !is_json(&request) {
+        return match web.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
+    let (request, output) = match to_proto(request, max_message_bytes).await {
+        Ok(r) => r,
+        Err(status) => return refusal(&status, GRPC_WEB_JSON),
+    };
+    let response = match web.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (mut parts, body) = response.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(GRPC_WEB_JSON));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::new(JsonAnswers::new(body, output)))
+}
+
+/// The method's input and output messages, from the request path.
+fn method_of(path: &str) -> Result<(MessageDescriptor, MessageDescriptor), Status> {
+    let pool = contracts().map_err(Status::internal)?;
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(|| Status::unimplemented(format!("{path} is not /package.Service/Method")))?;
+    let method = pool
+        .get_service_by_name(service)
+        .and_then(|s| s.methods().find(|m| m.name() == method))
+        .ok_or_else(|| {
+            Status::unimplemented(format!(
+                "{} is not a method of ferrymesh's contracts",
+                path.trim_start_matches('/')
+            ))
+        })?;
+    Ok((method.input(), method.output()))
+}
+
+/// Reads the JSON messages of a call and writes them as Protobuf.
+async fn to_proto(request: Request<Body>, max: usize) -> Result<(Request<Body>, MessageDescriptor), Status> {
+    let (input, output) = method_of(request.uri().path())?;
+    let (mut parts, body) = request.into_parts();
+    let limit = max.saturating_add(5);
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Status::resource_exhausted(format!("the request is larger than {max} bytes"))
+            } else {
+                Status::cancelled(format!("the request body was not read: {e}"))
+            }
+        })?
+        .to_bytes();
+    let mut frames = bytes.clone();
+    let mut out = BytesMut::with_capacity(bytes.len());
+    while frames.has_remaining() {
+        if frames.remaining() < 5 {
+            return Err(Status::invalid_argument(
+                "a gRPC-Web message needs a 5-byte prefix: a flag byte, then its length (4 bytes, big-endian)",
+            ));
+        }
+        let flag = frames.get_u8();
+        let length = frames.get_u32() as usize;
+        if flag != 0 {
+            return Err(Status::invalid_argument(format!(
+                "message flag {flag:#04x}: JSON messages are sent uncompressed with flag 0"
+            )));
+        }
+        if frames.remaining() < length {
+            return Err(Status::invalid_argument(format!(
+                "the prefix announces {length} bytes but {} follow",
+                frames.remaining()
+            )));
+        }
+        let json = frames.split_to(length);
+        let mut deserializer = serde_json::Deserializer::from_slice(&json);
+        let message = DynamicMessage::deserialize(input.clone(), &mut deserializer)
+            .and_then(|m| deserializer.end().map(|()| m))
+            .map_err(|e| Status::invalid_argument(format!("the request is not a JSON {}: {e}", input.full_name())))?;
+        let encoded = message.encode_to_vec();
+        out.put_u8(0);
+        out.put_u32(u32::try_from(encoded.len()).map_err(|_| Status::resource_exhausted("the message is too large"))?);
+        out.put_slice(&encoded);
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc-web+proto"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok((Request::from_parts(parts, Body::new(http_body_util::Full::new(out.freeze()))), output))
+}
+
+pin_project_lite::pin_project! {
+    /// A gRPC-Web answer whose messages are rewritten as JSON as they
+    /// stream; the trailers frame passes as it is.
+    struct JsonAnswers {
+        #[pin]
+        inner: Body,
+        output: MessageDescriptor,
+        pending: BytesMut,
+        done: bool,
+    }
+}
+
+impl JsonAnswers {
+    fn new(inner: Body, output: MessageDescriptor) -> JsonAnswers {
+        JsonAnswers {
+            inner,
+            output,
+            pending: BytesMut::new(),
+            done: false,
+        }
+    }
+}
+
+/// The JSON of one Protobuf message, every field shown with its proto name.
+fn to_json(output: &MessageDescriptor, bytes: &[u8]) -> Result<Vec<u8>, Status> {
+    let message = DynamicMessage::decode(output.clone(), bytes)
+        .map_err(|e| Status::internal(format!("the answer is not a {}: {e}", output.full_name())))?;
+    let options = SerializeOptions::new()
+        .skip_default_fields(false)
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(true);
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::new(&mut out);
+    message
+        .serialize_with_options(&mut serializer, &options)
+        .map_err(|e| Status::internal(format!("the answer could not be written as JSON: {e}")))?;
+    Ok(out)
+}
+
+/// A trailers frame that ends the call with `status`.
+fn trailers_frame(status: &Status) -> Bytes {
+    let text = format!(
+        "grpc-status:{}\r\ngrpc-message:{}\r\n",
+        status.code() as i32,
+        percent_encoding_lite(status.message())
+    );
+    let mut out = BytesMut::with_capacity(text.len() + 5);
+    out.put_u8(TRAILERS);
+    out.put_u32(u32::try_from(text.len()).unwrap_or(u32::MAX));
+    out.put_slice(text.as_bytes());
+    out.freeze()
+}
+
+/// grpc-message is percent-encoded outside printable ASCII (and `%`).
+fn percent_encoding_lite(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl http_body::Body for JsonAnswers {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let mut this = self.project();
+        loop {
+            // Every whole frame buffered so far, rewritten.
+            let mut out = BytesMut::new();
+            while this.pending.len() >= 5 {
+                let flag = this.pending[0];
+                let length = u32::from_be_bytes([this.pending[1], this.pending[2], this.pending[3], this.pending[4]]) as usize;
+                if this.pending.len() < 5 + length {
+                    break;
+                }
+                let frame = this.pending.split_to(5 + length);
+                if flag & TRAILERS != 0 {
+                    out.put_slice(&frame);
+                    continue;
+                }
+                match to_json(this.output, &frame[5..]) {
+                    Ok(json) => {
+                        out.put_u8(0);
+                        out.put_u32(u32::try_from(json.len()).unwrap_or(u32::MAX));
+                        out.put_slice(&json);
+                    }
+                    Err(status) => {
+                        // Ends the call: the page sees why.
+                        *this.done = true;
+                        this.pending.clear();
+                        out.put_slice(&trailers_frame(&status));
+                        return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            }
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    if !this.pending.is_empty() {
+                        this.pending.clear();
+                        let status = Status::internal("the answer ended inside a message");
+                        return Poll::Ready(Some(Ok(Frame::data(trailers_frame(&status)))));
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.pending.extend_from_slice(&data),
+                    // HTTP trailers (none under tonic-web, which puts them in the body).
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_messages_become_protobuf_and_back() {
+        let (input, output) = method_of("/ferrymesh.catalog.v1.CatalogService/GetProduct").unwrap();
+        let mut de = serde_json::Deserializer::from_str(r#"{"product_id": "mug"}"#);
+        let message = DynamicMessage::deserialize(input, &mut de).unwrap();
+        assert!(!message.encode_to_vec().is_empty());
+        let json = to_json(&output, &[]).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        assert!(text.starts_with('{'), "{text}");
+    }
+
+    #[test]
+    fn unknown_methods_are_unimplemented() {
+        let status = method_of("/ferrymesh.catalog.v1.CatalogService/Nope").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert!(status.message().contains("not a method"), "{}", status.message());
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(percent_encoding_lite("50% é"), "50%25 %C3%A9");
+    }
+}
