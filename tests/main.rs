@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bounded_input;
+mod console;
 mod contracts;
 mod gateway;
 mod hostile_input;

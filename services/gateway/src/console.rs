@@ -439,30 +439,52 @@ async fn scrape(url: &str) -> Result<String, String> {
     String::from_utf8(body.to_bytes().to_vec()).map_err(|e| e.to_string())
 }
 
-/// grpc.health.v1's overall status of the instance, on its admin port.
+/// grpc.health.v1's overall status of the instance: on its admin port,
+/// where every service answers it in plaintext, or else on its gRPC port
+/// (the admin port − 1000), where the gateway answers it.
 async fn health(addr: SocketAddr) -> &'static str {
+    if let Some(status) = health_at(addr).await {
+        return status;
+    }
+    match addr.port().checked_sub(1000) {
+        Some(port) => health_at(SocketAddr::new(addr.ip(), port))
+            .await
+            .unwrap_or("UNREACHABLE"),
+        None => "UNREACHABLE",
+    }
+}
+
+/// The status at `addr`, or `None` when nothing there answers gRPC health.
+async fn health_at(addr: SocketAddr) -> Option<&'static str> {
     let request = match Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
         .header(header::CONTENT_TYPE, "application/grpc")
         .header("te", "trailers")
         .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
     {
         Ok(r) => r,
-        Err(_) => return "UNKNOWN",
+        Err(_) => return None,
     };
     let answered = tokio::time::timeout(Duration::from_secs(2), async {
         let response = client().request(request).await.ok()?;
+        let grpc = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if !grpc {
+            return None;
+        }
         let body = response.into_body().collect().await.ok()?.to_bytes();
         let message = body.get(5..)?;
         tonic_health::pb::HealthCheckResponse::decode(message).ok()
     })
     .await;
     match answered {
-        Ok(Some(answer)) => match answer.status() {
+        Ok(Some(answer)) => Some(match answer.status() {
             tonic_health::pb::health_check_response::ServingStatus::Serving => "SERVING",
             tonic_health::pb::health_check_response::ServingStatus::NotServing => "NOT_SERVING",
             _ => "UNKNOWN",
-        },
-        Ok(None) | Err(_) => "UNREACHABLE",
+        }),
+        Ok(None) | Err(_) => None,
     }
 }
 

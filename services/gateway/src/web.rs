@@ -93,8 +93,101 @@ where
     parts
         .headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(GRPC_WEB_JSON));
+    if let Some(details) = details_json(&parts.headers) {
+        parts.headers.insert(DETAILS_JSON, details);
+    }
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::new(JsonAnswers::new(body, output)))
+}
+
+/// The error details of a status as JSON, beside the binary form, for pages.
+const DETAILS_JSON: &str = "grpc-status-details-json";
+
+/// `grpc-status-details-bin` (google.rpc.Status) as JSON, percent-encoded.
+fn details_json(headers: &http::HeaderMap) -> Option<HeaderValue> {
+    use serde_json::{Map, Value, json};
+    use tonic_types::StatusExt;
+    if !headers.contains_key("grpc-status-details-bin") {
+        return None;
+    }
+    let details = Status::from_header_map(headers)?.get_error_details();
+    let mut out = Map::new();
+    if let Some(b) = details.bad_request() {
+        let v: Vec<Value> = b
+            .field_violations
+            .iter()
+            .map(|v| json!({"field": v.field, "description": v.description}))
+            .collect();
+        out.insert("field_violations".into(), json!(v));
+    }
+    if let Some(r) = details.retry_info() {
+        out.insert(
+            "retry_delay".into(),
+            json!(r.retry_delay.map(|d| format!("{:.3}s", d.as_secs_f64()))),
+        );
+    }
+    if let Some(q) = details.quota_failure() {
+        let v: Vec<Value> = q
+            .violations
+            .iter()
+            .map(|v| json!({"subject": v.subject, "description": v.description}))
+            .collect();
+        out.insert("quota_violations".into(), json!(v));
+    }
+    if let Some(e) = details.error_info() {
+        out.insert(
+            "error_info".into(),
+            json!({"reason": e.reason, "domain": e.domain, "metadata": e.metadata}),
+        );
+    }
+    if let Some(p) = details.precondition_failure() {
+        let v: Vec<Value> = p
+            .violations
+            .iter()
+            .map(|v| json!({"type": v.r#type, "subject": v.subject, "description": v.description}))
+            .collect();
+        out.insert("precondition_violations".into(), json!(v));
+    }
+    if let Some(r) = details.resource_info() {
+        out.insert(
+            "resource_info".into(),
+            json!({"resource_type": r.resource_type, "resource_name": r.resource_name, "description": r.description}),
+        );
+    }
+    if let Some(h) = details.help() {
+        let v: Vec<Value> = h
+            .links
+            .iter()
+            .map(|l| json!({"description": l.description, "url": l.url}))
+            .collect();
+        out.insert("help".into(), json!(v));
+    }
+    if out.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&percent_encoding_lite(&Value::Object(out).to_string())).ok()
+}
+
+/// A trailers frame's text with the details as JSON added, when it has any.
+fn with_details(frame: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(frame.get(5..)?).ok()?;
+    let mut headers = http::HeaderMap::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let details = details_json(&headers)?;
+    let text = format!("{text}{DETAILS_JSON}:{}\r\n", details.to_str().ok()?);
+    let mut out = BytesMut::with_capacity(text.len() + 5);
+    out.put_u8(TRAILERS);
+    out.put_u32(u32::try_from(text.len()).ok()?);
+    out.put_slice(text.as_bytes());
+    Some(out.freeze())
 }
 
 /// The method's input and output messages, from the request path.
@@ -254,7 +347,10 @@ impl http_body::Body for JsonAnswers {
                 }
                 let frame = this.pending.split_to(5 + length);
                 if flag & TRAILERS != 0 {
-                    out.put_slice(&frame);
+                    match with_details(&frame) {
+                        Some(rewritten) => out.put_slice(&rewritten),
+                        None => out.put_slice(&frame),
+                    }
                     continue;
                 }
                 match to_json(this.output, &frame[5..]) {

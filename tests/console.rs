@@ -1,0 +1,351 @@
+//! The web console and gRPC-Web on the gateway's port: raw HTTP/1.1 calls
+//! as a browser makes them, and the browser itself (Debian's Chromium,
+//! driven by Playwright: `tests/browser/console.py`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use prost::Message;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use catalog::pb::ferrymesh::catalog::v1 as cpb;
+
+use crate::gateway::Gateway;
+use crate::saga::Mesh;
+use crate::support::{Process, ferrymesh, root, serve};
+
+/// What a browser gets back from one HTTP/1.1 request.
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The gRPC status: from the headers (trailers-only) or the trailers frame.
+    fn grpc_status(&self) -> Option<i32> {
+        if let Some(code) = self.header("grpc-status") {
+            return code.parse().ok();
+        }
+        self.frames()
+            .into_iter()
+            .find(|(flag, _)| flag & 0x80 != 0)
+            .and_then(|(_, text)| {
+                String::from_utf8_lossy(&text)
+                    .split("\r\n")
+                    .find_map(|l| l.strip_prefix("grpc-status:").map(|v| v.trim().parse().ok()))?
+            })
+    }
+
+    /// gRPC-Web frames: (flag, payload).
+    fn frames(&self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 5 <= self.body.len() {
+            let length = u32::from_be_bytes(self.body[at + 1..at + 5].try_into().unwrap()) as usize;
+            out.push((self.body[at], self.body[at + 5..at + 5 + length].to_vec()));
+            at += 5 + length;
+        }
+        out
+    }
+}
+
+/// One HTTP/1.1 request on its own connection.
+async fn http1(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut rest = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let end = at + rest[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[at..end]).trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            at = end + 2 + size + 2;
+        }
+        rest = body;
+    }
+    Answer {
+        status,
+        headers,
+        body: rest,
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+async fn web_call(addr: SocketAddr, path: &str, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Answer {
+    let mut headers = vec![("content-type", content_type), ("x-grpc-web", "1")];
+    headers.extend_from_slice(extra);
+    http1(addr, "POST", path, &headers, body).await
+}
+
+const GET_PRODUCT: &str = "/ferrymesh.catalog.v1.CatalogService/GetProduct";
+
+#[tokio::test]
+async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut catalog, catalog_addr) = serve("catalog", &dir.path().join("catalog"), &[], &[]).await;
+    let gateway = Gateway::routed_to(dir, &format!("http://{catalog_addr}")).await;
+    let addr = gateway.addr;
+    let proto = cpb::GetProductRequest {
+        product_id: "mug".into(),
+    }
+    .encode_to_vec();
+
+    // Without a key: UNAUTHENTICATED in every form, as over gRPC.
+    let grpc = gateway.catalog().get_product(cpb::GetProductRequest { product_id: "mug".into() }).await.unwrap_err();
+    assert_eq!(grpc.code(), tonic::Code::Unauthenticated);
+    for content_type in ["application/grpc-web", "application/grpc-web+proto"] {
+        let answer = web_call(addr, GET_PRODUCT, content_type, &frame(&proto), &[]).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.grpc_status(), Some(16), "{content_type}: {:?}", answer.headers);
+        assert!(answer.header("grpc-message").unwrap().contains("x-api-key"));
+    }
+    let text = kit_values_base64(&frame(&proto));
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web-text", text.as_bytes(), &[]).await;
+    assert_eq!(answer.grpc_status(), Some(16), "{:?}", answer.headers);
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"product_id": "mug"}"#), &[]).await;
+    assert_eq!(answer.grpc_status(), Some(16));
+    assert_eq!(answer.header("content-type"), Some("application/grpc-web+json"));
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &frame(br#"{"product_id": "mug"}"#),
+        &[("x-api-key", "fmk_notakey0000000000000000000000000000")],
+    )
+    .await;
+    assert_eq!(answer.grpc_status(), Some(16));
+
+    // With a key, the same contracts through every form.
+    let secret = crate::gateway::register(addr, "web@example.com").await;
+    let key = [("x-api-key", secret.as_str())];
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+proto", &frame(&proto), &key).await;
+    assert_eq!(answer.grpc_status(), Some(0), "{:?}", answer.headers);
+    let frames = answer.frames();
+    let product = cpb::GetProductResponse::decode(frames[0].1.as_slice()).unwrap().product.unwrap();
+    assert_eq!(product.name, "Mug");
+    assert!(answer.header("x-correlation-id").is_some());
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"productId": "mug"}"#), &key).await;
+    assert_eq!(answer.grpc_status(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&answer.frames()[0].1).unwrap();
+    assert_eq!(json["product"]["name"], "Mug");
+    assert_eq!(json["product"]["price"]["currency_code"], "USD");
+
+    // JSON that is not the request says what to fix; the details come as JSON too.
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"product": 1}"#), &key).await;
+    assert_eq!(answer.grpc_status(), Some(3));
+    let message = answer.header("grpc-message").unwrap();
+    assert!(message.contains("GetProductRequest") && message.contains("product"), "{message}");
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"product_id": ""}"#), &key).await;
+    assert_eq!(answer.grpc_status(), Some(3));
+    let trailers: String = answer
+        .frames()
+        .iter()
+        .filter(|(f, _)| f & 0x80 != 0)
+        .map(|(_, t)| String::from_utf8_lossy(t).to_string())
+        .chain(answer.header("grpc-status-details-json").map(str::to_string))
+        .collect();
+    assert!(trailers.contains("field_violations") && trailers.contains("product_id"), "{trailers}");
+    let answer = web_call(
+        addr,
+        "/ferrymesh.catalog.v1.CatalogService/Nope",
+        "application/grpc-web+json",
+        &frame(b"{}"),
+        &key,
+    )
+    .await;
+    assert_eq!(answer.grpc_status(), Some(12));
+    let mut short = frame(br#"{"product_id": "mug"}"#);
+    short.truncate(short.len() - 3);
+    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &short, &key).await;
+    assert_eq!(answer.grpc_status(), Some(3));
+    assert!(answer.header("grpc-message").unwrap().contains("follow"));
+
+    // Operator methods need the admin token, not a key; they are not metered.
+    let list = "/ferrymesh.apikeys.v1.ApiKeysService/ListDevelopers";
+    let answer = web_call(addr, list, "application/grpc-web+json", &frame(b"{}"), &key).await;
+    assert_eq!(answer.grpc_status(), Some(12), "not an operator method in this configuration");
+
+    // The console's pages, from the binary, with a strict policy.
+    let page = http1(addr, "GET", "/", &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.header("content-security-policy").unwrap().contains("script-src 'self'"));
+    assert!(String::from_utf8_lossy(&page.body).contains("/console/app.js"));
+    let script = http1(addr, "GET", "/console/app.js", &[], b"").await;
+    assert_eq!(script.status, 200);
+    assert!(String::from_utf8_lossy(&script.body).contains("application/grpc-web+json"));
+    let reference = http1(addr, "GET", "/console/api/reference", &[], b"").await;
+    let reference: serde_json::Value = serde_json::from_slice(&reference.body).unwrap();
+    let catalog_service = reference["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ferrymesh.catalog.v1.CatalogService")
+        .unwrap();
+    assert!(catalog_service["methods"].as_array().unwrap().iter().any(|m| m["name"] == "GetProduct"));
+    assert!(!catalog_service["comment"].as_str().unwrap().is_empty(), "proto comments are shown");
+    let request = &reference["messages"]["ferrymesh.catalog.v1.GetProductRequest"]["fields"][0];
+    assert_eq!(request["name"], "product_id");
+    assert!(!request["comment"].as_str().unwrap().is_empty());
+    // Only public methods: no operator's or saga's method is listed.
+    let text = reference.to_string();
+    assert!(!text.contains("OrderFulfillmentService") && !text.contains("ApiKeysService/"));
+    for path in ["/console/api/ops/mesh", "/console/api/ops/metrics", "/console/api/ops/logs?correlation_id=abcd"] {
+        let refused = http1(addr, "GET", path, &[], b"").await;
+        assert_eq!(refused.status, 401, "{path}");
+        let wrong = http1(addr, "GET", path, &[("authorization", "Bearer wrong-token-0000000")], b"").await;
+        assert_eq!(wrong.status, 401, "{path}");
+    }
+    let missing = http1(addr, "GET", "/nope", &[], b"").await;
+    assert_eq!(missing.status, 404);
+
+    // gRPC keeps working on the same port after all of this.
+    gateway.get(&secret).await.unwrap();
+    gateway.stop().await;
+    catalog.signal(Signal::SIGTERM);
+    catalog.wait_exit(Duration::from_secs(30)).await;
+}
+
+/// Standard base64, as gRPC-Web's text form carries messages.
+fn kit_values_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The browser tests: a newcomer signs up and orders; an operator finds a
+/// failed compensation, redrives it once the fault is gone, and sees the
+/// developer's usage rise. With FERRYMESH_SCREENSHOTS=DIR, the browser
+/// saves the README's screenshots there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
+    let data = tempfile::tempdir().unwrap();
+    // The saga's inventory runs apart, so its fault can be removed by a
+    // restart: releasing a reservation fails until then.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let inventory_addr = format!("127.0.0.1:{port}");
+    let inventory_dir = data.path().join("saga-inventory");
+    let start_inventory = |fault: bool| {
+        let mut command = ferrymesh();
+        command
+            .args(["serve", "inventory", "--listen", &inventory_addr, "--data-dir"])
+            .arg(&inventory_dir);
+        if fault {
+            command.arg("--fault=ReleaseReservation:error_rate=1,code=INTERNAL");
+        }
+        Process::spawn(command)
+    };
+    let mut inventory = start_inventory(true);
+    inventory
+        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+        .await;
+    let pass = format!("workflow=--endpoint=ferrymesh.inventory.v1=http://{inventory_addr}");
+    let mesh = Mesh::up_with(data.path(), &[&pass], &["--trace-sink"], &[]).await;
+    let base = format!("http://127.0.0.1:{}", 8080 + mesh.offset);
+    let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
+
+    let python = root().join(".tools/browser-venv/bin/python");
+    assert!(python.exists(), "run build-support/install-tools.sh first: {} is missing", python.display());
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(root().join("tests/browser/console.py"))
+        .args(["--base", &base, "--admin-token", token.trim()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(dir) = std::env::var_os("FERRYMESH_SCREENSHOTS") {
+        command.arg("--screenshots").arg(dir);
+    }
+    let mut browser = command.spawn().unwrap();
+    let mut stdin = browser.stdin.take().unwrap();
+    let mut stdout = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut stderr = browser.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut said = Vec::new();
+    let driven = tokio::time::timeout(Duration::from_secs(300), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            said.push(line.clone());
+            if line == "REQUEST remove-fault" {
+                inventory.signal(Signal::SIGTERM);
+                inventory.wait_exit(Duration::from_secs(30)).await;
+                inventory = start_inventory(false);
+                inventory
+                    .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+                    .await;
+                stdin.write_all(b"done\n").await.unwrap();
+            }
+        }
+    })
+    .await;
+    let status = browser.wait().await.unwrap();
+    let errors = errors.await.unwrap();
+    let mesh_tail: Vec<String> = mesh.up.lines().into_iter().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    assert!(
+        driven.is_ok() && status.success() && said.last().is_some_and(|l| l == "PASSED"),
+        "the browser tests failed (after the last STEP below):\n{}\n{errors}\nthe mesh's last lines:\n{}",
+        said.join("\n"),
+        mesh_tail.join("\n")
+    );
+    // What the browser did is what the services recorded.
+    let order_id = said.iter().find_map(|l| l.strip_prefix("ORDER ")).unwrap().to_string();
+    assert_eq!(mesh.order(&order_id).await.status, orders::pb::ferrymesh::orders::v2::OrderStatus::Confirmed as i32);
+    mesh.stop().await;
+    inventory.signal(Signal::SIGTERM);
+    inventory.wait_exit(Duration::from_secs(30)).await;
+}
