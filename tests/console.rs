@@ -74,7 +74,10 @@ async fn http1(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
         .await
         .expect("an answer in time")
         .unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP head");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
@@ -111,7 +114,13 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-async fn web_call(addr: SocketAddr, path: &str, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Answer {
+async fn web_call(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Answer {
     let mut headers = vec![("content-type", content_type), ("x-grpc-web", "1")];
     headers.extend_from_slice(extra);
     http1(addr, "POST", path, &headers, body).await
@@ -131,18 +140,43 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
     .encode_to_vec();
 
     // Without a key: UNAUTHENTICATED in every form, as over gRPC.
-    let grpc = gateway.catalog().get_product(cpb::GetProductRequest { product_id: "mug".into() }).await.unwrap_err();
+    let grpc = gateway
+        .catalog()
+        .get_product(cpb::GetProductRequest {
+            product_id: "mug".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(grpc.code(), tonic::Code::Unauthenticated);
     for content_type in ["application/grpc-web", "application/grpc-web+proto"] {
         let answer = web_call(addr, GET_PRODUCT, content_type, &frame(&proto), &[]).await;
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.grpc_status(), Some(16), "{content_type}: {:?}", answer.headers);
+        assert_eq!(
+            answer.grpc_status(),
+            Some(16),
+            "{content_type}: {:?}",
+            answer.headers
+        );
         assert!(answer.header("grpc-message").unwrap().contains("x-api-key"));
     }
     let text = kit_values_base64(&frame(&proto));
-    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web-text", text.as_bytes(), &[]).await;
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web-text",
+        text.as_bytes(),
+        &[],
+    )
+    .await;
     assert_eq!(answer.grpc_status(), Some(16), "{:?}", answer.headers);
-    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"product_id": "mug"}"#), &[]).await;
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &frame(br#"{"product_id": "mug"}"#),
+        &[],
+    )
+    .await;
     assert_eq!(answer.grpc_status(), Some(16));
     assert_eq!(answer.header("content-type"), Some("application/grpc-web+json"));
     let answer = web_call(
@@ -158,24 +192,58 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
     // With a key, the same contracts through every form.
     let secret = crate::gateway::register(addr, "web@example.com").await;
     let key = [("x-api-key", secret.as_str())];
-    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+proto", &frame(&proto), &key).await;
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+proto",
+        &frame(&proto),
+        &key,
+    )
+    .await;
     assert_eq!(answer.grpc_status(), Some(0), "{:?}", answer.headers);
     let frames = answer.frames();
-    let product = cpb::GetProductResponse::decode(frames[0].1.as_slice()).unwrap().product.unwrap();
+    let product = cpb::GetProductResponse::decode(frames[0].1.as_slice())
+        .unwrap()
+        .product
+        .unwrap();
     assert_eq!(product.name, "Mug");
     assert!(answer.header("x-correlation-id").is_some());
-    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"productId": "mug"}"#), &key).await;
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &frame(br#"{"productId": "mug"}"#),
+        &key,
+    )
+    .await;
     assert_eq!(answer.grpc_status(), Some(0));
     let json: serde_json::Value = serde_json::from_slice(&answer.frames()[0].1).unwrap();
     assert_eq!(json["product"]["name"], "Mug");
     assert_eq!(json["product"]["price"]["currency_code"], "USD");
 
     // JSON that is not the request says what to fix; the details come as JSON too.
-    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"product": 1}"#), &key).await;
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &frame(br#"{"product": 1}"#),
+        &key,
+    )
+    .await;
     assert_eq!(answer.grpc_status(), Some(3));
     let message = answer.header("grpc-message").unwrap();
-    assert!(message.contains("GetProductRequest") && message.contains("product"), "{message}");
-    let answer = web_call(addr, GET_PRODUCT, "application/grpc-web+json", &frame(br#"{"product_id": ""}"#), &key).await;
+    assert!(
+        message.contains("GetProductRequest") && message.contains("product"),
+        "{message}"
+    );
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &frame(br#"{"product_id": ""}"#),
+        &key,
+    )
+    .await;
     assert_eq!(answer.grpc_status(), Some(3));
     let trailers: String = answer
         .frames()
@@ -184,7 +252,10 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
         .map(|(_, t)| String::from_utf8_lossy(t).to_string())
         .chain(answer.header("grpc-status-details-json").map(str::to_string))
         .collect();
-    assert!(trailers.contains("field_violations") && trailers.contains("product_id"), "{trailers}");
+    assert!(
+        trailers.contains("field_violations") && trailers.contains("product_id"),
+        "{trailers}"
+    );
     let answer = web_call(
         addr,
         "/ferrymesh.catalog.v1.CatalogService/Nope",
@@ -203,13 +274,21 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
     // Operator methods need the admin token, not a key; they are not metered.
     let list = "/ferrymesh.apikeys.v1.ApiKeysService/ListDevelopers";
     let answer = web_call(addr, list, "application/grpc-web+json", &frame(b"{}"), &key).await;
-    assert_eq!(answer.grpc_status(), Some(12), "not an operator method in this configuration");
+    assert_eq!(
+        answer.grpc_status(),
+        Some(12),
+        "not an operator method in this configuration"
+    );
 
     // The console's pages, from the binary, with a strict policy.
     let page = http1(addr, "GET", "/", &[], b"").await;
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
-    assert!(page.header("content-security-policy").unwrap().contains("script-src 'self'"));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     assert!(String::from_utf8_lossy(&page.body).contains("/console/app.js"));
     let script = http1(addr, "GET", "/console/app.js", &[], b"").await;
     assert_eq!(script.status, 200);
@@ -222,18 +301,38 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
         .iter()
         .find(|s| s["name"] == "ferrymesh.catalog.v1.CatalogService")
         .unwrap();
-    assert!(catalog_service["methods"].as_array().unwrap().iter().any(|m| m["name"] == "GetProduct"));
-    assert!(!catalog_service["comment"].as_str().unwrap().is_empty(), "proto comments are shown");
+    assert!(
+        catalog_service["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "GetProduct")
+    );
+    assert!(
+        !catalog_service["comment"].as_str().unwrap().is_empty(),
+        "proto comments are shown"
+    );
     let request = &reference["messages"]["ferrymesh.catalog.v1.GetProductRequest"]["fields"][0];
     assert_eq!(request["name"], "product_id");
     assert!(!request["comment"].as_str().unwrap().is_empty());
     // Only public methods: no operator's or saga's method is listed.
     let text = reference.to_string();
     assert!(!text.contains("OrderFulfillmentService") && !text.contains("ApiKeysService/"));
-    for path in ["/console/api/ops/mesh", "/console/api/ops/metrics", "/console/api/ops/logs?correlation_id=abcd"] {
+    for path in [
+        "/console/api/ops/mesh",
+        "/console/api/ops/metrics",
+        "/console/api/ops/logs?correlation_id=abcd",
+    ] {
         let refused = http1(addr, "GET", path, &[], b"").await;
         assert_eq!(refused.status, 401, "{path}");
-        let wrong = http1(addr, "GET", path, &[("authorization", "Bearer wrong-token-0000000")], b"").await;
+        let wrong = http1(
+            addr,
+            "GET",
+            path,
+            &[("authorization", "Bearer wrong-token-0000000")],
+            b"",
+        )
+        .await;
         assert_eq!(wrong.status, 401, "{path}");
     }
     let missing = http1(addr, "GET", "/nope", &[], b"").await;
@@ -273,7 +372,11 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     let data = tempfile::tempdir().unwrap();
     // The saga's inventory runs apart, so its fault can be removed by a
     // restart: releasing a reservation fails until then.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let inventory_addr = format!("127.0.0.1:{port}");
     let inventory_dir = data.path().join("saga-inventory");
     let start_inventory = |fault: bool| {
@@ -296,7 +399,11 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
 
     let python = root().join(".tools/browser-venv/bin/python");
-    assert!(python.exists(), "run build-support/install-tools.sh first: {} is missing", python.display());
+    assert!(
+        python.exists(),
+        "run build-support/install-tools.sh first: {} is missing",
+        python.display()
+    );
     let mut command = tokio::process::Command::new(python);
     command
         .arg(root().join("tests/browser/console.py"))
@@ -335,7 +442,16 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     .await;
     let status = browser.wait().await.unwrap();
     let errors = errors.await.unwrap();
-    let mesh_tail: Vec<String> = mesh.up.lines().into_iter().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    let mesh_tail: Vec<String> = mesh
+        .up
+        .lines()
+        .into_iter()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     assert!(
         driven.is_ok() && status.success() && said.last().is_some_and(|l| l == "PASSED"),
         "the browser tests failed (after the last STEP below):\n{}\n{errors}\nthe mesh's last lines:\n{}",
@@ -343,8 +459,15 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
         mesh_tail.join("\n")
     );
     // What the browser did is what the services recorded.
-    let order_id = said.iter().find_map(|l| l.strip_prefix("ORDER ")).unwrap().to_string();
-    assert_eq!(mesh.order(&order_id).await.status, orders::pb::ferrymesh::orders::v2::OrderStatus::Confirmed as i32);
+    let order_id = said
+        .iter()
+        .find_map(|l| l.strip_prefix("ORDER "))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        mesh.order(&order_id).await.status,
+        orders::pb::ferrymesh::orders::v2::OrderStatus::Confirmed as i32
+    );
     mesh.stop().await;
     inventory.signal(Signal::SIGTERM);
     inventory.wait_exit(Duration::from_secs(30)).await;

@@ -267,7 +267,11 @@ impl Spawn {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.data_dir.join("logs").join(format!("{}.log", self.service.name)))
+            .open(
+                self.data_dir
+                    .join("logs")
+                    .join(format!("{}.log", self.service.name)),
+            )
             .ok()
             .map(|f| Arc::new(std::sync::Mutex::new(f)));
         if let Some(out) = child.stdout.take() {

@@ -155,7 +155,7 @@ def newcomer(browser, base, shots):
     expect(page.get_by_role("img", name="Calls per day by method")).to_be_visible()
     expect(page.locator("#invoice-total")).to_contain_text("USD")
     if shots:
-        page.locator("#order-result").scroll_into_view_if_needed()
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=f"{shots}/portal.png", full_page=False)
     fits_phone(browser, f"{base}/#/portal", "the portal",
                prepare=lambda p: p.add_init_script(f"sessionStorage.setItem('ferrymesh.key', {json.dumps(key)})"))
@@ -194,7 +194,7 @@ def operator(browser, base, token, key, email, shots):
     say("STEP operator: watches the RED metrics move")
     page.get_by_role("link", name="RED metrics").click()
     calls(base, key, 10)
-    rate = page.locator('[data-method="ferrymesh.catalog.v1.CatalogService/GetProduct"]').first
+    rate = page.locator('[data-service="catalog"][data-method="ferrymesh.catalog.v1.CatalogService/GetProduct"]')
     expect(rate).to_be_visible(timeout=15000)
     deadline = time.time() + 20
     while float(rate.get_attribute("data-rate")) <= 0:

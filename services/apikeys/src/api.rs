@@ -633,12 +633,19 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
             return Err(ApiKeysError::from(v).into());
         };
         let invoice = invoice(&self.store, &r.developer_id, &r.period, bounds).await?;
-        Ok(Response::new(pb::GetInvoiceResponse { invoice: Some(invoice) }))
+        Ok(Response::new(pb::GetInvoiceResponse {
+            invoice: Some(invoice),
+        }))
     }
 }
 
 /// A developer's invoice for the month `period` (already checked, as `bounds`).
-async fn invoice(store: &Store, developer_id: &str, period: &str, bounds: (i64, i64)) -> Result<pb::Invoice, Status> {
+async fn invoice(
+    store: &Store,
+    developer_id: &str,
+    period: &str,
+    bounds: (i64, i64),
+) -> Result<pb::Invoice, Status> {
     let (developer, plan, invoice) = store.invoice(developer_id, bounds).await?;
     Ok(pb::Invoice {
         developer_id: developer.developer_id,
@@ -781,7 +788,9 @@ impl pb::developer_portal_service_server::DeveloperPortalService for PortalApi {
             return Err(ApiKeysError::from(v).into());
         };
         let invoice = invoice(&self.store, &developer.developer_id, &r.period, bounds).await?;
-        Ok(Response::new(pb::GetMyInvoiceResponse { invoice: Some(invoice) }))
+        Ok(Response::new(pb::GetMyInvoiceResponse {
+            invoice: Some(invoice),
+        }))
     }
 
     async fn get_my_usage(

@@ -375,7 +375,11 @@ impl Store {
     }
 
     /// Developers by id after `after`, at most `limit`.
-    pub async fn list_developers(&self, after: Option<&str>, limit: u32) -> Result<Vec<Developer>, ApiKeysError> {
+    pub async fn list_developers(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Developer>, ApiKeysError> {
         let rows = self
             .db
             .read()

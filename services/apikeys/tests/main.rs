@@ -16,4 +16,5 @@ kit_testing::on_sqlite_and_postgres!(
     usage_and_invoices_count_every_call_once,
     developers_serve_themselves_through_the_portal,
     the_same_email_registered_at_once_is_one_developer,
+    developers_revoke_their_own_keys_and_read_their_invoice,
 );

@@ -568,3 +568,154 @@ pub(crate) async fn the_same_email_registered_at_once_is_one_developer(api: &Api
     assert_eq!(api.server.db.count("developers").await, 1);
     assert_eq!(api.server.db.count("api_keys").await, 1);
 }
+
+pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api: &ApiKeys) {
+    let register = |email: &'static str| {
+        let mut portal = api.portal();
+        async move {
+            portal
+                .register_developer(pb::RegisterDeveloperRequest {
+                    email: email.into(),
+                    name: "Dev".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let ann = register("ann@example.com").await;
+    let bob = register("bob@example.com").await;
+    let ann_key = ann.key.unwrap();
+    let bob_key = bob.key.unwrap();
+
+    // Someone else's key is NOT_FOUND, as a missing one; bob's key still works.
+    let status = api
+        .portal()
+        .revoke_my_key(with_key(
+            pb::RevokeMyKeyRequest {
+                key_id: bob_key.key_id.clone(),
+            },
+            &ann.secret,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::NotFound, &bob_key.key_id);
+    api.portal()
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &bob.secret))
+        .await
+        .unwrap();
+    let status = api
+        .portal()
+        .revoke_my_key(with_key(
+            pb::RevokeMyKeyRequest {
+                key_id: "../x".into(),
+            },
+            &ann.secret,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // The invoice of the month, for the caller only; a bad period says what to write.
+    api.admin()
+        .record_usage(pb::RecordUsageRequest {
+            batch_id: "ann-1".into(),
+            records: vec![record(&ann_key.key_id, GET, 7, this_minute())],
+        })
+        .await
+        .unwrap();
+    let period = kit_values::rfc3339(this_minute())[..7].to_string();
+    let invoice = api
+        .portal()
+        .get_my_invoice(with_key(
+            pb::GetMyInvoiceRequest {
+                period: period.clone(),
+            },
+            &ann.secret,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoice
+        .unwrap();
+    assert_eq!(
+        (invoice.developer_id.as_str(), invoice.weighted_calls),
+        (ann.developer.as_ref().unwrap().developer_id.as_str(), 7)
+    );
+    let bobs = api
+        .portal()
+        .get_my_invoice(with_key(pb::GetMyInvoiceRequest { period }, &bob.secret))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoice
+        .unwrap();
+    assert_eq!(bobs.weighted_calls, 0);
+    let status = api
+        .portal()
+        .get_my_invoice(with_key(
+            pb::GetMyInvoiceRequest {
+                period: "11/2026".into(),
+            },
+            &ann.secret,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::InvalidArgument, "YYYY-MM");
+
+    // Revoking one's own key refuses it at once.
+    let revoked = api
+        .portal()
+        .revoke_my_key(with_key(
+            pb::RevokeMyKeyRequest {
+                key_id: ann_key.key_id.clone(),
+            },
+            &ann.secret,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert_eq!(revoked.status, pb::ApiKeyStatus::Revoked as i32);
+    let status = api
+        .portal()
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &ann.secret))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
+        "{status:?}"
+    );
+
+    // Operators list developers, a page at a time.
+    let mut admin = api.admin();
+    let first = admin
+        .list_developers(pb::ListDevelopersRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.developers.len(), 1);
+    assert!(!first.next_page_token.is_empty());
+    let second = admin
+        .list_developers(pb::ListDevelopersRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.developers.len(), 1);
+    assert_ne!(
+        first.developers[0].developer_id,
+        second.developers[0].developer_id
+    );
+    let status = api
+        .portal()
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &bob.secret))
+        .await;
+    assert!(status.is_ok(), "bob's key is untouched");
+}

@@ -697,14 +697,16 @@ function red(prev, next) {
   for (const s of next.series) {
     const p = before.get(`${s.service} ${s.method} ${s.code}`);
     const calls = s.count - (p ? p.count : 0);
-    const m = methods.get(s.method) || { service: s.service, method: s.method, calls: 0, errors: 0, buckets: new Map() };
+    // The gateway and the service both count a call through the gateway: one row each.
+    const id = `${s.service} ${s.method}`;
+    const m = methods.get(id) || { id, service: s.service, method: s.method, calls: 0, errors: 0, buckets: new Map() };
     m.calls += calls;
-    if (!["0", "5", "3", "6", "7", "9", "11"].includes(s.code)) m.errors += calls; // server faults and throttles (X-Ray's fault class and the like)
+    if (s.code !== "0") m.errors += calls;
     for (const [le, n] of s.buckets) {
       const pb = p ? (p.buckets.find((b) => b[0] === le) || [le, 0])[1] : 0;
       m.buckets.set(le, (m.buckets.get(le) || 0) + (n - pb));
     }
-    methods.set(s.method, m);
+    methods.set(id, m);
   }
   const quantile = (m, q) => {
     if (m.calls <= 0) return NaN;
@@ -736,20 +738,20 @@ async function opsRed(main) {
     let next;
     try { next = await adminGet("/console/api/ops/metrics"); } catch (error) { body.replaceChildren(errorBox(error)); return; }
     if (!prev) { prev = next; body.replaceChildren(h("p", { class: "muted" }, "Measuring…")); return; }
-    const rows = red(prev, next).filter((m) => !m.method.startsWith("grpc.")).sort((a, b) => b.rate - a.rate || a.method.localeCompare(b.method));
+    const rows = red(prev, next).filter((m) => !m.method.startsWith("grpc.")).sort((a, b) => b.rate - a.rate || a.id.localeCompare(b.id));
     prev = next;
     for (const m of rows) {
-      const hst = history.get(m.method) || { rate: [], err: [] };
+      const hst = history.get(m.id) || { rate: [], err: [] };
       hst.rate.push(m.rate); hst.err.push(m.rate * m.errorRate);
       if (hst.rate.length > 30) { hst.rate.shift(); hst.err.shift(); }
-      history.set(m.method, hst);
+      history.set(m.id, hst);
     }
-    body.replaceChildren(table(["Method", "Rate (calls/s)", "Errors", "p50 (ms)", "p99 (ms)", "Last minute"], rows.map((m) => [
+    body.replaceChildren(table(["Method", "Rate (calls/s)", "Errors (not OK)", "p50 (ms)", "p99 (ms)", "Last minute"], rows.map((m) => [
       h("span", {}, h("code", {}, m.method.replace(/^ferrymesh\./, "")), h("br"), h("span", { class: "muted" }, m.service)),
-      h("span", { dataset: { method: m.method, rate: m.rate.toFixed(3) } }, fmt(m.rate)),
+      h("span", { dataset: { service: m.service, method: m.method, rate: m.rate.toFixed(3) } }, fmt(m.rate)),
       h("span", { class: m.errorRate > 0 ? "badge bad" : "" }, `${(m.errorRate * 100).toFixed(1)}%`),
       fmt(m.p50), fmt(m.p99),
-      lineChart([{ name: "rate", color: "#1d4ed8", points: history.get(m.method).rate }, { name: "errors", color: "#dc2626", points: history.get(m.method).err }],
+      lineChart([{ name: "rate", color: "#1d4ed8", points: history.get(m.id).rate }, { name: "errors", color: "#dc2626", points: history.get(m.id).err }],
         { title: `${m.method} rate and errors`, unit: "calls/s" }),
     ]), { caption: "RED metrics", numeric: [1, 2, 3, 4] }));
   };

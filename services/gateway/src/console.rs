@@ -27,7 +27,6 @@ use serde_json::{Value, json};
 use tonic::body::Body;
 
 use crate::Shared;
-use crate::config::package_of;
 
 /// A file of the console, compiled in.
 struct Asset {
@@ -209,10 +208,10 @@ impl Console {
             let mut rows = Vec::new();
             for (addr, metrics_url) in &instances {
                 let (health, scraped) = tokio::join!(health(*addr), scrape(metrics_url));
-                let version = scraped
-                    .as_deref()
-                    .ok()
-                    .and_then(|text| text.lines().find_map(|l| label_of(l.strip_prefix("ferrymesh_build_info")?, "version")));
+                let version = scraped.as_deref().ok().and_then(|text| {
+                    text.lines()
+                        .find_map(|l| label_of(l.strip_prefix("ferrymesh_build_info")?, "version"))
+                });
                 rows.push(json!({
                     "address": addr.to_string(),
                     "health": health,
@@ -391,7 +390,8 @@ async fn instances(url: &str) -> Vec<(SocketAddr, String)> {
         return Vec::new();
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let Ok(resolved) = tokio::time::timeout(Duration::from_secs(1), tokio::net::lookup_host(authority)).await else {
+    let Ok(resolved) = tokio::time::timeout(Duration::from_secs(1), tokio::net::lookup_host(authority)).await
+    else {
         return Vec::new();
     };
     let mut addrs: Vec<SocketAddr> = resolved.map(Iterator::collect).unwrap_or_default();
@@ -399,7 +399,12 @@ async fn instances(url: &str) -> Vec<(SocketAddr, String)> {
     addrs.dedup();
     addrs
         .into_iter()
-        .map(|a| (a, format!("http://{a}{}", if path.is_empty() { "/metrics" } else { path })))
+        .map(|a| {
+            (
+                a,
+                format!("http://{a}{}", if path.is_empty() { "/metrics" } else { path }),
+            )
+        })
         .collect()
 }
 
@@ -514,7 +519,14 @@ fn comment(file: &prost_types::FileDescriptorProto, path: &[i32]) -> String {
         .as_ref()
         .and_then(|info| info.location.iter().find(|l| l.path == path))
         .and_then(|l| l.leading_comments.clone())
-        .map(|c| c.lines().map(str::trim).collect::<Vec<_>>().join("\n").trim().to_string())
+        .map(|c| {
+            c.lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -580,8 +592,8 @@ fn reference(shared: &Shared) -> Value {
             .map(|f| {
                 match f.kind() {
                     Kind::Message(m) => pending.push(m),
-                    Kind::Enum(e) => {
-                        if !enums.contains_key(e.full_name()) {
+                    Kind::Enum(e) if !enums.contains_key(e.full_name()) => {
+                        {
                             let efile = e.parent_file();
                             let values: Vec<Value> = e
                                 .values()
@@ -623,11 +635,6 @@ fn reference(shared: &Shared) -> Value {
     json!({ "services": services, "messages": messages, "enums": enums })
 }
 
-/// Whether `path` is served by a package the default stage routes.
-pub fn package_routed(shared: &Shared, path: &str) -> bool {
-    package_of(path).is_some_and(|p| routed(shared, p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,9 +650,18 @@ mod tests {
     #[test]
     fn only_the_admin_token_is_the_admin() {
         let hash = blake3::hash(b"0123456789abcdef");
-        assert!(is_admin(&hash, Some(&HeaderValue::from_static("Bearer 0123456789abcdef"))));
-        assert!(!is_admin(&hash, Some(&HeaderValue::from_static("Bearer 0123456789abcdeX"))));
-        assert!(!is_admin(&hash, Some(&HeaderValue::from_static("0123456789abcdef"))));
+        assert!(is_admin(
+            &hash,
+            Some(&HeaderValue::from_static("Bearer 0123456789abcdef"))
+        ));
+        assert!(!is_admin(
+            &hash,
+            Some(&HeaderValue::from_static("Bearer 0123456789abcdeX"))
+        ));
+        assert!(!is_admin(
+            &hash,
+            Some(&HeaderValue::from_static("0123456789abcdef"))
+        ));
         assert!(!is_admin(&hash, None));
     }
 }

@@ -133,14 +133,22 @@ pub struct Config {
 }
 
 fn parse_target(text: &str) -> Result<(String, String), String> {
-    let (name, url) = text
-        .split_once('=')
-        .ok_or_else(|| format!("metrics target `{text}` must be NAME=URL, e.g. catalog=http://127.0.0.1:51051/metrics"))?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!("metrics target `{text}`: the name must be letters, digits, - or _"));
+    let (name, url) = text.split_once('=').ok_or_else(|| {
+        format!("metrics target `{text}` must be NAME=URL, e.g. catalog=http://127.0.0.1:51051/metrics")
+    })?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "metrics target `{text}`: the name must be letters, digits, - or _"
+        ));
     }
     if !url.starts_with("http://") {
-        return Err(format!("metrics target `{text}`: the URL must start with http://"));
+        return Err(format!(
+            "metrics target `{text}`: the URL must start with http://"
+        ));
     }
     Ok((name.to_string(), url.to_string()))
 }

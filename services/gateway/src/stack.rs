@@ -115,7 +115,10 @@ where
             let routes = shared.routes();
             let reflection_call = path.starts_with(REFLECTION_V1) || path.starts_with(REFLECTION_V1ALPHA);
             if routes.is_operator(path) {
-                if !crate::console::is_admin(&shared.admin, request.headers().get(http::header::AUTHORIZATION)) {
+                if !crate::console::is_admin(
+                    &shared.admin,
+                    request.headers().get(http::header::AUTHORIZATION),
+                ) {
                     return Ok(Status::unauthenticated(format!(
                         "{} is an operator's method: send the admin token as `authorization: Bearer TOKEN`",
                         path.trim_start_matches('/')

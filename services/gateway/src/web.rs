@@ -49,7 +49,8 @@ fn is_json(request: &Request<Body>) -> bool {
 pub fn contracts() -> Result<&'static DescriptorPool, String> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(crate::EVERY_DESCRIPTOR_SET).map_err(|e| format!("the contracts' descriptors: {e}"))
+        DescriptorPool::decode(crate::EVERY_DESCRIPTOR_SET)
+            .map_err(|e| format!("the contracts' descriptors: {e}"))
     })
     .as_ref()
     .map_err(Clone::clone)
@@ -250,10 +251,15 @@ async fn to_proto(request: Request<Body>, max: usize) -> Result<(Request<Body>, 
         let mut deserializer = serde_json::Deserializer::from_slice(&json);
         let message = DynamicMessage::deserialize(input.clone(), &mut deserializer)
             .and_then(|m| deserializer.end().map(|()| m))
-            .map_err(|e| Status::invalid_argument(format!("the request is not a JSON {}: {e}", input.full_name())))?;
+            .map_err(|e| {
+                Status::invalid_argument(format!("the request is not a JSON {}: {e}", input.full_name()))
+            })?;
         let encoded = message.encode_to_vec();
         out.put_u8(0);
-        out.put_u32(u32::try_from(encoded.len()).map_err(|_| Status::resource_exhausted("the message is too large"))?);
+        out.put_u32(
+            u32::try_from(encoded.len())
+                .map_err(|_| Status::resource_exhausted("the message is too large"))?,
+        );
         out.put_slice(&encoded);
     }
     parts.headers.insert(
@@ -261,7 +267,10 @@ async fn to_proto(request: Request<Body>, max: usize) -> Result<(Request<Body>, 
         HeaderValue::from_static("application/grpc-web+proto"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
-    Ok((Request::from_parts(parts, Body::new(http_body_util::Full::new(out.freeze()))), output))
+    Ok((
+        Request::from_parts(parts, Body::new(http_body_util::Full::new(out.freeze()))),
+        output,
+    ))
 }
 
 pin_project_lite::pin_project! {
@@ -341,7 +350,9 @@ impl http_body::Body for JsonAnswers {
             let mut out = BytesMut::new();
             while this.pending.len() >= 5 {
                 let flag = this.pending[0];
-                let length = u32::from_be_bytes([this.pending[1], this.pending[2], this.pending[3], this.pending[4]]) as usize;
+                let length =
+                    u32::from_be_bytes([this.pending[1], this.pending[2], this.pending[3], this.pending[4]])
+                        as usize;
                 if this.pending.len() < 5 + length {
                     break;
                 }

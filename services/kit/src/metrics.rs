@@ -179,9 +179,16 @@ fn labels<'a>(attributes: impl Iterator<Item = &'a KeyValue>, extra: Option<(&st
 fn render(metrics: &ResourceMetrics) -> String {
     let mut out = String::new();
     // Which build answers, for dashboards (and the console's mesh view).
-    let _ = writeln!(out, "# HELP ferrymesh_build_info The ferrymesh version of this process");
+    let _ = writeln!(
+        out,
+        "# HELP ferrymesh_build_info The ferrymesh version of this process"
+    );
     let _ = writeln!(out, "# TYPE ferrymesh_build_info gauge");
-    let _ = writeln!(out, "ferrymesh_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        out,
+        "ferrymesh_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     for scope in metrics.scope_metrics() {
         for metric in scope.metrics() {
             let name = prometheus_name(metric.name(), metric.unit());

@@ -106,13 +106,28 @@ pub const CALLERS: kit::authz::Callers = &[
         "orders",
         "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph",
     ),
-    ("gateway", "ferrymesh.workflow.v1.WorkflowService/ListStateMachines"),
+    (
+        "gateway",
+        "ferrymesh.workflow.v1.WorkflowService/ListStateMachines",
+    ),
     ("gateway", "ferrymesh.workflow.v1.WorkflowService/GetStateMachine"),
     ("gateway", "ferrymesh.workflow.v1.WorkflowService/ListExecutions"),
-    ("gateway", "ferrymesh.workflow.v1.WorkflowService/DescribeExecution"),
-    ("gateway", "ferrymesh.workflow.v1.WorkflowService/GetExecutionHistory"),
-    ("gateway", "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph"),
-    ("gateway", "ferrymesh.workflow.v1.WorkflowService/RedriveExecution"),
+    (
+        "gateway",
+        "ferrymesh.workflow.v1.WorkflowService/DescribeExecution",
+    ),
+    (
+        "gateway",
+        "ferrymesh.workflow.v1.WorkflowService/GetExecutionHistory",
+    ),
+    (
+        "gateway",
+        "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph",
+    ),
+    (
+        "gateway",
+        "ferrymesh.workflow.v1.WorkflowService/RedriveExecution",
+    ),
 ];
 
 /// the saga (unless told not to) and resumes every RUNNING execution.

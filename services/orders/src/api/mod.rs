@@ -109,9 +109,7 @@ impl From<OrdersError> for Status {
             OrdersError::CatalogUnavailable(_)
             | OrdersError::PaymentsUnavailable(_)
             | OrdersError::WorkflowUnavailable(_)
-            | OrdersError::GraphUnavailable(_) => {
-                e::unavailable(message, std::time::Duration::from_secs(1))
-            }
+            | OrdersError::GraphUnavailable(_) => e::unavailable(message, std::time::Duration::from_secs(1)),
             OrdersError::MixedCurrencies(_) => {
                 let mut v = kit_values::Violations::new();
                 v.add("items", message);
