@@ -394,7 +394,14 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
         .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
         .await;
     let pass = format!("workflow=--endpoint=ferrymesh.inventory.v1=http://{inventory_addr}");
-    let mesh = Mesh::up_with(data.path(), &[&pass], &["--trace-sink"], &[]).await;
+    // Every request traced, so the one the operator looks for is there.
+    let mesh = Mesh::up_with(
+        data.path(),
+        &[&pass],
+        &["--trace-sink"],
+        &[("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
+    )
+    .await;
     let base = format!("http://127.0.0.1:{}", 8080 + mesh.offset);
     let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
 

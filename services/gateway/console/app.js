@@ -935,7 +935,7 @@ async function opsTraces(main) {
     return;
   }
   try {
-    const r = await rpc("ferrymesh.traces.v1.TracesService/FindTraces", { query: q, max_traces: 5 }, { admin: session.admin });
+    const r = await rpc("ferrymesh.traces.v1.TracesService/FindTraces", { query: q, max_traces: 20 }, { admin: session.admin });
     if (!(r.traces || []).length) { out.append(h("p", { class: "muted" }, "No trace holds it (yet): spans arrive half a second after the call.")); return; }
     for (const t of r.traces) out.append(waterfall(t, info));
   } catch (error) { out.append(errorBox(error)); }

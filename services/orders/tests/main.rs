@@ -17,6 +17,7 @@ kit_testing::on_sqlite_and_postgres!(
     a_watched_order_streams_its_cancellation_and_ends,
     a_watcher_sees_a_change_made_by_another_replica,
     lists_page_newest_first_and_filter,
+    an_order_graph_is_drawn_for_its_customer_only,
 );
 
 #[tokio::test]

@@ -516,3 +516,39 @@ pub(crate) async fn a_watcher_sees_a_change_made_by_another_replica(orders: &Ord
     );
     replica.stop().await.unwrap();
 }
+
+pub(crate) async fn an_order_graph_is_drawn_for_its_customer_only(orders: &Orders) {
+    let order = orders
+        .place_v2(v2_request("drawn", &[("terrarium", 1)]))
+        .await
+        .unwrap();
+    // No workflow here: the saga has not started, so there is nothing to draw yet.
+    let graph = orders
+        .v2()
+        .get_order_graph(v2::GetOrderGraphRequest {
+            order_id: order.order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(graph.order.unwrap().order_id, order.order_id);
+    assert!(graph.steps.is_empty() && graph.svg.is_empty());
+    // Through the gateway, another customer's order is NOT_FOUND, as a missing one.
+    let mut request = tonic::Request::new(v2::GetOrderGraphRequest {
+        order_id: order.order_id.clone(),
+    });
+    request.metadata_mut().insert(
+        "x-ferrymesh-customer-email",
+        "mallory@example.com".parse().unwrap(),
+    );
+    let status = orders.v2().get_order_graph(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    let status = orders
+        .v2()
+        .get_order_graph(v2::GetOrderGraphRequest {
+            order_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+}
