@@ -364,6 +364,19 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
                     && said.contains("workflow   -> payments"),
                 "{line}\n{said}"
             );
+        } else if line.starts_with("curl ") && line.contains("grpc-web+json") {
+            // The console's way in: JSON messages over gRPC-Web, with the key.
+            assert!(
+                output.status.success()
+                    && said.contains("\"name\":\"Mug\"")
+                    && said.contains("grpc-status:0"),
+                "{line}\n{said}"
+            );
+        } else if line.starts_with("curl ") && line.contains("/console/api/reference") {
+            assert!(
+                output.status.success() && said.starts_with("{\"services\":["),
+                "{line}\n{said}"
+            );
         } else if line.starts_with("curl ") {
             assert!(
                 output.status.success() && said.contains("rpc_method=\"GetProduct\""),

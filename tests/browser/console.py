@@ -158,6 +158,24 @@ def newcomer(browser, base, shots):
     if shots:
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=f"{shots}/portal.png", full_page=False)
+    say("STEP newcomer: rotates the key, then revokes the old one")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.get_by_role("button", name="Rotate the key you are using").click()
+    new_key = page.locator("#new-key").inner_text(timeout=10000).strip()
+    assert new_key.startswith("fmk_") and new_key != key
+    expect(page.locator("#current-key-prefix")).to_have_text(new_key[:12] + "…")
+    old_row = page.get_by_role("row").filter(has_text=key[:12])
+    expect(old_row).to_contain_text("ACTIVE")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Revoke key {key[:12]}").click()
+    expect(page.get_by_role("row").filter(has_text=key[:12])).to_contain_text("REVOKED", timeout=10000)
+    expect(page.get_by_role("row").filter(has_text=new_key[:12])).to_contain_text("ACTIVE")
+    deadline = time.time() + 15
+    while grpc_web(base, "ferrymesh.catalog.v1.CatalogService/GetProduct", {"product_id": "mug"}, key)[0] in (None, "0"):
+        assert time.time() < deadline, "the revoked key still works"
+        time.sleep(0.3)
+    key = new_key
+
     fits_phone(browser, f"{base}/#/portal", "the portal",
                prepare=lambda p: p.add_init_script(f"sessionStorage.setItem('ferrymesh.key', {json.dumps(key)})"))
     context.close()

@@ -387,6 +387,8 @@ async function renderKeys(card) {
             showSecret(out, x.secret, "Your new API key");
             out.append(h("p", {}, `The old key keeps working until ${when(x.old_key.expire_time)}.`));
             session.key = x.secret;
+            const prefix = $("#current-key-prefix");
+            if (prefix) prefix.textContent = `${x.secret.slice(0, 12)}…`;
             announce("Key rotated. The new key is shown once.");
             renderKeys(card).then(() => card.append(out));
           } catch (error) { out.append(errorBox(error)); }
