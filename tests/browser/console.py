@@ -156,6 +156,8 @@ def newcomer(browser, base, shots):
     expect(page.get_by_role("img", name="Calls per day by method")).to_be_visible()
     expect(page.locator("#invoice-total")).to_contain_text("USD")
     if shots:
+        # Once the order's calls are on the chart.
+        page.wait_for_function("() => Number(document.querySelector('#usage-total')?.dataset.total) >= 8", timeout=20000)
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=f"{shots}/portal.png", full_page=False)
     say("STEP newcomer: rotates the key, then revokes the old one")
@@ -219,6 +221,8 @@ def operator(browser, base, token, key, email, shots):
     while float(rate.get_attribute("data-rate")) <= 0:
         assert time.time() < deadline, "GetProduct's rate never rose above 0"
         calls(base, key, 2)
+    # The gateway's own histogram of the same calls, beside catalog's.
+    expect(page.locator('[data-service="gateway"][data-method="ferrymesh.catalog.v1.CatalogService/GetProduct"]')).to_be_visible()
     if shots:
         for _ in range(4):
             calls(base, key, 8)

@@ -75,7 +75,10 @@ pub struct Console {
     shared: Arc<Shared>,
     admin: blake3::Hash,
     sources: Sources,
-    reference: Value,
+    /// Built on the first request for it (a gateway nobody browses keeps
+    /// neither the decoded descriptors nor this in memory), and again after
+    /// the configuration changes which methods are public.
+    reference: std::sync::Mutex<Option<(u64, Arc<Value>)>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -127,12 +130,11 @@ fn problem(status: StatusCode, message: &str) -> Response<Body> {
 impl Console {
     /// The console over the gateway's state and the admin token.
     pub fn new(shared: Arc<Shared>, admin_token: &str, sources: Sources) -> Console {
-        let reference = reference(&shared);
         Console {
             shared,
             admin: blake3::hash(admin_token.as_bytes()),
             sources,
-            reference,
+            reference: std::sync::Mutex::new(None),
         }
     }
 
@@ -156,7 +158,7 @@ impl Console {
         match path.as_str() {
             "/console/api/reference" => {
                 // The served versions follow the configuration, which reloads.
-                let mut reference = self.reference.clone();
+                let mut reference = Value::clone(&self.reference_now());
                 reference["served"] = served(&self.shared);
                 json_response(StatusCode::OK, &reference)
             }
@@ -196,6 +198,23 @@ impl Console {
             }
             // The pages route in the browser (#/portal ...); anything else is not here.
             _ => problem(StatusCode::NOT_FOUND, "not found; the console is at /"),
+        }
+    }
+
+    /// The reference for the configuration in force.
+    fn reference_now(&self) -> Arc<Value> {
+        let generation = self.shared.generation();
+        let mut cached = match self.reference.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match &*cached {
+            Some((g, value)) if *g == generation => value.clone(),
+            _ => {
+                let value = Arc::new(reference(&self.shared));
+                *cached = Some((generation, value.clone()));
+                value
+            }
         }
     }
 
@@ -414,23 +433,27 @@ type Client = hyper_util::client::legacy::Client<
 >;
 
 thread_local! {
-    /// One client per worker thread (each runs its own runtime). HTTP/2
-    /// without TLS: the admin ports answer both /metrics and gRPC health so.
-    static CLIENT: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// Clients per worker thread (each runs its own runtime), without TLS:
+    /// /metrics over HTTP/1.1, which every admin port answers (the
+    /// gateway's too), and gRPC health over HTTP/2.
+    static METRICS: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
+    static GRPC: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
 }
 
 fn client() -> Client {
-    CLIENT.with(Clone::clone)
+    GRPC.with(Clone::clone)
 }
 
 async fn scrape(url: &str) -> Result<String, String> {
     let request = Request::get(url)
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(2), client().request(request))
+    let response = tokio::time::timeout(Duration::from_secs(2), METRICS.with(Clone::clone).request(request))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
