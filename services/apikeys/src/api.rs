@@ -281,11 +281,7 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
     ) -> Result<Response<pb::ListUsagePlansResponse>, Status> {
         self.admin.check(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let page = kit_store::paging::PageRequest::parse(r.page_size, &r.page_token, "", &mut v);
-        let Some(page) = page.filter(|_| v.is_empty()) else {
-            return Err(ApiKeysError::from(v).into());
-        };
+        let page = page_of(r.page_size, &r.page_token)?;
         let mut plans = self
             .store
             .list_plans(page.after.as_deref(), page.size + 1)
@@ -604,11 +600,7 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
     ) -> Result<Response<pb::ListDevelopersResponse>, Status> {
         self.admin.check(&request)?;
         let r = request.into_inner();
-        let mut v = Violations::new();
-        let page = kit_store::paging::PageRequest::parse(r.page_size, &r.page_token, "", &mut v);
-        let Some(page) = page.filter(|_| v.is_empty()) else {
-            return Err(ApiKeysError::from(v).into());
-        };
+        let page = page_of(r.page_size, &r.page_token)?;
         let mut developers = self
             .store
             .list_developers(page.after.as_deref(), page.size + 1)
@@ -666,6 +658,14 @@ async fn invoice(
         billable_calls: invoice.billable,
         total: Some(invoice.total.to_pb()),
     })
+}
+
+/// A page of an unfiltered list (AIP-158), or INVALID_ARGUMENT naming the field.
+fn page_of(size: i32, token: &str) -> Result<kit_store::paging::PageRequest, Status> {
+    let mut v = Violations::new();
+    let page = kit_store::paging::PageRequest::parse(size, token, "", &mut v);
+    page.filter(|_| v.is_empty())
+        .ok_or_else(|| ApiKeysError::from(v).into())
 }
 
 /// The month `period` (YYYY-MM) as bounds, or a violation of `field`.

@@ -453,10 +453,13 @@ async fn scrape(url: &str) -> Result<String, String> {
     let request = Request::get(url)
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(2), METRICS.with(Clone::clone).request(request))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(
+        Duration::from_secs(2),
+        METRICS.with(Clone::clone).request(request),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
