@@ -466,6 +466,16 @@ async fn the_gateway_serves_its_clients_tls_when_given_a_certificate() {
     ])
     .await;
     assert!(out.contains("SERVING"), "{out}");
+    // The console over TLS, to an HTTP/1.1 client as to an HTTP/2 one.
+    for version in ["--http1.1", "--http2"] {
+        let page = tokio::process::Command::new("curl")
+            .args(["-s", version, "--cacert", &ca, &format!("https://{addr}/")])
+            .output()
+            .await
+            .unwrap();
+        let page = String::from_utf8_lossy(&page.stdout);
+        assert!(page.contains("/console/app.js"), "{version}: {page}");
+    }
     let out = grpcurl_async(vec!["-cacert".into(), ca, addr.to_string(), "list".into()]).await;
     assert!(out.contains("ferrymesh.catalog.v1.CatalogService"), "{out}");
     let out = grpcurl_async(vec![

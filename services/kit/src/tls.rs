@@ -415,7 +415,9 @@ fn assemble(args: &TlsArgs, [cert, key, ca]: &[Vec<u8>; 3]) -> Result<Loaded, Tl
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
-        server.alpn_protocols = vec![b"h2".to_vec()];
+        // A public listener (the gateway's) also serves its web console
+        // to HTTP/1.1 clients.
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         return Ok(Loaded {
             server: Arc::new(server),
             client: None,
