@@ -73,7 +73,6 @@ pub struct Sources {
 /// The console's server side.
 pub struct Console {
     shared: Arc<Shared>,
-    admin: blake3::Hash,
     sources: Sources,
     /// Built on the first request for it (a gateway nobody browses keeps
     /// neither the decoded descriptors nor this in memory), and again after
@@ -128,19 +127,13 @@ fn problem(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 impl Console {
-    /// The console over the gateway's state and the admin token.
-    pub fn new(shared: Arc<Shared>, admin_token: &str, sources: Sources) -> Console {
+    /// The console over the gateway's state (which holds the admin token's hash).
+    pub fn new(shared: Arc<Shared>, sources: Sources) -> Console {
         Console {
             shared,
-            admin: blake3::hash(admin_token.as_bytes()),
             sources,
             reference: std::sync::Mutex::new(None),
         }
-    }
-
-    /// The hash operator calls are compared against.
-    pub fn admin_hash(&self) -> blake3::Hash {
-        self.admin
     }
 
     /// Answers a request that is not a gRPC call.
@@ -173,7 +166,7 @@ impl Console {
                 }),
             ),
             p if p.starts_with("/console/api/ops/") => {
-                if !is_admin(&self.admin, request.headers().get(header::AUTHORIZATION)) {
+                if !is_admin(&self.shared.admin, request.headers().get(header::AUTHORIZATION)) {
                     return problem(
                         StatusCode::UNAUTHORIZED,
                         "send the admin token as `authorization: Bearer TOKEN` (it is in the data directory's admin-token file)",
@@ -221,32 +214,33 @@ impl Console {
     /// Every instance of every service: health, version, and whether its
     /// metrics answer.
     async fn mesh(&self) -> Value {
-        let mut services = Vec::new();
-        for (name, url) in &self.sources.metrics {
+        // Every instance at once: an unreachable one costs its timeout, not a sum of them.
+        let services = self.sources.metrics.iter().map(|(name, url)| async move {
             let instances = instances(url).await;
-            let mut rows = Vec::new();
-            for (addr, metrics_url) in &instances {
-                let (health, scraped) = tokio::join!(health(*addr), scrape(metrics_url));
-                let version = scraped.as_deref().ok().and_then(|text| {
-                    text.lines()
-                        .find_map(|l| label_of(l.strip_prefix("ferrymesh_build_info")?, "version"))
-                });
-                rows.push(json!({
-                    "address": addr.to_string(),
-                    "health": health,
-                    "version": version,
-                    "metrics": scraped.is_ok(),
-                }));
-            }
+            let rows =
+                futures_util::future::join_all(instances.iter().map(|(addr, metrics_url)| async move {
+                    let (health, scraped) = tokio::join!(health(*addr), scrape(metrics_url));
+                    let version = scraped.as_deref().ok().and_then(|text| {
+                        text.lines()
+                            .find_map(|l| label_of(l.strip_prefix("ferrymesh_build_info")?, "version"))
+                    });
+                    json!({
+                        "address": addr.to_string(),
+                        "health": health,
+                        "version": version,
+                        "metrics": scraped.is_ok(),
+                    })
+                }))
+                .await;
             let serving = rows.iter().filter(|r| r["health"] == "SERVING").count();
-            services.push(json!({
+            json!({
                 "service": name,
                 "replicas": rows.len(),
                 "serving": serving,
                 "instances": rows,
-            }));
-        }
-        json!({ "services": services })
+            })
+        });
+        json!({ "services": futures_util::future::join_all(services).await })
     }
 
     /// The server-side RED histograms of every instance, summed per
@@ -254,9 +248,21 @@ impl Console {
     /// two reads for rates and percentiles.
     async fn metrics(&self) -> Value {
         let mut series: BTreeMap<(String, String, String), Series> = BTreeMap::new();
-        for (name, url) in &self.sources.metrics {
-            for (_, metrics_url) in instances(url).await {
-                let Ok(text) = scrape(&metrics_url).await else {
+        let scraped =
+            futures_util::future::join_all(self.sources.metrics.iter().map(|(name, url)| async move {
+                let texts = futures_util::future::join_all(
+                    instances(url)
+                        .await
+                        .into_iter()
+                        .map(|(_, metrics_url)| async move { scrape(&metrics_url).await }),
+                )
+                .await;
+                (name, texts)
+            }))
+            .await;
+        for (name, texts) in scraped {
+            for text in texts {
+                let Ok(text) = text else {
                     continue;
                 };
                 for line in text.lines() {

@@ -556,7 +556,6 @@ pub async fn serve(
     });
     let console = Arc::new(console::Console::new(
         shared.clone(),
-        &token,
         console::Sources {
             metrics: config.metrics_targets.clone(),
             logs_dir: config.logs_dir.clone(),
