@@ -13,7 +13,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 status=0
-for target in gateway_request workflow_definition; do
+for target in gateway_request gateway_grpc_web workflow_definition; do
   mkdir -p "target/corpus/$target"
   echo "==> $target for ${seconds}s" >&2
   if ! cargo fuzz run -s none --release "$target" "target/corpus/$target" "corpus/$target" -- \

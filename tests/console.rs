@@ -17,19 +17,19 @@ use crate::saga::Mesh;
 use crate::support::{Process, ferrymesh, root, serve};
 
 /// What a browser gets back from one HTTP/1.1 request.
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
 
     /// The gRPC status: from the headers (trailers-only) or the trailers frame.
-    fn grpc_status(&self) -> Option<i32> {
+    pub(crate) fn grpc_status(&self) -> Option<i32> {
         if let Some(code) = self.header("grpc-status") {
             return code.parse().ok();
         }
@@ -43,8 +43,23 @@ impl Answer {
             })
     }
 
+    /// The gRPC status message, decoded: from the headers or the trailers frame.
+    pub(crate) fn grpc_message(&self) -> String {
+        let raw = self.header("grpc-message").map(str::to_string).or_else(|| {
+            self.frames()
+                .into_iter()
+                .find(|(flag, _)| flag & 0x80 != 0)
+                .and_then(|(_, text)| {
+                    String::from_utf8_lossy(&text)
+                        .split("\r\n")
+                        .find_map(|l| l.strip_prefix("grpc-message:").map(|v| v.trim().to_string()))
+                })
+        });
+        crate::hostile_input::decode(&raw.unwrap_or_default())
+    }
+
     /// gRPC-Web frames: (flag, payload).
-    fn frames(&self) -> Vec<(u8, Vec<u8>)> {
+    pub(crate) fn frames(&self) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         let mut at = 0;
         while at + 5 <= self.body.len() {
@@ -57,7 +72,13 @@ impl Answer {
 }
 
 /// One HTTP/1.1 request on its own connection.
-async fn http1(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+pub(crate) async fn http1(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -114,7 +135,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-async fn web_call(
+pub(crate) async fn web_call(
     addr: SocketAddr,
     path: &str,
     content_type: &str,

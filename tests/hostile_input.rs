@@ -2,8 +2,11 @@
 //! oversized and too many headers, a length prefix larger than the body,
 //! compressed-flag set without an encoding, a message over the limit,
 //! truncated and garbage HTTP/2 frames, thousands of streams and a rapid
-//! reset, a client that never speaks and one that stalls its body. Each
-//! is answered or reset without a panic, and normal calls work throughout.
+//! reset, a client that never speaks and one that stalls its body; and
+//! the same port's HTTP/1.1 side (the console, gRPC-Web): an oversized or
+//! crowded head, a head sent a byte at a time, gRPC-Web bodies that stall
+//! or lie about their length. Each is answered or reset without a panic,
+//! and normal calls work throughout.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -88,7 +91,7 @@ async fn exchange(
 }
 
 /// grpc-message is percent-encoded.
-fn decode(message: &str) -> String {
+pub(crate) fn decode(message: &str) -> String {
     let bytes = message.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -155,6 +158,180 @@ async fn flood(
 
 fn key(secret: &str) -> Vec<(String, String)> {
     vec![("x-api-key".into(), secret.into())]
+}
+
+/// Sends `bytes` on a new connection, keeps its write side open, and
+/// returns what the gateway answered before it closed the connection
+/// (which it must do within 5 s).
+async fn raw_exchange(gateway: SocketAddr, bytes: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(gateway).await.unwrap();
+    // The gateway may refuse before it has read everything.
+    let _ = tcp.write_all(bytes).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "the gateway ends a connection that sent {} bytes",
+        bytes.len()
+    );
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The gRPC status a gRPC-Web answer read so far carries, from its head
+/// or its trailers frame: (code, message).
+fn web_status(answer: &[u8]) -> Option<(String, String)> {
+    let text = String::from_utf8_lossy(answer);
+    let value = |name: &str| {
+        let at = text.find(&format!("{name}:"))? + name.len() + 1;
+        let rest = &text[at..];
+        let end = rest.find("\r\n")?;
+        Some(decode(rest[..end].trim()))
+    };
+    Some((value("grpc-status")?, value("grpc-message").unwrap_or_default()))
+}
+
+/// The gateway's HTTP/1.1 side, on the same port: the limits of the
+/// gRPC side hold there too.
+async fn http1_limits_hold(gateway: SocketAddr, secret: &str) {
+    // A head larger than --max-header-bytes (16 KiB): 431, or closed.
+    let huge = format!(
+        "GET / HTTP/1.1\r\nhost: gw\r\nx-huge: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let out = raw_exchange(gateway, huge.as_bytes()).await;
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 431"), "{out}");
+    normal_call(gateway, secret).await;
+
+    // More headers than --max-headers (64): 431.
+    let many: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let out = raw_exchange(
+        gateway,
+        format!("GET / HTTP/1.1\r\nhost: gw\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+
+    // A head sent a byte every 200 ms and never finished: closed after
+    // --first-call-timeout (1 s), however long the client keeps at it.
+    let mut slow = TcpStream::connect(gateway).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: gw\r\nx-slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut sink = [0u8; 1024];
+    let ended = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if slow.write_all(b"a").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(1), slow.read(&mut sink)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            // An answer to a head never finished can only be a refusal.
+            Ok(Ok(n)) => {
+                let answer = String::from_utf8_lossy(&sink[..n]).to_string();
+                assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+            }
+            Err(_) => {}
+        }
+        if started.elapsed() > Duration::from_secs(8) {
+            break false;
+        }
+    };
+    assert!(ended, "a head trickled for 8 s still holds its connection");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    normal_call(gateway, secret).await;
+
+    // gRPC-Web calls whose body stalls after 10 of the 100 bytes they
+    // announce: DEADLINE_EXCEEDED after --body-timeout (1 s), in the JSON
+    // form (read whole by the gateway) as in the binary one.
+    for (content_type, first) in [
+        ("application/grpc-web+json", framed(0, 95, b"{\"pro")),
+        ("application/grpc-web+proto", framed(0, 95, &[10, 3, b'm'])),
+    ] {
+        let mut tcp = TcpStream::connect(gateway).await.unwrap();
+        let head = format!(
+            "POST {GET_PRODUCT} HTTP/1.1\r\nhost: gw\r\ncontent-type: {content_type}\r\nx-api-key: {secret}\r\ncontent-length: 100\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&first).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let status = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(status) = web_status(&answer) {
+                    return Some(status);
+                }
+                match tcp.read(&mut sink).await {
+                    Ok(0) | Err(_) => return web_status(&answer),
+                    Ok(n) => answer.extend_from_slice(&sink[..n]),
+                }
+            }
+        })
+        .await;
+        let Ok(Some((code, message))) = status else {
+            panic!(
+                "{content_type}: no status within 5 s of a stalled body: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        };
+        assert_eq!(code, "4", "{content_type}: {message}");
+        assert!(message.contains("stalled"), "{content_type}: {message}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(800),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    normal_call(gateway, secret).await;
+
+    // gRPC-Web bodies that lie about their length, or set the compressed
+    // flag without an encoding: refused with the reason.
+    let json = br#"{"product_id":"mug"}"#;
+    let key = [("x-api-key", secret)];
+    let lying_json = crate::console::web_call(
+        gateway,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &framed(0, 100, json),
+        &key,
+    )
+    .await;
+    assert_eq!(lying_json.grpc_status(), Some(3), "{}", lying_json.grpc_message());
+    assert!(
+        lying_json.grpc_message().contains("announces 100 bytes"),
+        "{}",
+        lying_json.grpc_message()
+    );
+    let whole = product_request();
+    for (body, wanted) in [
+        (framed(0, 100, &whole), "short"),
+        (framed(1, whole.len() as u32, &whole), "compressed"),
+    ] {
+        let answer =
+            crate::console::web_call(gateway, GET_PRODUCT, "application/grpc-web+proto", &body, &key).await;
+        assert_eq!(answer.grpc_status(), Some(13), "{}", answer.grpc_message());
+        assert!(
+            answer.grpc_message().contains(wanted),
+            "{}",
+            answer.grpc_message()
+        );
+    }
+    // And a well-formed one is served, on this side as on the other.
+    let served = crate::console::web_call(
+        gateway,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &framed(0, json.len() as u32, json),
+        &key,
+    )
+    .await;
+    assert_eq!(served.grpc_status(), Some(0), "{}", served.grpc_message());
+    assert_eq!(served.status, 200);
+    normal_call(gateway, secret).await;
 }
 
 #[tokio::test]
@@ -334,6 +511,9 @@ async fn the_gateway_answers_or_resets_hostile_framing_and_serves_normal_calls_t
         );
         normal_call(gateway, &secret).await;
     }
+
+    // The same port's HTTP/1.1 side.
+    http1_limits_hold(gateway, &secret).await;
 
     // A client that connects and never speaks is closed after --first-call-timeout (1s).
     let mut silent = TcpStream::connect(gateway).await.unwrap();

@@ -444,7 +444,7 @@ async fn accept(
                             let grpc = tower::service_fn(move |request: Request<Body>| {
                                 call_grpc(stack.clone(), rate.clone(), limits, request)
                             });
-                            let response = web::serve(request, grpc, policy.limits.max_message_bytes).await;
+                            let response = web::serve(request, grpc, &policy.limits).await;
                             return Ok(response.map(|inner| Body::new(Tracked { inner, done })));
                         }
                         let response = call_grpc(stack, rate, policy.limits, request).await?;

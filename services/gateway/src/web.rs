@@ -66,8 +66,9 @@ fn refusal(status: &Status, content_type: &'static str) -> Response<Body> {
 }
 
 /// Serves one gRPC-Web call: the JSON form is turned into the Protobuf one
-/// first; then tonic-web makes it a gRPC call for `grpc`.
-pub async fn serve<S>(request: Request<Body>, grpc: S, max_message_bytes: usize) -> Response<Body>
+/// first, read under the gateway's message size and body timeout; then
+/// tonic-web makes it a gRPC call for `grpc`.
+pub async fn serve<S>(request: Request<Body>, grpc: S, limits: &crate::guard::Limits) -> Response<Body>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>
         + Send
@@ -82,7 +83,7 @@ where
             Err(never) => match never {},
         };
     }
-    let (request, output) = match to_proto(request, max_message_bytes).await {
+    let (request, output) = match to_proto(request, limits.max_message_bytes, limits.body_timeout).await {
         Ok(r) => r,
         Err(status) => return refusal(&status, GRPC_WEB_JSON),
     };
@@ -210,22 +211,46 @@ fn method_of(path: &str) -> Result<(MessageDescriptor, MessageDescriptor), Statu
     Ok((method.input(), method.output()))
 }
 
+/// Reads a JSON call's body whole: one message of at most `max` bytes and
+/// its prefix, with no wait longer than `stall` for its next piece (as the
+/// gateway's guard reads a gRPC body), so a client that stops sending
+/// does not hold the call open.
+async fn read_whole(body: Body, max: usize, stall: std::time::Duration) -> Result<Bytes, Status> {
+    let limit = max.saturating_add(5);
+    let mut body = std::pin::pin!(body);
+    let mut out = BytesMut::new();
+    loop {
+        let next = tokio::time::timeout(stall, body.frame()).await.map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the request body stalled: nothing more came for {stall:?}"
+            ))
+        })?;
+        match next {
+            None => return Ok(out.freeze()),
+            Some(Err(e)) => return Err(Status::cancelled(format!("the request body was not read: {e}"))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limit {
+                        return Err(Status::resource_exhausted(format!(
+                            "the request is larger than the gateway's limit ({max} bytes)"
+                        )));
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
 /// Reads the JSON messages of a call and writes them as Protobuf.
-async fn to_proto(request: Request<Body>, max: usize) -> Result<(Request<Body>, MessageDescriptor), Status> {
+async fn to_proto(
+    request: Request<Body>,
+    max: usize,
+    stall: std::time::Duration,
+) -> Result<(Request<Body>, MessageDescriptor), Status> {
     let (input, output) = method_of(request.uri().path())?;
     let (mut parts, body) = request.into_parts();
-    let limit = max.saturating_add(5);
-    let bytes = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Status::resource_exhausted(format!("the request is larger than {max} bytes"))
-            } else {
-                Status::cancelled(format!("the request body was not read: {e}"))
-            }
-        })?
-        .to_bytes();
+    let bytes = read_whole(body, max, stall).await?;
     let mut frames = bytes.clone();
     let mut out = BytesMut::with_capacity(bytes.len());
     while frames.has_remaining() {
@@ -434,7 +459,10 @@ mod tests {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
     }
 
     fn web_request(body: Vec<u8>) -> Request<Body> {
@@ -453,7 +481,7 @@ mod tests {
             framed.extend_from_slice(&u32::try_from(json.len()).unwrap().to_be_bytes());
             framed.extend_from_slice(json.as_bytes());
             for candidate in [body, framed] {
-                match runtime().block_on(to_proto(web_request(candidate), 48)) {
+                match runtime().block_on(to_proto(web_request(candidate), 48, std::time::Duration::from_secs(1))) {
                     Ok((request, _)) => {
                         let bytes = runtime().block_on(request.into_body().collect()).unwrap().to_bytes();
                         proptest::prop_assert!(bytes.is_empty() || bytes[0] == 0);
