@@ -42,6 +42,36 @@ fn nesting(text: &str) -> usize {
     deepest
 }
 
+/// Whether `text` ends inside a `\u` escape (fewer than its four hex
+/// digits follow it). serde_json_path 0.7.2 reads the escape with one of
+/// nom's streaming parsers, which at the end of the input answer
+/// "incomplete" where the rest of the parser expects an error, and
+/// `JsonPath::parse` then panics (`unreachable!`): found by the fuzzer, on
+/// `$['\u`. A `u` is an escape when an odd run of backslashes precedes it.
+fn ends_inside_unicode_escape(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let mut backslashes = 0usize;
+    for (at, c) in chars.iter().enumerate() {
+        if *c == 'u' && backslashes % 2 == 1 && chars.len() - at - 1 < 4 {
+            return true;
+        }
+        backslashes = if *c == '\\' { backslashes + 1 } else { 0 };
+    }
+    false
+}
+
+/// `JsonPath::parse`, with any panic of the parser's own turned into a
+/// refusal: a definition is a caller's input and must not panic a handler.
+fn parse_query(text: &str) -> Result<JsonPath, String> {
+    if ends_inside_unicode_escape(text) {
+        return Err("it ends inside a \\u escape, which takes four hex digits".into());
+    }
+    match std::panic::catch_unwind(|| JsonPath::parse(text)) {
+        Ok(parsed) => parsed.map_err(|e| e.to_string()),
+        Err(_) => Err("the JSONPath parser could not read it".into()),
+    }
+}
+
 impl Path {
     /// Parses `$...` or `$$...`.
     pub fn parse(text: &str) -> Result<Path, String> {
@@ -67,7 +97,7 @@ impl Path {
                 ));
             }
         };
-        let query = JsonPath::parse(&rest).map_err(|e| format!("path {text:?} is not JSONPath: {e}"))?;
+        let query = parse_query(&rest).map_err(|e| format!("path {text:?} is not JSONPath: {e}"))?;
         // Wildcards, slices, filters, unions and descendants select many nodes.
         let singular = !rest.contains(['*', '?', ':', ',']) && !rest.contains("..");
         Ok(Path {
@@ -405,6 +435,31 @@ mod tests {
         assert!(parsed.0.unwrap().contains("at most 32"));
         assert_eq!(parsed.1, None, "32 deep still parses");
         assert!(Path::parse(&format!("$.{}", "a".repeat(5000))).is_err());
+    }
+
+    /// Found by the fuzzer: the JSONPath parser panicked on a path that
+    /// ends inside a `\u` escape.
+    #[test]
+    fn a_path_ending_inside_a_unicode_escape_is_refused_not_a_panic() {
+        for cut in [
+            r"$['\u",
+            r"$['\u00",
+            r"$['\uD",
+            r"$['\uD800\u",
+            r"$['\uD800\uD",
+            r"$..['a\u0",
+        ] {
+            let refused = Path::parse(cut).expect_err(cut);
+            assert!(refused.contains("\\u escape"), "{cut}: {refused}");
+        }
+        // An escaped backslash before `u` is no escape, and whole escapes parse.
+        assert!(Path::parse(r"$['\\u']").is_ok());
+        assert!(Path::parse(r"$['\u00e9']").is_ok());
+        assert!(Path::parse(r"$['\uD83D\uDE00']").is_ok());
+        assert!(
+            Path::parse(r"$['\\u").is_err(),
+            "unterminated, refused by the parser itself"
+        );
     }
 
     #[test]

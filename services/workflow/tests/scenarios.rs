@@ -40,6 +40,11 @@ pub(crate) async fn bad_definitions_are_refused_naming_the_state_and_the_problem
             json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {"x.$": "$.[["}, "End": true}}}),
             r#"state "A": Parameters: "x.$": path "$.[[" is not JSONPath"#,
         ),
+        // Found by the fuzzer: the JSONPath parser itself panicked on this.
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {"x.$": "$['\\u"}, "End": true}}}),
+            r#"state "A": Parameters: "x.$": path "$['\\u" is not JSONPath: it ends inside a \u escape"#,
+        ),
         (
             json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": GET_PRODUCT, "End": true,
                 "Catch": [{"ErrorEquals": ["PaymentDeclined"], "Next": "A"}]}}}),
