@@ -24,22 +24,39 @@ const MAX_PATH_BYTES: usize = 4096;
 /// Deepest nesting of brackets and parentheses in a path: the JSONPath
 /// parser recurses, and a definition must not be able to overflow the stack.
 const MAX_PATH_NESTING: usize = 32;
+/// Deepest nesting of brackets alone: a query inside a filter inside a
+/// filter... The JSONPath parser (serde_json_path 0.7.2) backtracks, and
+/// its time doubles with each level: found by the fuzzer, a 714-byte path
+/// 32 deep took hours. At 4, a path of the longest size parses within
+/// about 6 ms; real paths nest two deep (`$.a[?@.b[0] == 1]`).
+const MAX_QUERY_NESTING: usize = 4;
 
-/// How deep brackets and parentheses nest in `text` (quotes not
-/// considered, so a quoted bracket counts too: a stricter bound, never a looser one).
-fn nesting(text: &str) -> usize {
+/// How deep brackets and parentheses nest in `text`, and brackets alone
+/// (quotes not considered, so a quoted bracket counts too: a stricter
+/// bound, never a looser one).
+fn nesting(text: &str) -> (usize, usize) {
     let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut brackets, mut deepest_brackets) = (0usize, 0usize);
     for b in text.bytes() {
         match b {
             b'(' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
+                if b == b'[' {
+                    brackets += 1;
+                    deepest_brackets = deepest_brackets.max(brackets);
+                }
             }
-            b')' | b']' => depth = depth.saturating_sub(1),
+            b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                if b == b']' {
+                    brackets = brackets.saturating_sub(1);
+                }
+            }
             _ => {}
         }
     }
-    deepest
+    (deepest, deepest_brackets)
 }
 
 /// Whether `text` ends inside a `\u` escape (fewer than its four hex
@@ -81,10 +98,16 @@ impl Path {
                 text.len()
             ));
         }
-        let deepest = nesting(text);
+        let (deepest, brackets) = nesting(text);
         if deepest > MAX_PATH_NESTING {
             return Err(format!(
                 "path {:?}... nests brackets and parentheses {deepest} deep; at most {MAX_PATH_NESTING}",
+                text.chars().take(40).collect::<String>()
+            ));
+        }
+        if brackets > MAX_QUERY_NESTING {
+            return Err(format!(
+                "path {:?}... nests brackets {brackets} deep; at most {MAX_QUERY_NESTING}",
                 text.chars().take(40).collect::<String>()
             ));
         }
@@ -435,6 +458,21 @@ mod tests {
         assert!(parsed.0.unwrap().contains("at most 32"));
         assert_eq!(parsed.1, None, "32 deep still parses");
         assert!(Path::parse(&format!("$.{}", "a".repeat(5000))).is_err());
+    }
+
+    /// Found by the fuzzer: the JSONPath parser's time doubles with each
+    /// query nested in a filter, and a short path nested 32 deep took hours.
+    #[test]
+    fn queries_nested_past_four_are_refused_before_the_parser_sees_them() {
+        let nested = |depth: usize| format!("$[?{}@.a{}]", "$[?".repeat(depth - 1), "]".repeat(depth - 1));
+        assert!(Path::parse(&nested(4)).is_ok());
+        let refused = Path::parse(&nested(5)).unwrap_err();
+        assert!(refused.contains("nests brackets 5 deep; at most 4"), "{refused}");
+        let fuzzed = format!("$[?(((($[?$[?$[?($[6667:6,{}", "?$[?$[?($[6667:6:6,".repeat(40));
+        let refused = Path::parse(&fuzzed).unwrap_err();
+        assert!(refused.contains("at most"), "{refused}");
+        // Indexes and filters side by side are not nesting.
+        assert!(Path::parse("$.a[0].b[1][?@.c[2] == 1].d[3][4][5]").is_ok());
     }
 
     /// Found by the fuzzer: the JSONPath parser panicked on a path that

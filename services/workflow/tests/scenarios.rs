@@ -40,6 +40,11 @@ pub(crate) async fn bad_definitions_are_refused_naming_the_state_and_the_problem
             json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {"x.$": "$.[["}, "End": true}}}),
             r#"state "A": Parameters: "x.$": path "$.[[" is not JSONPath"#,
         ),
+        // Found by the fuzzer: the JSONPath parser's time doubles with each nested query.
+        (
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "InputPath": "$[?$[?$[?$[?$[?@.a]]]]]", "End": true}}}),
+            "nests brackets 5 deep; at most 4",
+        ),
         // Found by the fuzzer: the JSONPath parser itself panicked on this.
         (
             json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Parameters": {"x.$": "$['\\u"}, "End": true}}}),
