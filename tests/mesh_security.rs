@@ -81,6 +81,11 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
     probe.extend([catalog.clone(), "grpc.health.v1.Health/Check".into()]);
     let out = grpcurl_async(probe).await;
     assert!(out.contains("SERVING"), "{out}");
+    // So does reflection: grpcurl can list and describe without one.
+    let mut reflect = anonymous.clone();
+    reflect.extend([catalog.clone(), "list".into()]);
+    let out = grpcurl_async(reflect).await;
+    assert!(out.contains("ferrymesh.catalog.v1.CatalogService"), "{out}");
     // Plaintext gets no answer at all.
     let out = grpcurl_async(vec![
         "-plaintext".into(),
