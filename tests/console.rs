@@ -28,34 +28,28 @@ impl Answer {
         self.headers.get(name).map(String::as_str)
     }
 
-    /// The gRPC status: from the headers (trailers-only) or the trailers frame.
-    pub(crate) fn grpc_status(&self) -> Option<i32> {
-        if let Some(code) = self.header("grpc-status") {
-            return code.parse().ok();
+    /// A field of the gRPC status, as sent: from the headers
+    /// (trailers-only) or the trailers frame.
+    fn status_field(&self, name: &str) -> Option<String> {
+        if let Some(value) = self.header(name) {
+            return Some(value.to_string());
         }
-        self.frames()
-            .into_iter()
-            .find(|(flag, _)| flag & 0x80 != 0)
-            .and_then(|(_, text)| {
-                String::from_utf8_lossy(&text)
-                    .split("\r\n")
-                    .find_map(|l| l.strip_prefix("grpc-status:").map(|v| v.trim().parse().ok()))?
-            })
+        let (_, text) = self.frames().into_iter().find(|(flag, _)| flag & 0x80 != 0)?;
+        String::from_utf8_lossy(&text).split("\r\n").find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(':')
+                .map(|v| v.trim().to_string())
+        })
     }
 
-    /// The gRPC status message, decoded: from the headers or the trailers frame.
+    /// The gRPC status code.
+    pub(crate) fn grpc_status(&self) -> Option<i32> {
+        self.status_field("grpc-status")?.parse().ok()
+    }
+
+    /// The gRPC status message, decoded.
     pub(crate) fn grpc_message(&self) -> String {
-        let raw = self.header("grpc-message").map(str::to_string).or_else(|| {
-            self.frames()
-                .into_iter()
-                .find(|(flag, _)| flag & 0x80 != 0)
-                .and_then(|(_, text)| {
-                    String::from_utf8_lossy(&text)
-                        .split("\r\n")
-                        .find_map(|l| l.strip_prefix("grpc-message:").map(|v| v.trim().to_string()))
-                })
-        });
-        crate::hostile_input::decode(&raw.unwrap_or_default())
+        crate::hostile_input::decode(&self.status_field("grpc-message").unwrap_or_default())
     }
 
     /// gRPC-Web frames: (flag, payload).
