@@ -177,6 +177,37 @@ async fn raw_exchange(gateway: SocketAddr, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
+/// The head of the next HTTP/1.1 answer on a kept-alive connection (its
+/// body, of content-length bytes, read past); None when it closes.
+async fn next_http1_head(tcp: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end + 4]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buffer.len() < end + 4 + length {
+                let n = tcp.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            buffer.drain(..end + 4 + length);
+            return Some(head);
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .ok()
+            .filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// The gRPC status a gRPC-Web answer read so far carries, from its head
 /// or its trailers frame: (code, message).
 fn web_status(answer: &[u8]) -> Option<(String, String)> {
@@ -285,6 +316,45 @@ async fn http1_limits_hold(gateway: SocketAddr, secret: &str) {
             "{:?}",
             started.elapsed()
         );
+    }
+    normal_call(gateway, secret).await;
+
+    // gRPC-Web calls without a key, one after another on one connection,
+    // each with JSON that is not a GetProductRequest: the first 200 are
+    // read (and refused as bad JSON); past the connection's pre-auth rate
+    // (200/s) a call is refused before its body is read and encoded.
+    {
+        let mut tcp = TcpStream::connect(gateway).await.unwrap();
+        let json = br#"{"nope": 1}"#;
+        let body = framed(0, json.len() as u32, json);
+        let (mut bad_json, mut refused_first, mut buffer) = (0, None, Vec::new());
+        for _ in 0..300 {
+            let head = format!(
+                "POST {GET_PRODUCT} HTTP/1.1\r\nhost: gw\r\ncontent-type: application/grpc-web+json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            if tcp.write_all(&[head.as_bytes(), &body].concat()).await.is_err() {
+                break;
+            }
+            let Some(answer) = next_http1_head(&mut tcp, &mut buffer).await else {
+                break;
+            };
+            match web_status(answer.as_bytes()) {
+                Some((code, _)) if code == "3" => bad_json += 1,
+                Some((code, message)) if code == "8" => {
+                    refused_first = Some(message);
+                    break;
+                }
+                other => panic!("{other:?}: {answer}"),
+            }
+        }
+        let message =
+            refused_first.unwrap_or_else(|| panic!("{bad_json} calls read, none refused by the rate"));
+        assert!(
+            message.contains("faster than the gateway takes them"),
+            "{message}"
+        );
+        assert!((150..=250).contains(&bad_json), "{bad_json}");
     }
     normal_call(gateway, secret).await;
 

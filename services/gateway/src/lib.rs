@@ -354,7 +354,7 @@ where
 
 /// A gRPC call, from the connection's rate onwards.
 async fn call_grpc(
-    mut stack: Stack,
+    stack: Stack,
     rate: Arc<guard::ConnectionRate>,
     limits: guard::Limits,
     request: Request<Body>,
@@ -364,6 +364,16 @@ async fn call_grpc(
     if let Some(refusal) = rate.check() {
         return Ok(refusal.into_http());
     }
+    admit_and_call(stack, limits, request).await
+}
+
+/// A call the connection's rate has let through: its headers and body
+/// checked, then the whole stack.
+async fn admit_and_call(
+    mut stack: Stack,
+    limits: guard::Limits,
+    request: Request<Body>,
+) -> Result<Response<Body>, Infallible> {
     let request = match limits.admit(request) {
         Ok(request) => request,
         Err(refusal) => return Ok(refusal.into_http()),
@@ -440,9 +450,14 @@ async fn accept(
                             return Ok(console.serve(request).await);
                         }
                         if web::is_grpc_web(&request) {
+                            // The connection's rate first, before the JSON
+                            // form's body is read and encoded.
+                            if let Some(refusal) = rate.check() {
+                                return Ok(web::refusal_to(&request, &refusal));
+                            }
                             let limits = policy.limits;
                             let grpc = tower::service_fn(move |request: Request<Body>| {
-                                call_grpc(stack.clone(), rate.clone(), limits, request)
+                                admit_and_call(stack.clone(), limits, request)
                             });
                             let response = web::serve(request, grpc, &policy.limits).await;
                             return Ok(response.map(|inner| Body::new(Tracked { inner, done })));

@@ -57,12 +57,21 @@ pub fn contracts() -> Result<&'static DescriptorPool, String> {
 }
 
 /// A gRPC-Web answer that carries only a status (a "trailers-only" response).
-fn refusal(status: &Status, content_type: &'static str) -> Response<Body> {
+fn refusal(status: &Status, content_type: HeaderValue) -> Response<Body> {
     let mut response = status.clone().into_http::<Body>();
+    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+}
+
+/// A gRPC-Web call refused before it was served, answered in the
+/// request's own content type.
+pub fn refusal_to(request: &Request<Body>, status: &Status) -> Response<Body> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(GRPC_WEB));
+    refusal(status, content_type)
 }
 
 /// Serves one gRPC-Web call: the JSON form is turned into the Protobuf one
@@ -85,7 +94,7 @@ where
     }
     let (request, output) = match to_proto(request, limits.max_message_bytes, limits.body_timeout).await {
         Ok(r) => r,
-        Err(status) => return refusal(&status, GRPC_WEB_JSON),
+        Err(status) => return refusal(&status, HeaderValue::from_static(GRPC_WEB_JSON)),
     };
     let response = match web.oneshot(request).await {
         Ok(response) => response,
