@@ -89,6 +89,11 @@ pub(crate) async fn http1(
         .await
         .expect("an answer in time")
         .unwrap();
+    parse_http1(&raw)
+}
+
+/// An HTTP/1.1 answer read to its end: status, headers, the body (chunks joined).
+pub(crate) fn parse_http1(raw: &[u8]) -> Answer {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -174,7 +179,7 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
         );
         assert!(answer.header("grpc-message").unwrap().contains("x-api-key"));
     }
-    let text = kit_values_base64(&frame(&proto));
+    let text = crate::protocols::base64(&frame(&proto));
     let answer = web_call(
         addr,
         GET_PRODUCT,
@@ -358,24 +363,6 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
     gateway.stop().await;
     catalog.signal(Signal::SIGTERM);
     catalog.wait_exit(Duration::from_secs(30)).await;
-}
-
-/// Standard base64, as gRPC-Web's text form carries messages.
-fn kit_values_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The browser tests: a newcomer signs up and orders; an operator finds a

@@ -162,6 +162,24 @@ impl Gateway {
             .secret
     }
 
+    /// How many calls of `developer` apikeys has counted in the last and next hour.
+    pub(crate) async fn usage_total(&self, developer: &str) -> i64 {
+        let now = kit_values::now_micros();
+        self.apikeys
+            .clone()
+            .get_usage(admin_request(apb::GetUsageRequest {
+                developer_id: developer.into(),
+                key_id: String::new(),
+                start_time: Some(kit_values::timestamp(now - 3_600_000_000)),
+                end_time: Some(kit_values::timestamp(now + 3_600_000_000)),
+                granularity: apb::UsageGranularity::Minute as i32,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .total
+    }
+
     pub(crate) async fn stop(mut self) {
         for p in &mut self.processes {
             p.signal(Signal::SIGTERM);

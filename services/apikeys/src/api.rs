@@ -703,7 +703,7 @@ impl pb::developer_portal_service_server::DeveloperPortalService for PortalApi {
         Ok(Response::new(pb::RegisterDeveloperResponse {
             key: Some(key_to_pb(&key, &developer.plan_id)),
             developer: Some(developer_to_pb(&developer)),
-            secret: secret.unwrap_or_default(),
+            secret,
         }))
     }
 
@@ -765,7 +765,7 @@ impl pb::developer_portal_service_server::DeveloperPortalService for PortalApi {
         let key = self.store.key(&self.store.reader(), &r.key_id).await?;
         if key.developer_id != developer.developer_id {
             return Err(ApiKeysError::NotFound {
-                kind: "key",
+                kind: crate::store::KEY,
                 id: r.key_id,
             }
             .into());
@@ -828,6 +828,7 @@ impl From<ApiKeysError> for Status {
             ApiKeysError::Invalid(v) => e::invalid_argument(v),
             ApiKeysError::NotFound { kind, id } => e::not_found(kind, &id),
             ApiKeysError::Conflict { kind, id } => e::already_exists(kind, &id, message),
+            ApiKeysError::Registered => Status::already_exists(message),
             ApiKeysError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiKeysError::Denied(m) => Status::permission_denied(m),
             ApiKeysError::Precondition(m) => {

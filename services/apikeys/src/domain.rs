@@ -29,6 +29,12 @@ pub enum ApiKeysError {
         /// Its id.
         id: String,
     },
+    /// Sign-up with an email already registered. It says nothing of the
+    /// developer: the caller is anonymous.
+    #[error(
+        "that email is already registered: use one of its keys (RotateMyKey gives a new one), or ask an operator to issue a key"
+    )]
+    Registered,
     /// An id was reused with other content.
     #[error("{kind} `{id}` already exists with other settings")]
     Conflict {
@@ -175,8 +181,21 @@ pub fn check_id(field: &str, text: &str, v: &mut Violations) {
     });
 }
 
-/// Checks an email address enough to tell developers apart.
+/// Checks an email address enough to tell developers apart. Only ASCII:
+/// the gateway carries a key holder's email as request metadata, which is
+/// ASCII, and orders are scoped by it; an internationalised address is
+/// refused here with a clear message rather than mangled later.
 pub fn check_email(field: &str, text: &str, v: &mut Violations) {
+    if !text.is_ascii() {
+        v.add(
+            field,
+            format!(
+                "must be an ASCII email address (internationalised addresses are not accepted), got {}",
+                quoted(text)
+            ),
+        );
+        return;
+    }
     let ok = text.len() >= 3
         && text.len() <= 254
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())

@@ -20,6 +20,10 @@ const CHANGE_SETTLE_MICROS: i64 = 5_000_000;
 /// Most changes returned at once.
 const MAX_CHANGES: usize = 1000;
 
+/// What a key is called in NOT_FOUND and ALREADY_EXISTS: one word for every
+/// path, so no answer tells someone else's key from a missing one.
+pub(crate) const KEY: &str = "api key";
+
 /// Where a key stands, as stored; expiry is read from `expire_micros`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyStatus {
@@ -450,17 +454,16 @@ impl Store {
         email: &str,
         name: &str,
         plan_id: &str,
-    ) -> Result<(Developer, Key, Option<String>), ApiKeysError> {
+    ) -> Result<(Developer, Key, String), ApiKeysError> {
         let email = email.to_ascii_lowercase();
         let claim: Claim<(Developer, Key)> =
             kit_store::claim(&self.db, "apikeys.register", &email, "register")
                 .await
                 .map_err(conflict_as("developer", &email))?;
         let pending = match claim {
-            Claim::Replay((developer, key)) => {
-                let key = self.key(self.db.read(), &key.key_id).await?;
-                return Ok((developer, key, None));
-            }
+            // A second sign-up learns nothing of the first: no id, name,
+            // plan or key (the secret was shown once, to the first).
+            Claim::Replay(_) => return Err(ApiKeysError::Registered),
             Claim::Won(pending) => pending,
         };
         let now = kit_values::now_micros();
@@ -480,7 +483,7 @@ impl Store {
             .complete(&(developer.clone(), key.clone()))
             .await
             .map_err(ApiKeysError::Idempotency)?;
-        Ok((developer, key, Some(secret)))
+        Ok((developer, key, secret))
     }
 
     /// Moves a developer to another plan.
@@ -563,7 +566,7 @@ impl Store {
             .await?;
         if inserted.rows_affected() == 0 {
             return Err(ApiKeysError::Conflict {
-                kind: "api key",
+                kind: KEY,
                 id: key_id.to_string(),
             });
         }
@@ -580,7 +583,7 @@ impl Store {
         let fingerprint = format!("{developer_id}\n{name}");
         let claim: Claim<Key> = kit_store::claim(&self.db, "apikeys.key", key_id, &fingerprint)
             .await
-            .map_err(conflict_as("api key", key_id))?;
+            .map_err(conflict_as(KEY, key_id))?;
         let pending = match claim {
             Claim::Replay(key) => return Ok((self.key(self.db.read(), &key.key_id).await?, None)),
             Claim::Won(pending) => pending,
@@ -609,7 +612,7 @@ impl Store {
             ))
             .await?
             .ok_or_else(|| ApiKeysError::NotFound {
-                kind: "api key",
+                kind: KEY,
                 id: key_id.to_string(),
             })?;
         key_from(&row)
@@ -645,7 +648,7 @@ impl Store {
         let claim: Claim<(String, String)> =
             kit_store::claim(&self.db, "apikeys.rotate", new_key_id, &fingerprint)
                 .await
-                .map_err(conflict_as("api key", new_key_id))?;
+                .map_err(conflict_as(KEY, new_key_id))?;
         let pending = match claim {
             Claim::Replay((old, new)) => {
                 let old = self.key(self.db.read(), &old).await?;

@@ -323,10 +323,6 @@ function registerCard() {
       try {
         const r = await rpc("ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper",
           { email: data.get("email"), name: data.get("name") });
-        if (!r.secret) {
-          out.append(h("p", { class: "notice" }, `${r.developer.email} is already registered: use one of your keys below, or rotate it.`));
-          return;
-        }
         showSecret(out, r.secret, "Your API key");
         out.append(h("button", { type: "button", id: "continue", onclick: () => { session.key = r.secret; route(); } }, "Continue with this key"));
         announce("Registered. Your key is shown once: copy it now.");

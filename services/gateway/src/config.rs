@@ -10,13 +10,20 @@
 //! anonymous = ["ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper"]  # no key needed
 //! pass_api_key = ["ferrymesh.apikeys.v1"]      # packages that read x-api-key themselves
 //! operator = ["ferrymesh.workflow.v1.WorkflowService/ListExecutions"]  # with the admin token only
+//! # A key holder's calls about their own account: not metered, no quota,
+//! # a bucket of their own [default: the developer portal's methods].
+//! unmetered = ["ferrymesh.apikeys.v1.DeveloperPortalService/*"]
 //!
 //! [limits]
 //! key_cache_ttl = "30s"     # longest a validated key is trusted without asking apikeys
 //! changes_poll = "500ms"    # how often revocations and plan changes are fetched
 //! usage_flush = "1s"        # how often counted calls are sent to apikeys
-//! anonymous_rate = 5.0      # calls per second without a key, all callers together
+//! anonymous_rate = 5.0      # calls per second without a key, per client address
 //! anonymous_burst = 20
+//! self_service_rate = 5.0   # unmetered calls per second, per developer
+//! self_service_burst = 20
+//! key_lookup_rate = 20.0    # API keys not seen before, per second per client address
+//! key_lookup_burst = 40
 //!
 //! [stages.prod.routes]
 //! "ferrymesh.catalog.v1" = "http://127.0.0.1:50051"
@@ -40,7 +47,9 @@ use kit_values::MethodPattern;
 use serde::Deserialize;
 
 use crate::canary::{Canary, CanaryRegistry};
-use crate::limits::KeyLimiter;
+use std::net::IpAddr;
+
+use crate::limits::KeyedBuckets;
 use crate::proxy::Upstream;
 
 /// Why a configuration file was refused.
@@ -63,6 +72,8 @@ struct File {
     pass_api_key: Vec<String>,
     #[serde(default)]
     operator: Vec<String>,
+    #[serde(default = "default_unmetered")]
+    unmetered: Vec<String>,
     #[serde(default)]
     limits: LimitsFile,
     stages: BTreeMap<String, StageFile>,
@@ -70,6 +81,12 @@ struct File {
 
 fn default_stage() -> String {
     "prod".into()
+}
+
+/// The portal: a developer reading their usage, keys and invoice, or
+/// rotating and revoking a key, is not billed for it, even past the quota.
+fn default_unmetered() -> Vec<String> {
+    vec!["ferrymesh.apikeys.v1.DeveloperPortalService/*".into()]
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +97,10 @@ struct LimitsFile {
     usage_flush: Option<String>,
     anonymous_rate: Option<f64>,
     anonymous_burst: Option<i32>,
+    self_service_rate: Option<f64>,
+    self_service_burst: Option<i32>,
+    key_lookup_rate: Option<f64>,
+    key_lookup_burst: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,10 +146,18 @@ pub struct Limits {
     pub changes_poll: Duration,
     /// How often usage is flushed.
     pub usage_flush: Duration,
-    /// Calls per second without a key, over all callers.
+    /// Calls per second without a key, per client address.
     pub anonymous_rate: f64,
     /// Burst of calls without a key.
     pub anonymous_burst: i32,
+    /// Unmetered calls per second, per developer.
+    pub self_service_rate: f64,
+    /// Their burst.
+    pub self_service_burst: i32,
+    /// Lookups of API keys the gateway has not cached, per second per client address.
+    pub key_lookup_rate: f64,
+    /// Their burst.
+    pub key_lookup_burst: i32,
 }
 
 /// One stage: where each package goes, its variables and canaries.
@@ -160,10 +189,17 @@ pub struct Routes {
     /// Methods callable with the admin token (`authorization: Bearer`)
     /// instead of a key: the console's operations view. Never metered.
     pub operator: Vec<MethodPattern>,
+    /// A key holder's methods about their own account: not metered, no
+    /// quota, throttled by `self_service`.
+    pub unmetered: Vec<MethodPattern>,
     /// Cache timings.
     pub limits: Limits,
-    /// The one bucket calls without a key share.
-    pub anonymous_limiter: KeyLimiter,
+    /// Calls without a key: a bucket per client address.
+    pub anonymous_limiter: KeyedBuckets<IpAddr>,
+    /// Unmetered calls: a bucket per developer.
+    pub self_service: KeyedBuckets<Arc<str>>,
+    /// Lookups of keys not cached: a bucket per client address.
+    pub key_lookups: KeyedBuckets<IpAddr>,
     /// The stages by name.
     pub stages: HashMap<String, Stage>,
 }
@@ -183,12 +219,38 @@ impl Routes {
     pub fn is_anonymous(&self, method: &str) -> bool {
         self.anonymous.iter().any(|p| p.matches(method))
     }
+
+    /// Whether `method` is a key holder's call about their own account.
+    pub fn is_unmetered(&self, method: &str) -> bool {
+        self.unmetered.iter().any(|p| p.matches(method))
+    }
 }
 
 /// The package of a path `/pkg.Service/Method`: everything before the service's last dot.
 pub fn package_of(path: &str) -> Option<&str> {
     let service = path.strip_prefix('/')?.split('/').next()?;
     service.rsplit_once('.').map(|(package, _)| package)
+}
+
+/// `limits.NAME_rate` and `limits.NAME_burst`, checked, or their defaults.
+fn bucket_settings(
+    name: &str,
+    rate: Option<f64>,
+    burst: Option<i32>,
+    (default_rate, default_burst): (f64, i32),
+    errors: &mut Vec<String>,
+) -> (f64, i32) {
+    let rate = rate.unwrap_or(default_rate);
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1e6) {
+        errors.push(format!(
+            "limits.{name}_rate: must be more than 0 calls per second, got {rate}"
+        ));
+    }
+    let burst = burst.unwrap_or(default_burst);
+    if !(1..=1_000_000).contains(&burst) {
+        errors.push(format!("limits.{name}_burst: must be 1 to 1000000, got {burst}"));
+    }
+    (rate, burst)
 }
 
 fn duration(field: &str, text: Option<&str>, default: Duration, errors: &mut Vec<String>) -> Duration {
@@ -264,21 +326,46 @@ pub fn parse(
             }
         })
         .collect();
-    let anonymous_rate = file.limits.anonymous_rate.unwrap_or(5.0);
-    if !(anonymous_rate.is_finite() && anonymous_rate > 0.0 && anonymous_rate <= 1e6) {
-        errors.push(format!(
-            "limits.anonymous_rate: must be more than 0 calls per second, got {anonymous_rate}"
-        ));
-    }
-    let anonymous_burst = file.limits.anonymous_burst.unwrap_or(20);
-    if !(1..=1_000_000).contains(&anonymous_burst) {
-        errors.push(format!(
-            "limits.anonymous_burst: must be 1 to 1000000, got {anonymous_burst}"
-        ));
-    }
+    let unmetered: Vec<MethodPattern> = file
+        .unmetered
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match MethodPattern::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("unmetered[{i}]: {e}"));
+                None
+            }
+        })
+        .collect();
+    let (anonymous_rate, anonymous_burst) = bucket_settings(
+        "anonymous",
+        file.limits.anonymous_rate,
+        file.limits.anonymous_burst,
+        (5.0, 20),
+        &mut errors,
+    );
+    let (self_service_rate, self_service_burst) = bucket_settings(
+        "self_service",
+        file.limits.self_service_rate,
+        file.limits.self_service_burst,
+        (5.0, 20),
+        &mut errors,
+    );
+    let (key_lookup_rate, key_lookup_burst) = bucket_settings(
+        "key_lookup",
+        file.limits.key_lookup_rate,
+        file.limits.key_lookup_burst,
+        (20.0, 40),
+        &mut errors,
+    );
     let limits = Limits {
         anonymous_rate,
         anonymous_burst,
+        self_service_rate,
+        self_service_burst,
+        key_lookup_rate,
+        key_lookup_burst,
         key_cache_ttl: duration(
             "limits.key_cache_ttl",
             file.limits.key_cache_ttl.as_deref(),
@@ -403,7 +490,10 @@ pub fn parse(
         anonymous,
         pass_api_key: file.pass_api_key.into_iter().collect(),
         operator,
-        anonymous_limiter: KeyLimiter::new(limits.anonymous_rate, limits.anonymous_burst),
+        unmetered,
+        anonymous_limiter: KeyedBuckets::new(limits.anonymous_rate, limits.anonymous_burst),
+        self_service: KeyedBuckets::new(limits.self_service_rate, limits.self_service_burst),
+        key_lookups: KeyedBuckets::new(limits.key_lookup_rate, limits.key_lookup_burst),
         limits,
         stages,
     })
@@ -430,7 +520,8 @@ pub fn local_mesh(addresses: &[(&str, String)]) -> String {
         text.push_str(&format!("  \"{p}\",\n"));
     }
     text.push_str("]\n\n");
-    text.push_str("[limits]\nkey_cache_ttl = \"30s\"\nchanges_poll = \"500ms\"\nusage_flush = \"1s\"\nanonymous_rate = 5.0\nanonymous_burst = 20\n\n");
+    text.push_str("# A key holder's calls about their own account: not metered, no quota,\n# throttled per developer by limits.self_service_*.\nunmetered = [\"ferrymesh.apikeys.v1.DeveloperPortalService/*\"]\n\n");
+    text.push_str("[limits]\nkey_cache_ttl = \"30s\"\nchanges_poll = \"500ms\"\nusage_flush = \"1s\"\nanonymous_rate = 5.0\nanonymous_burst = 20\nself_service_rate = 5.0\nself_service_burst = 20\nkey_lookup_rate = 20.0\nkey_lookup_burst = 40\n\n");
     text.push_str("[stages.prod.routes]\n");
     for (package, url) in addresses {
         text.push_str(&format!("\"{package}\" = \"{url}\"\n"));

@@ -30,6 +30,12 @@ impl tonic::service::Interceptor for Bearer {
         let value = tonic::metadata::AsciiMetadataValue::try_from(self.0.as_bytes())
             .map_err(|_| Status::internal("the admin token is not printable ASCII"))?;
         request.metadata_mut().insert("authorization", value);
+        // The gateway's own calls say so: from the gateway, a call that
+        // names no principal is refused.
+        request.metadata_mut().insert(
+            kit::identity::PRINCIPAL,
+            tonic::metadata::AsciiMetadataValue::from_static("internal"),
+        );
         Ok(request)
     }
 }
@@ -58,22 +64,40 @@ pub struct CachedKey {
     pub stages: Vec<String>,
     /// When the key stops working (rotation), micros.
     pub expire_micros: Option<i64>,
-    /// Its token buckets.
+    /// Its developer's token buckets.
     pub limiter: Arc<KeyLimiter>,
     /// The developer's quota, when the plan has one.
     pub quota: Option<Arc<QuotaCell>>,
     validated: Instant,
 }
 
-/// The caller's identity as metadata; a caller's own values of these are removed first.
+/// The caller's identity as metadata (`kit::identity`'s headers); a
+/// caller's own values of these are removed first.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// `x-ferrymesh-key-id`.
+    /// The key's id.
     pub key_id: HeaderValue,
-    /// `x-ferrymesh-developer-id`.
+    /// The developer's id.
     pub developer_id: HeaderValue,
-    /// `x-ferrymesh-customer-email`: the developer's email, which orders scopes by.
+    /// The developer's email, which orders scopes by.
     pub email: HeaderValue,
+}
+
+impl Identity {
+    /// The headers, when every value is printable ASCII (and so reads back
+    /// as it was meant on the other side); `None` otherwise.
+    pub fn carried(key_id: &str, developer_id: &str, email: &str) -> Option<Identity> {
+        let header = |text: &str| {
+            (!text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic()))
+                .then(|| HeaderValue::from_str(text).ok())
+                .flatten()
+        };
+        Some(Identity {
+            key_id: header(key_id)?,
+            developer_id: header(developer_id)?,
+            email: header(&email.to_ascii_lowercase())?,
+        })
+    }
 }
 
 impl CachedKey {
@@ -144,6 +168,17 @@ impl KeyCache {
             }
             Some(Entry::Refused(..)) => now.duration_since(slot.made) < REFUSAL_TTL,
         }
+    }
+
+    /// Whether `secret`'s answer (a key or a refusal) is in memory and fresh,
+    /// so asking for it costs apikeys nothing.
+    pub fn is_cached(&self, secret: &str) -> bool {
+        let now = Instant::now();
+        self.slots
+            .read()
+            .ok()
+            .and_then(|s| s.get(secret).cloned())
+            .is_some_and(|slot| slot.entry.initialized() && self.fresh(&slot, now))
     }
 
     /// The key for `secret`: from memory, or asked of apikeys once however
@@ -217,8 +252,19 @@ impl KeyCache {
                 "apikeys answered without the key, plan or developer",
             ));
         };
-        let header = |text: &str| HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""));
-        let limiter = self.limiters.for_key(&key.key_id, &plan);
+        let Some(identity) = Identity::carried(&key.key_id, &developer.developer_id, &developer.email) else {
+            // Fail closed: an identity the services could not read must
+            // never reach them as no identity at all.
+            tracing::warn!(key_id = %key.key_id, "a key's identity is not printable ASCII; refused");
+            return Ok(Entry::Refused(
+                Code::PermissionDenied,
+                "this key's developer has an email the mesh cannot carry (only ASCII addresses are); an operator must change it"
+                    .to_string(),
+            ));
+        };
+        // Per developer, as the quota is: more keys (rotation keeps the old
+        // one for its grace) never mean more calls.
+        let limiter = self.limiters.for_developer(&developer.developer_id, &plan);
         let period = match pb::QuotaPeriod::try_from(plan.quota_period) {
             Ok(pb::QuotaPeriod::Day) => Some(CalendarPeriod::Day),
             Ok(pb::QuotaPeriod::Week) => Some(CalendarPeriod::Week),
@@ -239,11 +285,7 @@ impl KeyCache {
             key_id: key.key_id.as_str().into(),
             developer_id: developer.developer_id.as_str().into(),
             plan_id: plan.plan_id.clone(),
-            identity: Identity {
-                key_id: header(&key.key_id),
-                developer_id: header(&developer.developer_id),
-                email: header(&developer.email),
-            },
+            identity,
             allowed: plan
                 .allowed_methods
                 .iter()

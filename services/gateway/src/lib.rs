@@ -422,7 +422,7 @@ async fn accept(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, remote) = match accepted {
                     Ok(a) => a,
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
@@ -434,9 +434,11 @@ async fn accept(
                 let (stack, health, console) = (stack.clone(), health.clone(), console.clone());
                 let activity = Activity::new();
                 let rate = Arc::new(guard::ConnectionRate::new(policy.rate, policy.burst));
+                let client = stack::Client::new(remote.ip());
                 let calls = activity.clone();
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let request = request.map(Body::new);
+                    let mut request = request.map(Body::new);
+                    request.extensions_mut().insert(client.clone());
                     let (stack, mut health, console) = (stack.clone(), health.clone(), console.clone());
                     let done = calls.begin();
                     let rate = rate.clone();
@@ -461,6 +463,12 @@ async fn accept(
                             });
                             let response = web::serve(request, grpc, &policy.limits).await;
                             return Ok(response.map(|inner| Body::new(Tracked { inner, done })));
+                        }
+                        // Only gRPC's own content type is a call: anything
+                        // else (a browser's cross-origin text/plain form
+                        // needs no preflight) is refused as gRPC says, 415.
+                        if !web::is_grpc(&request) {
+                            return Ok(web::unsupported_media_type());
                         }
                         let response = call_grpc(stack, rate, policy.limits, request).await?;
                         Ok(response.map(|inner| Body::new(Tracked { inner, done })))
@@ -533,6 +541,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), kit::BoxError> {
     let args = config.server.clone();
+    // Metric labels and log lines name only the contracts' methods.
+    kit::rpc_telemetry::register_methods(EVERY_DESCRIPTOR_SET)?;
     let (health, health_server) = tonic_health::server::health_reporter();
     let canaries = CanaryRegistry::with_health(health.clone());
     // The gateway's own mesh identity, for every upstream hop.

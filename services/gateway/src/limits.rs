@@ -1,6 +1,6 @@
-//! Throttling and quotas. Throttling is a token bucket per key (governor's
-//! GCRA, as API Gateway's rate and burst), with tighter buckets for the
-//! methods a plan names. Quotas are per developer and exact on one
+//! Throttling and quotas. Throttling is a token bucket per developer,
+//! shared by all their keys (governor's GCRA, as API Gateway's rate and
+//! burst), with tighter buckets for the methods a plan names. Quotas are per developer and exact on one
 //! gateway: a call is admitted against what apikeys has counted plus what
 //! this gateway has admitted since, under one lock. Across G gateways each
 //! learns the others' counts when it flushes its own, so a quota may be
@@ -67,16 +67,63 @@ impl KeyLimiter {
     }
 }
 
-/// Every key's buckets, kept across revalidations so that dropping a key
-/// from the cache does not refill its bucket.
+/// A token bucket per key (a client address, a developer), all alike:
+/// governor's keyed GCRA, idle keys dropped now and then so the map stays
+/// as small as the set of recent callers.
+pub struct KeyedBuckets<K: std::hash::Hash + Eq + Clone> {
+    limiter: Option<RateLimiter<K, governor::state::keyed::HashMapStateStore<K>, DefaultClock>>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> std::fmt::Debug for KeyedBuckets<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedBuckets").finish_non_exhaustive()
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedBuckets<K> {
+    /// `rate` calls a second per key, bursts of `burst`; no limit when `rate` is not positive.
+    pub fn new(rate: f64, burst: i32) -> Self {
+        let quota = (rate.is_finite() && rate > 0.0)
+            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / rate)))
+            .flatten()
+            .map(|q| {
+                q.allow_burst(
+                    NonZeroU32::new(u32::try_from(burst.max(1)).unwrap_or(1)).unwrap_or(NonZeroU32::MIN),
+                )
+            });
+        KeyedBuckets {
+            limiter: quota.map(|q| RateLimiter::hashmap_with_clock(q, clock().clone())),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token of `key`'s bucket; when none is left, how long until one is.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        // Every 4096 checks, forget the keys whose buckets are full again.
+        if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+        }
+        limiter
+            .check_key(key)
+            .map_err(|n| n.wait_time_from(clock().now()))
+    }
+}
+
+/// Every developer's buckets, kept across revalidations so that dropping a
+/// key from the cache does not refill its bucket.
 #[derive(Debug, Default)]
 pub struct Limiters {
-    keys: Mutex<HashMap<String, Arc<KeyLimiter>>>,
+    developers: Mutex<HashMap<String, Arc<KeyLimiter>>>,
 }
 
 impl Limiters {
-    /// The buckets of `key_id` under `plan`; new ones when the plan's rates changed.
-    pub fn for_key(&self, key_id: &str, plan: &pb::UsagePlan) -> Arc<KeyLimiter> {
+    /// The buckets of `developer_id` under `plan`, shared by all their keys;
+    /// new ones when the plan's rates changed.
+    pub fn for_developer(&self, developer_id: &str, plan: &pb::UsagePlan) -> Arc<KeyLimiter> {
         let settings = format!(
             "{}/{}/{:?}",
             plan.rate_limit,
@@ -102,14 +149,14 @@ impl Limiters {
                     .collect(),
             })
         };
-        let Ok(mut keys) = self.keys.lock() else {
+        let Ok(mut developers) = self.developers.lock() else {
             return make();
         };
-        match keys.get(key_id) {
+        match developers.get(developer_id) {
             Some(existing) if existing.settings == settings => existing.clone(),
             _ => {
                 let limiter = make();
-                keys.insert(key_id.to_string(), limiter.clone());
+                developers.insert(developer_id.to_string(), limiter.clone());
                 limiter
             }
         }
@@ -164,6 +211,13 @@ impl QuotaCell {
         }
         s.local += 1;
         Ok(())
+    }
+
+    /// Gives back an admitted call that reached no upstream: it is not metered.
+    pub fn refund(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.local = s.local.saturating_sub(1).max(0);
+        }
     }
 
     /// apikeys acknowledged `flushed` of this developer's calls and says
@@ -271,7 +325,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let limiter = Limiters::default().for_key("k", &plan);
+        let limiter = Limiters::default().for_developer("d", &plan);
         assert!(limiter.check("/a.S/Slow").is_ok());
         let wait = limiter.check("/a.S/Slow").unwrap_err();
         assert!(wait > Duration::from_millis(500), "{wait:?}");

@@ -170,8 +170,9 @@ impl Upstream {
             uri.path_and_query = path.clone();
             parts.uri = match Uri::from_parts(uri) {
                 Ok(uri) => uri,
-                Err(e) => {
-                    return tonic::Status::invalid_argument(format!("bad request path: {e}")).into_http();
+                Err(_) => {
+                    return tonic::Status::invalid_argument("the request path is not a gRPC method's")
+                        .into_http();
                 }
             };
             let in_flight = instance.load.start();
@@ -187,7 +188,11 @@ impl Upstream {
                 return v.status().into_http();
             }
             match sent {
-                Ok(response) => return response.map(Body::new),
+                Ok(response) => {
+                    let mut response = response.map(Body::new);
+                    response.extensions_mut().insert(crate::stack::Reached);
+                    return response;
+                }
                 Err(error) => {
                     instance.load.refused();
                     if !body.untouched() {
@@ -201,9 +206,11 @@ impl Upstream {
             }
         };
         tracing::warn!(upstream = %self.url, error = %error, "upstream unreachable");
+        // The upstream's address is the mesh's business, not the caller's.
+        let package =
+            crate::config::package_of(path.as_ref().map_or("", |p| p.path())).unwrap_or("the service");
         tonic::Status::unavailable(format!(
-            "the service behind the gateway is unreachable ({}); retry shortly",
-            self.url
+            "{package} is unreachable behind the gateway; retry shortly"
         ))
         .into_http()
     }

@@ -17,6 +17,8 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
+use kit::identity;
+
 use crate::Shared;
 use crate::canary::Canary;
 use crate::config::package_of;
@@ -39,6 +41,55 @@ pub enum Caller {
     /// The admin token, on an operator's method: neither throttled nor metered.
     Operator,
 }
+
+/// Where a call comes from, as the accept loop knows it: the client's
+/// address and its connection's bucket for API keys not seen before.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The address the connection comes from.
+    pub addr: std::net::IpAddr,
+    /// Lookups of keys the gateway has not cached, on this connection.
+    pub key_lookups: Arc<crate::limits::KeyLimiter>,
+}
+
+/// Lookups of uncached API keys one connection may make: a key holder
+/// sends one key, so more than a few a second is someone guessing.
+const KEY_LOOKUPS_PER_CONNECTION: (f64, i32) = (10.0, 20);
+
+impl Client {
+    /// A new connection from `addr`.
+    pub fn new(addr: std::net::IpAddr) -> Client {
+        let (rate, burst) = KEY_LOOKUPS_PER_CONNECTION;
+        Client {
+            addr,
+            key_lookups: Arc::new(crate::limits::KeyLimiter::new(rate, burst)),
+        }
+    }
+
+    /// The client of `request`; an unspecified address when the accept loop set none (unit tests).
+    fn of<B>(request: &Request<B>) -> Client {
+        request
+            .extensions()
+            .get::<Client>()
+            .cloned()
+            .unwrap_or_else(|| Client::new(std::net::IpAddr::from([0, 0, 0, 0])))
+    }
+}
+
+/// RESOURCE_EXHAUSTED with RetryInfo: `what` is over its rate.
+fn throttled(wait: Duration, what: &str) -> Status {
+    // Whole milliseconds, at least 1, so a client never retries at once.
+    let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("rate limit of {what} exceeded; retry in {} ms", wait.as_millis()),
+        ErrorDetails::with_retry_info(Some(wait)),
+    )
+}
+
+/// Marks a response that came from the upstream, not from the gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct Reached;
 
 /// Where the routing layer sends the call.
 #[derive(Debug, Clone)]
@@ -157,10 +208,26 @@ where
                     )
                     .into_http());
                 }
-                Some(secret) => match shared.keys.key(secret).await {
-                    Ok(key) => key,
-                    Err(status) => return Ok(status.into_http()),
-                },
+                Some(secret) => {
+                    // A key not in the cache costs apikeys a lookup: guessed
+                    // keys are throttled per connection and per address.
+                    if !shared.keys.is_cached(secret) {
+                        let client = Client::of(&request);
+                        if let Err(wait) = client
+                            .key_lookups
+                            .check(path)
+                            .and_then(|()| routes.key_lookups.check(&client.addr))
+                        {
+                            return Ok(
+                                throttled(wait, "API keys this client has not used before").into_http()
+                            );
+                        }
+                    }
+                    match shared.keys.key(secret).await {
+                        Ok(key) => key,
+                        Err(status) => return Ok(status.into_http()),
+                    }
+                }
             };
             if reflection_call {
                 let mine = |m: &str| routes.is_public(m) && key.allows(m);
@@ -225,30 +292,27 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let path = request.uri().path();
+        let routes = self.shared.routes();
         let checked = match request.extensions().get::<Caller>() {
+            // A developer's own account calls have a bucket of their own,
+            // so the portal works when the plan's rate is spent.
+            Some(Caller::Key(key)) if routes.is_unmetered(path) => routes
+                .self_service
+                .check(&key.developer_id)
+                .map_err(|wait| (wait, "your account's own calls".to_string())),
             Some(Caller::Key(key)) => key
                 .limiter
                 .check(path)
                 .map_err(|wait| (wait, format!("plan `{}`", key.plan_id))),
-            Some(Caller::Anonymous) => self
-                .shared
-                .routes()
+            Some(Caller::Anonymous) => routes
                 .anonymous_limiter
-                .check(path)
-                .map_err(|wait| (wait, "calls without a key".to_string())),
+                .check(&Client::of(&request).addr)
+                .map_err(|wait| (wait, "calls without a key from your address".to_string())),
             Some(Caller::Operator) | None => Ok(()),
         };
         match checked {
             Ok(()) => Either::Right(self.inner.call(request)),
-            Err((wait, whose)) => {
-                // Whole milliseconds, at least 1, so a client never retries at once.
-                let wait = Duration::from_millis(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
-                Either::Left(refuse(Status::with_error_details(
-                    Code::ResourceExhausted,
-                    format!("rate limit of {whose} exceeded; retry in {} ms", wait.as_millis()),
-                    ErrorDetails::with_retry_info(Some(wait)),
-                )))
-            }
+            Err((wait, whose)) => Either::Left(refuse(throttled(wait, &whose))),
         }
     }
 }
@@ -273,9 +337,9 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let _ = &self.shared;
         if let Some(Caller::Key(key)) = request.extensions().get::<Caller>()
             && let Some(quota) = &key.quota
+            && !self.shared.routes().is_unmetered(request.uri().path())
             && let Err(exceeded) = quota.admit(kit_values::now_micros())
         {
             let resets = kit_values::rfc3339(exceeded.resets_at);
@@ -306,7 +370,7 @@ pub struct Router<S> {
 
 fn gateway_only(name: &HeaderName) -> bool {
     let n = name.as_str();
-    n.starts_with("x-ferrymesh-") || n.starts_with("x-stage-var-")
+    n.starts_with(identity::PREFIX) || n.starts_with("x-stage-var-")
 }
 
 impl<S> Service<Request<Body>> for Router<S>
@@ -369,12 +433,23 @@ where
             // The admin token goes only where it is checked again (apikeys).
             headers.remove(http::header::AUTHORIZATION);
         }
-        if let Some(Caller::Key(key)) = &caller {
-            headers.insert("x-ferrymesh-key-id", key.identity.key_id.clone());
-            headers.insert("x-ferrymesh-developer-id", key.identity.developer_id.clone());
-            headers.insert("x-ferrymesh-customer-email", key.identity.email.clone());
+        // Who the call is for, always said: an upstream takes a call
+        // without it as from inside the mesh, never as from a customer.
+        match &caller {
+            Some(Caller::Key(key)) => {
+                headers.insert(identity::PRINCIPAL, HeaderValue::from_static("key"));
+                headers.insert(identity::KEY_ID, key.identity.key_id.clone());
+                headers.insert(identity::DEVELOPER_ID, key.identity.developer_id.clone());
+                headers.insert(identity::CUSTOMER_EMAIL, key.identity.email.clone());
+            }
+            Some(Caller::Operator) => {
+                headers.insert(identity::PRINCIPAL, HeaderValue::from_static("operator"));
+            }
+            Some(Caller::Anonymous) | None => {
+                headers.insert(identity::PRINCIPAL, HeaderValue::from_static("anonymous"));
+            }
         }
-        headers.insert("x-ferrymesh-stage", stage.header.clone());
+        headers.insert(identity::STAGE, stage.header.clone());
         for (name, value) in &stage.variables {
             headers.insert(name.clone(), value.clone());
         }
@@ -394,7 +469,8 @@ where
     }
 }
 
-/// Counts the admitted call for its key, method, stage and minute.
+/// Counts the call for its key, method, stage and minute, once an
+/// upstream has answered it; a developer's own account calls are not counted.
 #[derive(Debug, Clone)]
 pub struct Meter<S> {
     inner: S,
@@ -404,25 +480,46 @@ pub struct Meter<S> {
 impl<S> Service<Request<Body>> for Meter<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = S::Future;
+    type Future = Either<S::Future, BoxFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if let (Some(Caller::Key(key)), Some(route)) = (
+        let metered = match (
             request.extensions().get::<Caller>(),
             request.extensions().get::<Route>(),
         ) {
-            self.shared
-                .meter
-                .count(&key.key_id, &key.developer_id, request.uri().path(), &route.stage);
-        }
-        self.inner.call(request)
+            (Some(Caller::Key(key)), Some(route))
+                if !self.shared.routes().is_unmetered(request.uri().path()) =>
+            {
+                Some((key.clone(), route.stage.clone(), request.uri().clone()))
+            }
+            _ => None,
+        };
+        let Some((key, stage, uri)) = metered else {
+            return Either::Left(self.inner.call(request));
+        };
+        let shared = self.shared.clone();
+        let answer = self.inner.call(request);
+        Either::Right(Box::pin(async move {
+            let response = answer.await?;
+            // Only a call an upstream received is billed; one the gateway
+            // answered itself (no upstream reachable) gives its quota back.
+            if response.extensions().get::<Reached>().is_some() {
+                shared
+                    .meter
+                    .count(&key.key_id, &key.developer_id, uri.path(), &stage);
+            } else if let Some(quota) = &key.quota {
+                quota.refund();
+            }
+            Ok(response)
+        }))
     }
 }
 
@@ -454,7 +551,7 @@ impl Service<Request<Body>> for Forward {
             // Tells the caller (and a test) which side served it.
             response
                 .headers_mut()
-                .insert("x-ferrymesh-canary", HeaderValue::from_static("true"));
+                .insert(identity::CANARY, HeaderValue::from_static("true"));
             if let Some(code) = header_status(&response) {
                 canary.record(code);
                 return Ok(response);

@@ -30,12 +30,45 @@ pub const GRPC_WEB_JSON: &str = "application/grpc-web+json";
 /// The flag of a frame that carries trailers, not a message.
 const TRAILERS: u8 = 0x80;
 
-/// Whether a request is a gRPC-Web call, in any of its forms.
+/// The gRPC-Web content types, exactly: tonic-web's four and the JSON form.
+const GRPC_WEB_TYPES: &[&str] = &[
+    GRPC_WEB,
+    "application/grpc-web+proto",
+    "application/grpc-web-text",
+    "application/grpc-web-text+proto",
+    GRPC_WEB_JSON,
+];
+
+/// Whether a request is a gRPC-Web call, in one of its forms exactly.
 pub fn is_grpc_web(request: &Request<Body>) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(GRPC_WEB.as_bytes()))
+    request.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        GRPC_WEB_TYPES
+            .iter()
+            .any(|t| v.as_bytes().eq_ignore_ascii_case(t.as_bytes()))
+    })
+}
+
+/// Whether a request is a gRPC call: `application/grpc`, or `application/grpc+FORMAT`.
+pub fn is_grpc(request: &Request<Body>) -> bool {
+    request.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v == b"application/grpc" || v.starts_with(b"application/grpc+")
+    })
+}
+
+/// The answer to a POST that is neither gRPC nor gRPC-Web (as the gRPC
+/// over HTTP/2 spec asks): 415 with what to send instead.
+pub fn unsupported_media_type() -> Response<Body> {
+    let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from_static(
+        b"a call to this gateway is gRPC (content-type application/grpc) or gRPC-Web \
+          (application/grpc-web, +proto, -text, -text+proto or +json)\n",
+    ))));
+    *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn is_json(request: &Request<Body>) -> bool {
@@ -86,6 +119,11 @@ where
 {
     use tower::{Layer, ServiceExt};
     let web = tonic_web::GrpcWebLayer::new().layer(grpc);
+    let mut request = request;
+    // The length is the web form's (base64 for -text), not the gRPC body's
+    // tonic-web makes of it; sent on, the upstream would wait for bytes
+    // that never come. The body is streamed without it.
+    request.headers_mut().remove(header::CONTENT_LENGTH);
     if !is_json(&request) {
         return match web.oneshot(request).await {
             Ok(response) => response,

@@ -193,6 +193,7 @@ fn client_span(path: &str, service: &str, method: &str, peer: &str, started: Ins
         started,
         observed: true,
         decided_here: true,
+        known: true,
     }
 }
 
@@ -205,7 +206,12 @@ pub struct ForwardSpan(RpcSpan);
 impl ForwardSpan {
     /// Starts the span for `request` to `peer` and writes its trace context into the headers.
     pub fn start(request: &mut Request<Body>, peer: &str) -> ForwardSpan {
-        let path = request.uri().path().to_string();
+        // A public package's method that no contract defines is one series.
+        let path = if crate::rpc_telemetry::known_method(request.uri().path()) {
+            request.uri().path().to_string()
+        } else {
+            format!("/{0}/{0}", crate::rpc_telemetry::UNKNOWN)
+        };
         let (service, method) = split_path(&path);
         let rpc = client_span(&path, &service, &method, peer, Instant::now());
         let context = rpc.span.context();

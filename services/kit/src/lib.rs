@@ -15,6 +15,7 @@ pub mod deadline;
 pub mod duration;
 pub mod error;
 pub mod fault;
+pub mod identity;
 pub mod metrics;
 pub mod rpc_telemetry;
 pub mod sampling;

@@ -94,7 +94,12 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let started = Instant::now();
-        let path = request.uri().path().to_string();
+        let (path, known) = match known_method(request.uri().path()) {
+            true => (request.uri().path().to_string(), true),
+            // Labels, span names and log lines come from the contracts'
+            // methods only: a caller's random paths are one series.
+            false => (format!("/{UNKNOWN}/{UNKNOWN}"), false),
+        };
         let (service, method) = split_path(&path);
         let correlation_id = request
             .headers()
@@ -163,6 +168,7 @@ where
             started,
             observed,
             decided_here: true,
+            known,
         };
 
         let clone = self.inner.clone();
@@ -265,6 +271,8 @@ pub(crate) struct RpcSpan {
     pub(crate) observed: bool,
     /// False when a proxy passes the answer on.
     pub(crate) decided_here: bool,
+    /// False for a path no contract defines (labelled `unknown`).
+    pub(crate) known: bool,
 }
 
 impl RpcSpan {
@@ -313,6 +321,12 @@ impl RpcSpan {
         // error is logged once, by the server that decided it: the caller's
         // mistakes at INFO, throttling at WARN, the server's faults at ERROR.
         match (self.kind, class) {
+            (SpanKind::Server, _) if !self.known => {
+                // Anyone can send these, as fast as they like: a line a second at most.
+                if unknown_log_due() {
+                    tracing::info!(parent: span, grpc_status = ?name, duration_ms, class = "error", "calls to methods no contract defines refused (logged once a second at most)")
+                }
+            }
             (SpanKind::Client, _) => {
                 tracing::debug!(parent: span, grpc_status = ?name, duration_ms, "rpc call finished")
             }
@@ -420,6 +434,63 @@ pub fn record_execution_id(execution_id: &str) {
 
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// The label of every path no contract defines.
+pub const UNKNOWN: &str = "unknown";
+
+/// The contracts' methods (`/package.Service/Method`), from the descriptor
+/// sets the process serves or routes; health and reflection count as known.
+static KNOWN_METHODS: std::sync::RwLock<Option<std::collections::HashSet<Box<str>>>> =
+    std::sync::RwLock::new(None);
+
+/// Adds every method of `descriptor_set` (an encoded FileDescriptorSet) to
+/// the known ones. Until something is registered every path counts as known.
+pub fn register_methods(descriptor_set: &[u8]) -> Result<(), prost::DecodeError> {
+    let set = <prost_types::FileDescriptorSet as prost::Message>::decode(descriptor_set)?;
+    let Ok(mut known) = KNOWN_METHODS.write() else {
+        return Ok(());
+    };
+    let known = known.get_or_insert_with(Default::default);
+    for file in &set.file {
+        let package = file.package();
+        for service in &file.service {
+            for method in &service.method {
+                let full = if package.is_empty() {
+                    format!("/{}/{}", service.name(), method.name())
+                } else {
+                    format!("/{package}.{}/{}", service.name(), method.name())
+                };
+                known.insert(full.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is a method the contracts define (or nothing is registered).
+pub fn known_method(path: &str) -> bool {
+    if path.starts_with("/grpc.") {
+        return true;
+    }
+    match KNOWN_METHODS.read() {
+        Ok(known) => known.as_ref().is_none_or(|k| k.contains(path)),
+        Err(_) => true,
+    }
+}
+
+/// Whether a line about unknown methods may be written now (one a second).
+fn unknown_log_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    now > last
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// `/package.Service/Method` as (`package.Service`, `Method`).

@@ -26,6 +26,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use crate::authz::{AuthorizeLayer, Callers};
 use crate::config::{ServerArgs, ServiceConfig};
 use crate::fault::FaultLayer;
+use crate::identity::IdentityLayer;
 use crate::metrics::PrometheusReader;
 use crate::rpc_telemetry::RpcTelemetryLayer;
 use crate::tls::{Identity, MeshTls};
@@ -45,6 +46,9 @@ pub enum ServeError {
     /// The reflection service could not be built from the descriptor sets.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A descriptor set could not be read.
+    #[error("cannot read a descriptor set: {0}")]
+    Descriptors(#[from] prost::DecodeError),
     /// The transport failed.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -218,6 +222,9 @@ pub async fn serve_reporting(
     // google.rpc's error details so clients can print BadRequest and friends.
     let mut reflection = tonic_reflection::server::Builder::configure();
     let mut reflection_alpha = tonic_reflection::server::Builder::configure();
+    for set in &descriptor_sets {
+        crate::rpc_telemetry::register_methods(set)?;
+    }
     for set in [
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_types::pb::FILE_DESCRIPTOR_SET,
@@ -244,6 +251,9 @@ pub async fn serve_reporting(
             let own = t.identity().unwrap_or_else(Identity::nobody);
             AuthorizeLayer::new(name, callers, &own)
         }))
+        // After the caller is authorized: identity headers only from the
+        // gateway, request trailers dropped, before any handler reads metadata.
+        .layer(IdentityLayer::new(tls.is_some()))
         // Bounds the work in progress across all connections; calls past it wait.
         .layer(GlobalConcurrencyLimitLayer::new(args.concurrency_limit))
         // Inside the limit, so injected latency occupies a slot as real work would.

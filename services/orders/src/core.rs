@@ -160,7 +160,10 @@ impl Core {
     pub async fn place(&self, request: PlaceOrder) -> Result<Order, OrdersError> {
         let fingerprint = request.fingerprint();
         if let Some(key) = &request.idempotency_key
-            && let Some(placed) = self.store.placed_with(key, &fingerprint).await?
+            && let Some(placed) = self
+                .store
+                .placed_with(&request.customer_email, key, &fingerprint)
+                .await?
         {
             return Ok(placed);
         }

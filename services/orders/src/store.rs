@@ -86,27 +86,69 @@ pub struct Store {
 /// The idempotency scope of PlaceOrder's keys.
 const PLACE: &str = "orders.place";
 
+/// A customer's key as claimed: one customer's keys never collide with,
+/// or reveal, another's (a hash, so it fits the claims' 128 characters).
+fn claim_key(customer_email: &str, key: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(customer_email.to_ascii_lowercase().as_bytes());
+    hasher.update(&[0]);
+    hasher.update(key.as_bytes());
+    hasher.finalize().to_hex().to_string()
+}
+
+/// A customer's key as kept in `orders.idempotency_key` (unique): the
+/// customer's short hash, `/` (which no key contains), the key.
+fn stored_key(customer_email: &str, key: &str) -> String {
+    let customer = blake3::hash(customer_email.to_ascii_lowercase().as_bytes()).to_hex();
+    format!("{}/{key}", &customer[..16])
+}
+
+/// The caller's key from its stored form (rows placed before keys were
+/// scoped hold the bare key).
+fn unscoped(stored: String) -> String {
+    match stored.split_once('/') {
+        Some((_, key)) => key.to_string(),
+        None => stored,
+    }
+}
+
 impl Store {
     /// A store over a migrated database.
     pub fn new(db: Db) -> Self {
         Store { db }
     }
 
-    /// The order an earlier call with the same idempotency key placed, if it
-    /// finished; a look before the work, to spare a retry the catalog calls.
-    pub async fn placed_with(&self, key: &str, fingerprint: &str) -> Result<Option<Order>, OrdersError> {
-        let placed: Option<Order> = kit_store::idempotency::stored(&self.db, PLACE, key, fingerprint)
+    /// The order an earlier call of this customer with the same
+    /// idempotency key placed, if it finished; a look before the work, to
+    /// spare a retry the catalog calls.
+    pub async fn placed_with(
+        &self,
+        customer_email: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Order>, OrdersError> {
+        let scoped = claim_key(customer_email, key);
+        let placed: Option<Order> = kit_store::idempotency::stored(&self.db, PLACE, &scoped, fingerprint)
             .await
             .map_err(|e| conflict_as(e, key))?;
-        match placed {
-            Some(order) => self.get(&order.order_id).await.map(Some),
-            None => Ok(None),
+        if let Some(order) = placed {
+            return self.get(&order.order_id).await.map(Some);
+        }
+        // Keys claimed before they were scoped by customer: the order
+        // answers a retry of its own customer only, and is invisible to
+        // anyone else (who gets a key of their own).
+        match kit_store::idempotency::stored::<Order>(&self.db, PLACE, key, fingerprint).await {
+            Ok(Some(order)) if order.customer_email.eq_ignore_ascii_case(customer_email) => {
+                self.get(&order.order_id).await.map(Some)
+            }
+            Ok(_) | Err(IdempotencyError::Conflict { .. }) => Ok(None),
+            Err(other) => Err(OrdersError::Idempotency(other)),
         }
     }
 
     /// Stores a new order with its lines. With an idempotency key, the key
-    /// is claimed first: a call that finds it taken answers the order placed
-    /// with it.
+    /// (scoped by the customer) is claimed first: a call that finds it
+    /// taken answers the order placed with it.
     pub async fn place(&self, order: Order, fingerprint: &str) -> Result<Order, OrdersError> {
         let Some(key) = order.idempotency_key.clone() else {
             let txn = self.db.begin().await?;
@@ -114,7 +156,8 @@ impl Store {
             txn.commit().await?;
             return Ok(order);
         };
-        let claim: Claim<Order> = kit_store::claim(&self.db, PLACE, &key, fingerprint)
+        let scoped = claim_key(&order.customer_email, &key);
+        let claim: Claim<Order> = kit_store::claim(&self.db, PLACE, &scoped, fingerprint)
             .await
             .map_err(|e| conflict_as(e, &key))?;
         match claim {
@@ -295,7 +338,10 @@ fn conflict_as(error: IdempotencyError, key: &str) -> OrdersError {
 async fn insert(txn: &DatabaseTransaction, order: &Order, fingerprint: &str) -> Result<(), OrdersError> {
     let row = order::ActiveModel {
         order_id: Set(order.order_id.clone()),
-        idempotency_key: Set(order.idempotency_key.clone()),
+        idempotency_key: Set(order
+            .idempotency_key
+            .as_deref()
+            .map(|key| stored_key(&order.customer_email, key))),
         fingerprint: Set(fingerprint.to_string()),
         customer_email: Set(order.customer_email.clone()),
         address: Set(serde_json::to_string(&order.address).map_err(|e| OrdersError::Corrupt(e.to_string()))?),
@@ -370,7 +416,7 @@ async fn load_all(db: &impl ConnectionTrait, rows: Vec<order::Model>) -> Result<
                 shipping_cost: Amount::from_nanos(row.shipping_currency.clone(), row.shipping_nanos),
                 status: OrderStatus::from_stored(&row.status).ok_or_else(|| corrupt("status"))?,
                 order_id: row.order_id,
-                idempotency_key: row.idempotency_key,
+                idempotency_key: row.idempotency_key.map(unscoped),
                 customer_email: row.customer_email,
                 status_reason: row.status_reason,
                 create_micros: row.create_micros,

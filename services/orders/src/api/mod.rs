@@ -24,18 +24,18 @@ fn order_id(text: &str) -> Result<String, OrdersError> {
     Ok(text.to_string())
 }
 
-/// The metadata the gateway sets, and only the gateway (it removes a
-/// caller's own), naming the customer its API key belongs to.
-pub(crate) const CALLER_EMAIL: &str = "x-ferrymesh-customer-email";
-
-/// The customer the gateway vouches for, when the call came through it.
-fn caller<T>(request: &tonic::Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get(CALLER_EMAIL)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_ascii_lowercase)
+/// The customer a call is scoped to: a key holder's own email; `None` for
+/// the operator and callers inside the mesh, who see every customer. A call
+/// through the gateway without a key never reaches orders' data.
+fn caller<T>(request: &tonic::Request<T>) -> Result<Option<String>, Status> {
+    use kit::identity::Principal;
+    match Principal::of(request)? {
+        Principal::Customer { email, .. } => Ok(Some(email.clone())),
+        Principal::Operator | Principal::Internal => Ok(None),
+        Principal::Anonymous => Err(Status::unauthenticated(
+            "orders are a customer's: send your API key as x-api-key metadata",
+        )),
+    }
 }
 
 /// An order as a gateway caller may see it: someone else's is NOT_FOUND,

@@ -31,7 +31,7 @@ impl pb::orders_service_server::OrdersService for OrdersV1 {
         &self,
         request: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
-        let caller = super::caller(&request);
+        let caller = super::caller(&request)?;
         let mut r = request.into_inner();
         r.customer_email = super::as_caller(&r.customer_email, caller.as_deref(), "place orders")?;
         let place = PlaceOrder::parse(PlaceOrderParts {
@@ -58,7 +58,7 @@ impl pb::orders_service_server::OrdersService for OrdersV1 {
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
         let id = order_id(&request.get_ref().order_id)?;
-        let order = super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
+        let order = super::owned(self.core.get(&id).await?, super::caller(&request)?.as_deref())?;
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(to_v1(order)?),
         }))
@@ -68,7 +68,7 @@ impl pb::orders_service_server::OrdersService for OrdersV1 {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let caller = super::caller(&request);
+        let caller = super::caller(&request)?;
         let mut r = request.into_inner();
         r.customer_email = super::as_caller(&r.customer_email, caller.as_deref(), "list orders")?;
         let mut v = Violations::new();

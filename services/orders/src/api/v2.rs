@@ -33,7 +33,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         &self,
         request: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
-        let caller = super::caller(&request);
+        let caller = super::caller(&request)?;
         let mut r = request.into_inner();
         r.customer_email = super::as_caller(&r.customer_email, caller.as_deref(), "place orders")?;
         let shipping = match pb::ShippingOption::try_from(r.shipping_option) {
@@ -75,7 +75,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::GetOrderResponse>, Status> {
         let id = order_id(&request.get_ref().order_id)?;
-        let order = super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
+        let order = super::owned(self.core.get(&id).await?, super::caller(&request)?.as_deref())?;
         Ok(Response::new(pb::GetOrderResponse {
             order: Some(to_v2(order)?),
         }))
@@ -86,7 +86,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         request: Request<pb::GetOrderGraphRequest>,
     ) -> Result<Response<pb::GetOrderGraphResponse>, Status> {
         let id = order_id(&request.get_ref().order_id)?;
-        let order = super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
+        let order = super::owned(self.core.get(&id).await?, super::caller(&request)?.as_deref())?;
         let graph = self.core.graph(&order).await?;
         let (steps, svg) = match graph {
             None => (Vec::new(), String::new()),
@@ -114,7 +114,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let caller = super::caller(&request);
+        let caller = super::caller(&request)?;
         let mut r = request.into_inner();
         r.customer_email = super::as_caller(&r.customer_email, caller.as_deref(), "list orders")?;
         let mut v = Violations::new();
@@ -155,7 +155,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
-        let caller = super::caller(&request);
+        let caller = super::caller(&request)?;
         let r = request.into_inner();
         let id = order_id(&r.order_id)?;
         super::owned(self.core.get(&id).await?, caller.as_deref())?;
@@ -177,7 +177,7 @@ impl pb::orders_service_server::OrdersService for OrdersV2 {
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let id = order_id(&request.get_ref().order_id)?;
-        super::owned(self.core.get(&id).await?, super::caller(&request).as_deref())?;
+        super::owned(self.core.get(&id).await?, super::caller(&request)?.as_deref())?;
         let updates = self.core.watch(&id).await?;
         let stream = futures_util::StreamExt::map(ReceiverStream::new(updates), |update| {
             let order = update.and_then(to_v2).map_err(Status::from)?;

@@ -7,6 +7,8 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_orders;
 #[allow(elided_lifetimes_in_paths)]
 mod m20261128_000002_add_saga_columns;
+#[allow(elided_lifetimes_in_paths)]
+mod m20261207_000003_scope_idempotency_keys;
 
 /// Applies the orders migrations.
 #[derive(Debug)]
@@ -19,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_orders::Migration),
             Box::new(kit_store::idempotency::migration::Migration),
             Box::new(m20261128_000002_add_saga_columns::Migration),
+            Box::new(m20261207_000003_scope_idempotency_keys::Migration),
         ]
     }
 }
