@@ -51,6 +51,9 @@ pass_api_key = ["ferrymesh.apikeys.v1"]
 [limits]
 changes_poll = "200ms"
 usage_flush = "300ms"
+# These tests use hundreds of fresh keys at once, all from one address.
+key_lookup_rate = 1000.0
+key_lookup_burst = 1000
 [stages.prod.routes]
 "ferrymesh.catalog.v1" = "{catalog}"
 "ferrymesh.apikeys.v1" = "http://{apikeys}"

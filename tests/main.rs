@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authz_matrix;
 mod bounded_input;
 mod console;
 mod contracts;

@@ -69,6 +69,25 @@ impl Fixture {
         }
     }
 
+    /// Edits the gateway's configuration file as an operator would (`from`
+    /// becomes `to`) and waits until the gateway has reloaded it.
+    pub(crate) async fn reconfigure(&self, from: &str, to: &str) {
+        let path = self.data.path().join("gateway.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from} is not in {text}");
+        let reloads = |log: &str| log.matches("configuration reloaded").count();
+        let log = self.data.path().join("logs/gateway.log");
+        let before = reloads(&std::fs::read_to_string(&log).unwrap_or_default());
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        for _ in 0..100 {
+            if reloads(&std::fs::read_to_string(&log).unwrap_or_default()) > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the gateway did not reload {}", path.display());
+    }
+
     fn admin<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request
@@ -633,7 +652,7 @@ async fn a_developer_manages_their_keys_when_the_quota_is_spent_and_is_not_bille
 const GET_MY_USAGE: &str = "/ferrymesh.apikeys.v1.DeveloperPortalService/GetMyUsage";
 
 /// GetMyUsage over the last and the next day.
-fn usage_json() -> String {
+pub(crate) fn usage_json() -> String {
     let now = kit_values::now_micros();
     serde_json::json!({
         "start_time": kit_values::rfc3339(now - 86_000_000_000),

@@ -468,10 +468,19 @@ pub(crate) async fn developers_serve_themselves_through_the_portal(api: &ApiKeys
             name: "Eve".into(),
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.secret, "", "signing up again shows no secret");
-    assert_eq!(again.developer.unwrap().developer_id, developer.developer_id);
+        .unwrap_err();
+    // Signing up again says the email is taken, and nothing of its developer.
+    assert_status(&again, Code::AlreadyExists, "already registered");
+    assert!(!again.message().contains(&developer.developer_id), "{again:?}");
+    let status = api
+        .portal()
+        .register_developer(pb::RegisterDeveloperRequest {
+            email: "mallöry@example.com".into(),
+            name: "Mallory".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::InvalidArgument, "must be an ASCII email address");
 
     let status = api
         .portal()

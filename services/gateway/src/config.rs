@@ -22,8 +22,8 @@
 //! anonymous_burst = 20
 //! self_service_rate = 5.0   # unmetered calls per second, per developer
 //! self_service_burst = 20
-//! key_lookup_rate = 20.0    # API keys not seen before, per second per client address
-//! key_lookup_burst = 40
+//! key_lookup_rate = 50.0    # API keys not seen before, per second per client address
+//! key_lookup_burst = 100
 //!
 //! [stages.prod.routes]
 //! "ferrymesh.catalog.v1" = "http://127.0.0.1:50051"
@@ -356,7 +356,7 @@ pub fn parse(
         "key_lookup",
         file.limits.key_lookup_rate,
         file.limits.key_lookup_burst,
-        (20.0, 40),
+        (50.0, 100),
         &mut errors,
     );
     let limits = Limits {
@@ -521,7 +521,7 @@ pub fn local_mesh(addresses: &[(&str, String)]) -> String {
     }
     text.push_str("]\n\n");
     text.push_str("# A key holder's calls about their own account: not metered, no quota,\n# throttled per developer by limits.self_service_*.\nunmetered = [\"ferrymesh.apikeys.v1.DeveloperPortalService/*\"]\n\n");
-    text.push_str("[limits]\nkey_cache_ttl = \"30s\"\nchanges_poll = \"500ms\"\nusage_flush = \"1s\"\nanonymous_rate = 5.0\nanonymous_burst = 20\nself_service_rate = 5.0\nself_service_burst = 20\nkey_lookup_rate = 20.0\nkey_lookup_burst = 40\n\n");
+    text.push_str("[limits]\nkey_cache_ttl = \"30s\"\nchanges_poll = \"500ms\"\nusage_flush = \"1s\"\nanonymous_rate = 5.0\nanonymous_burst = 20\nself_service_rate = 5.0\nself_service_burst = 20\nkey_lookup_rate = 50.0\nkey_lookup_burst = 100\n\n");
     text.push_str("[stages.prod.routes]\n");
     for (package, url) in addresses {
         text.push_str(&format!("\"{package}\" = \"{url}\"\n"));

@@ -2,8 +2,7 @@
 //! how many headers a call may carry, how many calls a connection may make
 //! per second before any key is checked, how large each gRPC message may
 //! be and that its framing is sound, and how long a client may stall a
-//! request body, and that it carries no trailers (dropped: gRPC requests
-//! have none, and an upstream would read them as metadata). A bad call gets a gRPC status that says what to fix; the
+//! request body. A bad call gets a gRPC status that says what to fix; the
 //! connection and every other call on it carry on.
 
 use std::pin::Pin;
@@ -207,16 +206,6 @@ impl HttpBody for Guarded {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
-            // A request's trailers end it here: gRPC requests carry none,
-            // and an upstream would read them as metadata (identity
-            // included), after every check of the headers.
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
-                tracing::debug!("request trailers dropped");
-                match this.scanner.finish() {
-                    Ok(()) => Poll::Ready(None),
-                    Err(v) => Guarded::fail(this.found, v),
-                }
-            }
             Poll::Ready(Some(Ok(frame))) => {
                 *this.stall = None;
                 if let Some(data) = frame.data_ref()

@@ -437,7 +437,10 @@ async fn accept(
                 let client = stack::Client::new(remote.ip());
                 let calls = activity.clone();
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let mut request = request.map(Body::new);
+                    // Request trailers go first, on every protocol: gRPC
+                    // requests carry none, and an upstream would read them as
+                    // metadata (identity included) after every check here.
+                    let mut request = request.map(|body| kit::identity::without_trailers(Body::new(body)));
                     request.extensions_mut().insert(client.clone());
                     let (stack, mut health, console) = (stack.clone(), health.clone(), console.clone());
                     let done = calls.begin();

@@ -54,7 +54,7 @@ pub struct Client {
 
 /// Lookups of uncached API keys one connection may make: a key holder
 /// sends one key, so more than a few a second is someone guessing.
-const KEY_LOOKUPS_PER_CONNECTION: (f64, i32) = (10.0, 20);
+const KEY_LOOKUPS_PER_CONNECTION: (f64, i32) = (20.0, 40);
 
 impl Client {
     /// A new connection from `addr`.

@@ -226,7 +226,7 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         use futures_util::future::Either;
-        let mut request = request.map(|body| Body::new(NoTrailers { inner: body }));
+        let mut request = request.map(without_trailers);
         if !open(request.uri().path()) {
             let name = request
                 .extensions()
@@ -257,6 +257,13 @@ where
         }
         Either::Right(self.inner.call(request))
     }
+}
+
+/// `body` with its trailers dropped: gRPC requests carry none, and tonic
+/// merges any it finds into the metadata handlers read. The gateway wraps
+/// every request in it before anything else reads the body.
+pub fn without_trailers(body: Body) -> Body {
+    Body::new(NoTrailers { inner: body })
 }
 
 pin_project_lite::pin_project! {
