@@ -23,7 +23,6 @@ const GET_PRODUCT: &str = "/ferrymesh.catalog.v1.CatalogService/GetProduct";
 /// A developer with a key, made by the operator.
 #[derive(Debug, Clone)]
 pub(crate) struct Developer {
-    pub(crate) email: String,
     pub(crate) secret: String,
     pub(crate) key_id: String,
 }
@@ -148,7 +147,6 @@ impl Fixture {
             .into_inner()
             .secret;
         Developer {
-            email: format!("{name}@example.com"),
             secret,
             key_id: key_id.into(),
         }
@@ -858,8 +856,9 @@ async fn anonymous_abuse_is_bounded_per_client_and_a_plain_post_is_no_call() {
             other => panic!("{other:?}"),
         }
     }
+    // The connection's burst of 40, and a few refilled at 20 a second.
     assert!(
-        unknown <= 30 && limited >= 170,
+        unknown <= 60 && limited >= 140,
         "{unknown} looked up, {limited} throttled"
     );
     let page = f.gateway_metrics().await;

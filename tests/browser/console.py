@@ -150,9 +150,9 @@ def newcomer(browser, base, shots):
     order_id = page.locator("#order-id").inner_text()
 
     say("STEP newcomer: sees the calls on the usage chart and the invoice")
-    expect(page.locator("#usage-total")).not_to_have_attribute("data-total", "0", timeout=15000)
-    total = int(page.locator("#usage-total").get_attribute("data-total"))
-    assert total >= 3, total
+    # The calls the newcomer made (try it, the order); the portal's own
+    # reads of usage, keys and invoice are not billed.
+    page.wait_for_function("() => Number(document.querySelector('#usage-total')?.dataset.total) >= 2", timeout=20000)
     expect(page.get_by_role("img", name="Calls per day by method")).to_be_visible()
     expect(page.locator("#invoice-total")).to_contain_text("USD")
     if shots:

@@ -321,6 +321,7 @@ impl RpcSpan {
         // error is logged once, by the server that decided it: the caller's
         // mistakes at INFO, throttling at WARN, the server's faults at ERROR.
         match (self.kind, class) {
+            (SpanKind::Server, Class::Ok) if !self.known => {}
             (SpanKind::Server, _) if !self.known => {
                 // Anyone can send these, as fast as they like: a line a second at most.
                 if unknown_log_due() {
@@ -470,7 +471,9 @@ pub fn register_methods(descriptor_set: &[u8]) -> Result<(), prost::DecodeError>
 
 /// Whether `path` is a method the contracts define (or nothing is registered).
 pub fn known_method(path: &str) -> bool {
-    if path.starts_with("/grpc.") {
+    // Health, reflection and span exports: served by every process, or
+    // by the trace sink from contracts it does not register.
+    if path.starts_with("/grpc.") || path.starts_with("/opentelemetry.") {
         return true;
     }
     match KNOWN_METHODS.read() {
