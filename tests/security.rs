@@ -324,7 +324,6 @@ async fn under_mtls_only_the_gateway_may_name_a_customer() {
     ));
     let mut request = tonic::Request::new(opb::ConfirmOrderRequest {
         order_id: "ord-none".into(),
-        ..Default::default()
     });
     request
         .metadata_mut()
@@ -340,7 +339,6 @@ async fn under_mtls_only_the_gateway_may_name_a_customer() {
         .clone()
         .confirm_order(opb::ConfirmOrderRequest {
             order_id: "ord-none".into(),
-            ..Default::default()
         })
         .await
         .unwrap_err();
