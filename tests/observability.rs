@@ -322,10 +322,19 @@ async fn one_trace_follows_an_order_through_every_service_and_the_sink_shows_it(
         fail.start_time_unix_nano >= release.end_time_unix_nano,
         "the order fails last"
     );
-    let state = trace_spans(&collector, &declined)
-        .into_iter()
-        .find(|e| e.1.name == "state Charge card")
-        .unwrap();
+    // The workflow's state span ends after the calls it made, and may come
+    // in a later export batch than theirs.
+    let mut state = None;
+    for _ in 0..100 {
+        state = trace_spans(&collector, &declined)
+            .into_iter()
+            .find(|e| e.1.name == "state Charge card");
+        if state.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = state.expect("the Charge card state's span");
     assert_eq!(
         text_attribute(&state.1, "workflow.error").as_deref(),
         Some("FAILED_PRECONDITION")

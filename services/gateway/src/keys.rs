@@ -391,3 +391,18 @@ impl KeyCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Identity;
+
+    #[test]
+    fn an_identity_the_services_could_not_read_is_not_carried() {
+        let carried = Identity::carried("key_1", "dev_1", "Ada@Example.com").unwrap();
+        assert_eq!(carried.email, "ada@example.com");
+        // A developer stored before emails had to be ASCII: refused, not sent unreadable.
+        assert!(Identity::carried("key_1", "dev_1", "mallöry@example.com").is_none());
+        assert!(Identity::carried("key_1", "dev_1", "").is_none());
+        assert!(Identity::carried("key 1", "dev_1", "a@b.c").is_none());
+    }
+}
