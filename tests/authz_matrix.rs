@@ -8,8 +8,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::fixture::{Fixture, order_json};
 use crate::protocols::{EVERY_PROTOCOL, Outcome, call};
-use crate::security::{Fixture, order_json};
 
 /// Who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,7 @@ fn rows() -> Vec<Row> {
         ),
         scoped(
             "/ferrymesh.apikeys.v1.DeveloperPortalService/GetMyUsage",
-            |_, _| crate::security::usage_json(),
+            |_, _| crate::fixture::usage_json(),
             Code(OK),
             Code(OK),
         ),

@@ -7,12 +7,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod caller;
 pub mod canary;
 pub mod config;
 pub mod console;
 pub mod guard;
 pub mod keys;
 pub mod limits;
+pub mod local_mesh;
 pub mod metering;
 pub mod proxy;
 pub mod reflection;
