@@ -477,6 +477,34 @@ pub(crate) async fn sixteen_identical_placements_are_one_order(orders: &Orders) 
             2
         );
     }
+    // Two customers with one key at once: a key belongs to its customer,
+    // so each gets one order of their own, and neither hears of the other.
+    let calls = (0..16).map(|i| {
+        let mut request = v2_request("shared-key", &[("mug", 1)]);
+        if i % 2 == 1 {
+            request.customer_email = "bob@example.com".into();
+        }
+        orders.place_v2(request)
+    });
+    let placed: Vec<_> = join_all(calls).await.into_iter().map(|p| p.unwrap()).collect();
+    let ids: std::collections::BTreeSet<_> = placed.iter().map(|o| o.order_id.clone()).collect();
+    assert_eq!(ids.len(), 2, "one order per customer: {ids:?}");
+    for order in &placed {
+        let first = placed
+            .iter()
+            .find(|o| o.customer_email == order.customer_email)
+            .unwrap();
+        assert_eq!(order.order_id, first.order_id);
+        assert_eq!(order.idempotency_key, "shared-key");
+    }
+    assert_eq!(
+        orders
+            .server
+            .db
+            .count("orders WHERE idempotency_key LIKE '%/shared-key'")
+            .await,
+        2
+    );
 }
 
 pub(crate) async fn a_watcher_sees_a_change_made_by_another_replica(orders: &Orders) {
