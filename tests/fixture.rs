@@ -205,6 +205,21 @@ impl Fixture {
         panic!("order {order_id} was not confirmed in time")
     }
 
+    /// GetProduct of the mug through the gateway with `secret` (empty: no key).
+    pub(crate) async fn get_product(&self, secret: &str) -> Outcome {
+        let key = [("x-api-key", secret)];
+        let headers: &[(&str, &str)] = if secret.is_empty() { &[] } else { &key };
+        call(
+            self.gateway,
+            Protocol::Grpc,
+            GET_PRODUCT,
+            r#"{"product_id":"mug"}"#,
+            headers,
+            &[],
+        )
+        .await
+    }
+
     /// The gateway's metrics page.
     pub(crate) async fn gateway_metrics(&self) -> String {
         crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", 9080 + self.mesh.offset)).await

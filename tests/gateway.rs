@@ -165,9 +165,8 @@ impl Gateway {
             .secret
     }
 
-    /// How many calls of `developer` apikeys has counted in the last and next hour.
-    pub(crate) async fn usage_total(&self, developer: &str) -> i64 {
-        let now = kit_values::now_micros();
+    /// What apikeys has counted of `developer`'s calls, by minute, from an hour before `now` to an hour after.
+    pub(crate) async fn usage(&self, developer: &str, now: i64) -> apb::GetUsageResponse {
         self.apikeys
             .clone()
             .get_usage(admin_request(apb::GetUsageRequest {
@@ -180,7 +179,6 @@ impl Gateway {
             .await
             .unwrap()
             .into_inner()
-            .total
     }
 
     pub(crate) async fn stop(mut self) {
@@ -428,20 +426,7 @@ async fn metering_counts_every_forwarded_call_to_the_call() {
     // Refused calls are not metered.
     let _ = gw.get("fmk_not-a-key").await;
     let now = kit_values::now_micros();
-    let usage = || async {
-        gw.apikeys
-            .clone()
-            .get_usage(admin_request(apb::GetUsageRequest {
-                developer_id: "max".into(),
-                key_id: String::new(),
-                start_time: Some(kit_values::timestamp(now - 3_600_000_000)),
-                end_time: Some(kit_values::timestamp(now + 3_600_000_000)),
-                granularity: apb::UsageGranularity::Minute as i32,
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-    };
+    let usage = || gw.usage("max", now);
     let deadline = Instant::now() + Duration::from_secs(10);
     while usage().await.total < 26 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

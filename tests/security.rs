@@ -7,9 +7,7 @@
 use apikeys::pb::ferrymesh::apikeys::v1 as apb;
 use orders::pb::ferrymesh::orders::v2 as opb;
 
-use crate::fixture::{
-    Fixture, GET_ORDER, GET_PRODUCT, LIST_ORDERS, PLACE_ORDER, REGISTER, order_json, orders_of,
-};
+use crate::fixture::{Fixture, GET_ORDER, LIST_ORDERS, PLACE_ORDER, REGISTER, order_json, orders_of};
 use crate::protocols::{Protocol, call, http1_chunked};
 use crate::saga::channel_as;
 
@@ -185,15 +183,7 @@ async fn a_non_ascii_email_is_refused_at_sign_up_and_an_unreadable_identity_is_n
 async fn random_paths_add_no_metric_series_and_few_log_lines() {
     let f = Fixture::up(false).await;
     // One call first, so the page has its usual series.
-    let _ = call(
-        f.gateway,
-        Protocol::Grpc,
-        GET_PRODUCT,
-        r#"{"product_id":"mug"}"#,
-        &[],
-        &[],
-    )
-    .await;
+    let _ = f.get_product("").await;
     let random = |from: usize, to: usize| async move {
         for i in from..to {
             let path = format!("/attack{i}.Service{i}/Method{i}");

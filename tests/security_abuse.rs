@@ -26,15 +26,7 @@ async fn more_keys_never_mean_more_calls() {
     let mut admitted = 0;
     for round in 0..3 {
         for secret in &keys {
-            let got = call(
-                f.gateway,
-                Protocol::Grpc,
-                GET_PRODUCT,
-                r#"{"product_id":"mug"}"#,
-                &[("x-api-key", secret)],
-                &[],
-            )
-            .await;
+            let got = f.get_product(secret).await;
             match got.code {
                 0 => admitted += 1,
                 8 => assert!(got.message.contains("plan `tight`"), "{got:?}"),
@@ -118,15 +110,7 @@ async fn revoking_someone_elses_key_reads_as_revoking_a_missing_one() {
         "the same answer but for the id"
     );
     // Ada's key still works.
-    let still = call(
-        f.gateway,
-        Protocol::Grpc,
-        GET_PRODUCT,
-        r#"{"product_id":"mug"}"#,
-        &[("x-api-key", &ada.secret)],
-        &[],
-    )
-    .await;
+    let still = f.get_product(&ada.secret).await;
     assert_eq!(still.code, 0, "{still:?}");
     f.mesh.stop().await;
 }
@@ -140,26 +124,10 @@ async fn a_developer_manages_their_keys_when_the_quota_is_spent_and_is_not_bille
     let owner = f.developer("own", "three").await;
     let thief = f.key("own", "own-2").await;
     for _ in 0..3 {
-        let got = call(
-            f.gateway,
-            Protocol::Grpc,
-            GET_PRODUCT,
-            r#"{"product_id":"mug"}"#,
-            &[("x-api-key", &thief.secret)],
-            &[],
-        )
-        .await;
+        let got = f.get_product(&thief.secret).await;
         assert_eq!(got.code, 0, "{got:?}");
     }
-    let spent = call(
-        f.gateway,
-        Protocol::Grpc,
-        GET_PRODUCT,
-        r#"{"product_id":"mug"}"#,
-        &[("x-api-key", &owner.secret)],
-        &[],
-    )
-    .await;
+    let spent = f.get_product(&owner.secret).await;
     assert_eq!(spent.code, 8, "{spent:?}");
     // The portal works: usage read many times, the thief's key revoked.
     for _ in 0..5 {
@@ -236,7 +204,7 @@ async fn an_unreachable_upstream_is_named_by_its_service_not_its_address_and_not
     assert!(!status.message().contains("127.0.0.1"), "{status:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        gw.usage_total("away").await,
+        gw.usage("away", kit_values::now_micros()).await.total,
         0,
         "a call no upstream received is not billed"
     );
