@@ -170,20 +170,15 @@ impl KeyCache {
         }
     }
 
-    /// Whether `secret`'s answer (a key or a refusal) is in memory and fresh,
-    /// so asking for it costs apikeys nothing.
-    pub fn is_cached(&self, secret: &str) -> bool {
-        let now = Instant::now();
-        self.slots
-            .read()
-            .ok()
-            .and_then(|s| s.get(secret).cloned())
-            .is_some_and(|slot| slot.entry.initialized() && self.fresh(&slot, now))
-    }
-
     /// The key for `secret`: from memory, or asked of apikeys once however
-    /// many calls bring it at the same moment.
-    pub async fn key(&self, secret: &str) -> Result<Arc<CachedKey>, Status> {
+    /// many calls bring it at the same moment. A secret that needs asking
+    /// (new, or its answer is stale) is asked only if `may_look_up` lets it:
+    /// the caller's budget of lookups, so guessed keys cost apikeys little.
+    pub async fn key(
+        &self,
+        secret: &str,
+        may_look_up: impl FnOnce() -> Result<(), Status>,
+    ) -> Result<Arc<CachedKey>, Status> {
         if secret.is_empty() || secret.len() > MAX_KEY_LEN {
             return Err(Status::unauthenticated(
                 "the API key is not valid: check x-api-key",
@@ -204,6 +199,7 @@ impl KeyCache {
                             current.clone()
                         }
                         _ => {
+                            may_look_up()?;
                             if slots.len() >= MAX_ENTRIES {
                                 slots.retain(|_, s| matches!(s.entry.get(), Some(Entry::Valid(_))));
                                 if slots.len() >= MAX_ENTRIES {

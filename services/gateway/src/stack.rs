@@ -151,19 +151,15 @@ where
                 Some(secret) => {
                     // A key not in the cache costs apikeys a lookup: guessed
                     // keys are throttled per connection and per address.
-                    if !shared.keys.is_cached(secret) {
-                        let client = Client::of(&request);
-                        if let Err(wait) = client
+                    let client = Client::of(&request);
+                    let may_look_up = || {
+                        client
                             .key_lookups
                             .check(path)
                             .and_then(|()| routes.key_lookups.check(&client.addr))
-                        {
-                            return Ok(
-                                throttled(wait, "API keys this client has not used before").into_http()
-                            );
-                        }
-                    }
-                    match shared.keys.key(secret).await {
+                            .map_err(|wait| throttled(wait, "API keys this client has not used before"))
+                    };
+                    match shared.keys.key(secret, may_look_up).await {
                         Ok(key) => key,
                         Err(status) => return Ok(status.into_http()),
                     }
