@@ -23,3 +23,4 @@ mod security_abuse;
 mod shutdown;
 mod support;
 mod tracing_export;
+mod transport_faults;

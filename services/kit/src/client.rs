@@ -37,6 +37,8 @@ pub struct Upstream {
     channel: Channel,
     timeout: Duration,
     peer: Arc<str>,
+    /// Why the channel could not take the next call, when it could not.
+    broken: Option<Arc<str>>,
 }
 
 impl Upstream {
@@ -79,6 +81,7 @@ impl Upstream {
             channel,
             timeout,
             peer: peer.into(),
+            broken: None,
         })
     }
 }
@@ -89,7 +92,15 @@ impl Service<Request<Body>> for Upstream {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.channel.poll_ready(cx)
+        // A channel that cannot take calls fails the next call as
+        // UNAVAILABLE (generated clients would make a readiness error UNKNOWN).
+        match self.channel.poll_ready(cx) {
+            Poll::Ready(Err(error)) => {
+                self.broken = Some(error_chain(&error).into());
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
@@ -122,8 +133,14 @@ impl Service<Request<Body>> for Upstream {
 
         let clone = self.channel.clone();
         let mut channel = std::mem::replace(&mut self.channel, clone);
+        let broken = self.broken.take();
         Box::pin(async move {
             let deadline = tonic::Code::DeadlineExceeded as i32;
+            if let Some(why) = broken {
+                let status = tonic::Status::unavailable(format!("{path} could not be sent: {why}"));
+                rpc.finish(tonic::Code::Unavailable as i32, Some(status.message()));
+                return Ok(status.into_http());
+            }
             if budget.is_zero() {
                 let status = tonic::Status::deadline_exceeded(format!("no time left to call {path}"));
                 rpc.finish(deadline, Some(status.message()));
@@ -156,9 +173,16 @@ impl Service<Request<Body>> for Upstream {
                     rpc.finish(deadline, Some(status.message()));
                     Ok(status.into_http())
                 }
+                // Refused, reset, GOAWAY, closed before the response: the
+                // gRPC spec makes every transport failure UNAVAILABLE (tonic
+                // would show it as UNKNOWN).
                 Ok(Err(error)) => {
-                    rpc.finish(tonic::Code::Unavailable as i32, Some(&error.to_string()));
-                    Err(error)
+                    let status = tonic::Status::unavailable(format!(
+                        "{path} could not be sent: {}",
+                        error_chain(&error)
+                    ));
+                    rpc.finish(tonic::Code::Unavailable as i32, Some(status.message()));
+                    Ok(status.into_http())
                 }
                 Err(_) => {
                     let status =
@@ -232,6 +256,18 @@ impl ForwardSpan {
         }
         self.0.observe(response)
     }
+}
+
+/// An error and its causes, as one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -278,10 +278,14 @@ pub(crate) struct RpcSpan {
 impl RpcSpan {
     /// Wraps a response body so the span closes, with the call's status, when the trailers pass.
     pub(crate) fn observe(self, response: Response<Body>) -> Response<Body> {
+        let client = self.kind == SpanKind::Client;
         response.map(|body| {
             Body::new(TracedBody {
                 inner: body,
                 rpc: Some(self),
+                client,
+                status_seen: false,
+                ended: false,
             })
         })
     }
@@ -351,11 +355,17 @@ impl RpcSpan {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that closes its RPC span when the trailers pass.
+    /// A response body that closes its RPC span when the trailers pass. On
+    /// the client side it also makes a broken transport UNAVAILABLE, as the
+    /// gRPC spec says: a stream that errs, or ends before its status
+    /// arrived, is answered as a status a caller can retry on.
     struct TracedBody {
         #[pin]
         inner: Body,
         rpc: Option<RpcSpan>,
+        client: bool,
+        status_seen: bool,
+        ended: bool,
     }
 
     impl PinnedDrop for TracedBody {
@@ -378,14 +388,37 @@ impl HttpBody for TracedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        let mut polled = this.inner.poll_frame(cx);
+        if *this.client {
+            polled = match polled {
+                Poll::Ready(Some(Err(status))) => {
+                    *this.ended = true;
+                    Poll::Ready(Some(Ok(transport_broke(&format!(
+                        "the stream broke: {}",
+                        status.message()
+                    )))))
+                }
+                Poll::Ready(None) if !*this.status_seen => {
+                    *this.ended = true;
+                    Poll::Ready(Some(Ok(transport_broke(
+                        "the stream ended before its status arrived",
+                    ))))
+                }
+                other => other,
+            };
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref()
                     && let Some(code) = grpc_status(trailers)
-                    && let Some(rpc) = this.rpc.take()
                 {
-                    rpc.finish(code, status_message(trailers).as_deref());
+                    *this.status_seen = true;
+                    if let Some(rpc) = this.rpc.take() {
+                        rpc.finish(code, status_message(trailers).as_deref());
+                    }
                 }
             }
             Poll::Ready(Some(Err(status))) => {
@@ -404,12 +437,26 @@ impl HttpBody for TracedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A client stream that ends without its status still owes the
+        // trailers made up for it.
+        self.ended || (self.inner.is_end_stream() && (self.status_seen || !self.client))
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Trailers that end a call whose transport broke: UNAVAILABLE, which a
+/// caller may retry (a call that took effect is made safe to repeat by its
+/// idempotency key).
+fn transport_broke(why: &str) -> Frame<bytes::Bytes> {
+    let mut trailers = HeaderMap::new();
+    let status = tonic::Status::unavailable(format!("the connection to the service broke: {why}"));
+    if status.add_header(&mut trailers).is_err() {
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+    }
+    Frame::trailers(trailers)
 }
 
 /// The status message in headers or trailers, percent-decoded.
