@@ -70,7 +70,8 @@ async fn serve_badly(tcp: tokio::net::TcpStream, fault: Fault) {
     let Ok(mut connection) = h2::server::handshake(tcp).await else {
         return;
     };
-    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+    // One call a connection: the client opens a new one for the next.
+    if let Some(Ok((_request, mut respond))) = connection.accept().await {
         let head = || {
             http::Response::builder()
                 .status(200)
@@ -110,10 +111,7 @@ async fn serve_badly(tcp: tokio::net::TcpStream, fault: Fault) {
             }
         }
         // Keep the connection going for the frames just queued.
-        tokio::spawn(async move {
-            let _ = futures_util::future::poll_fn(|cx| connection.poll_closed(cx)).await;
-        });
-        return;
+        let _ = futures_util::future::poll_fn(|cx| connection.poll_closed(cx)).await;
     }
 }
 
