@@ -373,7 +373,9 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
 async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     let data = tempfile::tempdir().unwrap();
     // The saga's inventory runs apart, so its fault can be removed by a
-    // restart: releasing a reservation fails until then.
+    // restart: releasing a reservation is refused for good until then (a
+    // compensation refused with a business error fails the execution for
+    // an operator; one that fails transiently is retried until it works).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -387,7 +389,7 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
             .args(["serve", "inventory", "--listen", &inventory_addr, "--data-dir"])
             .arg(&inventory_dir);
         if fault {
-            command.arg("--fault=ReleaseReservation:error_rate=1,code=INTERNAL");
+            command.arg("--fault=ReleaseReservation:error_rate=1,code=FAILED_PRECONDITION");
         }
         Process::spawn(command)
     };
@@ -476,6 +478,22 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     assert_eq!(
         mesh.order(&order_id).await.status,
         orders::pb::ferrymesh::orders::v2::OrderStatus::Confirmed as i32
+    );
+    // The refused compensation was said at ERROR and counted, for an operator.
+    let log = std::fs::read_to_string(data.path().join("logs/workflow.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("needs an operator") && l.contains("Release stock")),
+        "no ERROR line for the refused compensation"
+    );
+    let metrics =
+        crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", 51056 + mesh.offset)).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ferrymesh_workflow_unhandled_failures_total{")
+                && l.contains("Release stock")),
+        "{metrics}"
     );
     mesh.stop().await;
     inventory.signal(Signal::SIGTERM);

@@ -18,6 +18,7 @@ mod observability;
 mod protocols;
 mod rollout;
 mod saga;
+mod saga_outage;
 mod security;
 mod security_abuse;
 mod shutdown;

@@ -268,7 +268,7 @@ fn succeeded(events: &[wpb::HistoryEvent], state: &str) -> bool {
 }
 
 /// The payment id the saga's Charge used (from the scheduled call), if it got that far.
-fn payment_id(events: &[wpb::HistoryEvent]) -> Option<String> {
+pub(crate) fn payment_id(events: &[wpb::HistoryEvent]) -> Option<String> {
     let scheduled = events
         .iter()
         .find(|e| e.state_name == "Charge card" && e.type_name == "TaskScheduled")?;

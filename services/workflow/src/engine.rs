@@ -309,6 +309,7 @@ impl Engine {
             let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
             let _ = span.set_parent(parent);
         }
+        let state_machine = row.state_machine.clone();
         let run = Run {
             engine: self.clone(),
             name: row.name.clone(),
@@ -365,7 +366,12 @@ impl Engine {
                     Ok(Outcome { next: None, output }) => {
                         return run.finish(&cursor, status::SUCCEEDED, "ExecutionSucceeded", Some(output), None).await;
                     }
-                    Err(Halt::Failed(failure)) => return run.finish_failed(&cursor, failure).await,
+                    Err(Halt::Failed(failure)) => {
+                        if !matches!(state.kind, crate::asl::Kind::Fail { .. }) {
+                            run.unhandled(&state_machine, &cursor.state, &failure);
+                        }
+                        return run.finish_failed(&cursor, failure).await;
+                    }
                     Err(Halt::Stopped) => return Ok(()),
                 }
             }
@@ -373,6 +379,18 @@ impl Engine {
         .instrument(span)
         .await
     }
+}
+
+/// `ferrymesh_workflow_unhandled_failures_total`: executions that failed
+/// where their definition planned no failure.
+fn unhandled_failures() -> &'static opentelemetry::metrics::Counter<u64> {
+    static COUNTER: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        opentelemetry::global::meter("workflow")
+            .u64_counter("ferrymesh.workflow.unhandled_failures")
+            .with_description("Executions that failed with an error no Catch handles: each needs an operator")
+            .build()
+    })
 }
 
 /// Resolves once the execution is asked to stop.
@@ -507,6 +525,28 @@ impl Run {
             // Stopped meanwhile: the stop is what happened.
             Err(_) => Ok(()),
         }
+    }
+
+    /// An execution failed with an error no Catch handled (not at a Fail
+    /// state the definition planned): whatever it left half done needs an
+    /// operator. Said at ERROR and counted, so it is seen at once.
+    fn unhandled(&self, state_machine: &str, state: &str, failure: &Failure) {
+        tracing::error!(
+            execution = %self.name,
+            state_machine,
+            state,
+            error = %failure.error,
+            cause = %failure.cause,
+            "execution failed with an error no Catch handles: it needs an operator (fix the cause, then RedriveExecution)"
+        );
+        unhandled_failures().add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("state_machine", state_machine.to_string()),
+                opentelemetry::KeyValue::new("state", state.to_string()),
+                opentelemetry::KeyValue::new("error", failure.error.clone()),
+            ],
+        );
     }
 
     async fn finish_failed(&self, cursor: &Cursor, failure: Failure) -> Result<(), String> {

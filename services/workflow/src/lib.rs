@@ -150,11 +150,11 @@ pub async fn service_with(
     if !config.no_saga {
         // A new saga definition becomes a new version; running executions keep theirs.
         let row = match api
-            .publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, false)
+            .publish(saga::NAME, &saga::definition(), saga::DESCRIPTION, false)
             .await
         {
             Err(api::WorkflowError::NotFound { .. }) => {
-                api.publish(saga::NAME, saga::DEFINITION, saga::DESCRIPTION, true)
+                api.publish(saga::NAME, &saga::definition(), saga::DESCRIPTION, true)
                     .await?
             }
             other => other?,

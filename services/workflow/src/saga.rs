@@ -1,9 +1,11 @@
 //! The place-order saga, a built-in state machine: reserve stock, charge the
 //! card (by token), create the shipment, confirm the order, commit the
 //! stock. A failure compensates in reverse (cancel the shipment, refund,
-//! release the stock) and marks the order FAILED with the reason. Transient
-//! errors are retried with backoff; business refusals go straight to
-//! compensation.
+//! release the stock) and marks the order FAILED with the reason. Before
+//! the pivot, errors that may pass are retried for over a minute, then the
+//! saga compensates; business refusals compensate at once. The pivot, the
+//! steps after it and every compensation retry until done: a saga never
+//! gives up with something still held.
 //!
 //! Confirming is the pivot: an order the customer cancelled meanwhile
 //! refuses it, and everything is undone. Committing the stock comes after,
@@ -17,9 +19,42 @@ pub const NAME: &str = "place-order";
 pub const DESCRIPTION: &str =
     "Reserve stock, charge, ship, commit, confirm; compensate in reverse on failure";
 
+/// Business refusals: a definite answer, never retried. Every other error
+/// (UNAVAILABLE, a timeout, INTERNAL from a database that restarts, ...)
+/// may pass, so it is retried.
+const DEFINITE: &str =
+    r#"["INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION", "OUT_OF_RANGE"]"#;
+
+/// Before the pivot: transient errors are retried for over a minute (0.2 s
+/// doubling to 3 s, 25 attempts: 66 s), longer than a restarted service
+/// takes to come back; then the saga compensates.
+fn retry_for_a_minute() -> String {
+    format!(
+        r#"[{{"ErrorEquals": {DEFINITE}, "MaxAttempts": 0}}, {{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0.2, "MaxAttempts": 25, "BackoffRate": 2, "MaxDelaySeconds": 3}}]"#
+    )
+}
+
+/// The pivot, every step after it, and every compensation: retried until
+/// done (capped at 10 s between attempts, with jitter), since giving up
+/// would leave something held; only a business refusal stops them, and
+/// past the pivot that fails the execution where no Catch handles it, which
+/// the engine reports at ERROR for an operator.
+fn retry_until_done() -> String {
+    format!(
+        r#"[{{"ErrorEquals": {DEFINITE}, "MaxAttempts": 0}}, {{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0.2, "MaxAttempts": 99999999, "BackoffRate": 2, "MaxDelaySeconds": 10, "JitterStrategy": "FULL"}}]"#
+    )
+}
+
 /// The definition. `$$.Task.IdempotencyId` is stable for one entry of a
 /// state (across retries and restarts), so each effect happens once.
-pub const DEFINITION: &str = r#"{
+pub fn definition() -> String {
+    DEFINITION
+        .replace(r#""$RETRY_FOR_A_MINUTE""#, &retry_for_a_minute())
+        .replace(r#""$RETRY_UNTIL_DONE""#, &retry_until_done())
+}
+
+/// The definition with its retry policies named, filled in by [`definition`].
+const DEFINITION: &str = r#"{
   "Comment": "The place-order saga: each step has its compensation on the error path",
   "StartAt": "Reserve stock",
   "States": {
@@ -30,7 +65,7 @@ pub const DEFINITION: &str = r#"{
       "ResultSelector": {"reservation_id.$": "$.reservation.reservation_id"},
       "ResultPath": "$.reservation",
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 6, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_FOR_A_MINUTE",
       "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Fail order"}],
       "Next": "Charge card"
     },
@@ -41,7 +76,7 @@ pub const DEFINITION: &str = r#"{
       "ResultSelector": {"payment_id.$": "$.payment.payment_id", "amount.$": "$.payment.amount"},
       "ResultPath": "$.payment",
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 6, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_FOR_A_MINUTE",
       "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Release stock"}],
       "Next": "Create shipment"
     },
@@ -52,7 +87,7 @@ pub const DEFINITION: &str = r#"{
       "ResultSelector": {"shipment_id.$": "$.shipment.shipment_id", "tracking_number.$": "$.shipment.tracking_number"},
       "ResultPath": "$.shipment",
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 6, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_FOR_A_MINUTE",
       "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Refund payment"}],
       "Next": "Confirm order"
     },
@@ -63,7 +98,7 @@ pub const DEFINITION: &str = r#"{
       "ResultSelector": {"status.$": "$.order.status"},
       "ResultPath": "$.order",
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_UNTIL_DONE",
       "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cancel shipment"}],
       "Next": "Commit stock"
     },
@@ -73,7 +108,7 @@ pub const DEFINITION: &str = r#"{
       "Parameters": {"reservation_id.$": "$.reservation.reservation_id"},
       "ResultPath": null,
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 20, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_UNTIL_DONE",
       "End": true
     },
     "Cancel shipment": {
@@ -83,7 +118,7 @@ pub const DEFINITION: &str = r#"{
       "Parameters": {"shipment_id.$": "$.shipment.shipment_id", "reason.$": "States.Format('order failed: {}', $.error.Error)"},
       "ResultPath": null,
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_UNTIL_DONE",
       "Next": "Refund payment"
     },
     "Refund payment": {
@@ -93,7 +128,7 @@ pub const DEFINITION: &str = r#"{
       "Parameters": {"refund_id.$": "$$.Task.IdempotencyId", "payment_id.$": "$.payment.payment_id", "amount.$": "$.payment.amount", "reason.$": "States.Format('order failed: {}', $.error.Error)"},
       "ResultPath": null,
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_UNTIL_DONE",
       "Next": "Release stock"
     },
     "Release stock": {
@@ -103,7 +138,7 @@ pub const DEFINITION: &str = r#"{
       "Parameters": {"reservation_id.$": "$.reservation.reservation_id"},
       "ResultPath": null,
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_UNTIL_DONE",
       "Next": "Fail order"
     },
     "Fail order": {
@@ -112,7 +147,7 @@ pub const DEFINITION: &str = r#"{
       "Parameters": {"order_id.$": "$.order_id", "reason.$": "States.Format('{}: {}', $.error.Error, $.error.Cause)"},
       "ResultPath": null,
       "TimeoutSeconds": 5,
-      "Retry": [{"ErrorEquals": ["UNAVAILABLE", "DEADLINE_EXCEEDED", "States.Timeout"], "IntervalSeconds": 0.2, "MaxAttempts": 10, "BackoffRate": 2, "MaxDelaySeconds": 3, "JitterStrategy": "FULL"}],
+      "Retry": "$RETRY_UNTIL_DONE",
       "Next": "Order failed"
     },
     "Order failed": {
