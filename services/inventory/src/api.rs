@@ -83,6 +83,17 @@ impl pb::inventory_service_server::InventoryService for InventoryApi {
         }))
     }
 
+    async fn get_reservation(
+        &self,
+        request: Request<pb::GetReservationRequest>,
+    ) -> Result<Response<pb::GetReservationResponse>, Status> {
+        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let reservation = self.store.get(&id).await?;
+        Ok(Response::new(pb::GetReservationResponse {
+            reservation: Some(to_pb(reservation)),
+        }))
+    }
+
     async fn release_reservation(
         &self,
         request: Request<pb::ReleaseReservationRequest>,

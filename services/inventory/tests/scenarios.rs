@@ -2,7 +2,8 @@
 
 use futures_util::future::join_all;
 use inventory::pb::ferrymesh::inventory::v1::{
-    CommitReservationRequest, GetStockRequest, ReleaseReservationRequest, ReservationStatus,
+    CommitReservationRequest, GetReservationRequest, GetStockRequest, ReleaseReservationRequest,
+    ReservationStatus,
 };
 use kit_testing::{assert_invalid, assert_status};
 use tonic::Code;
@@ -219,6 +220,30 @@ pub(crate) async fn committing_and_releasing_are_idempotent_and_final(inventory:
         .await
         .unwrap_err();
     assert_status(&status, Code::NotFound, "reservation `never-made` does not exist");
+    // Each reads back as it stands, for an audit; reading changes nothing.
+    for (id, want) in [
+        ("sold", ReservationStatus::Committed),
+        ("abandoned", ReservationStatus::Released),
+    ] {
+        let read = client
+            .get_reservation(GetReservationRequest {
+                reservation_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
+        assert_eq!(read.status, want as i32, "{id}");
+    }
+    let status = client
+        .get_reservation(GetReservationRequest {
+            reservation_id: "never-made".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::NotFound, "reservation `never-made` does not exist");
+    assert_eq!(inventory.level("watch").await.on_hand, 48);
 }
 
 pub(crate) async fn concurrent_commits_and_releases_settle_once(inventory: &Inventory) {
