@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod certs_cmd;
 mod keys_cmd;
 mod load;
@@ -44,6 +45,9 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Read workflow executions: list, describe, history, graph.
     Workflow(workflow_cmd::WorkflowArgs),
+    /// Check every order against what its saga did in each service; exit 1
+    /// naming each order whose stock, payment or shipment is not as it must be.
+    Audit(audit_cmd::AuditArgs),
     /// Show a trace as a waterfall (by trace, order, execution or correlation
     /// id), or `map` for the service map, from the trace sink of `up --trace-sink`.
     Trace(trace_cmd::TraceArgs),
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         }
         Command::Up(args) => in_runtime(up::run(args)),
         Command::Workflow(args) => in_runtime(workflow_cmd::run(args)),
+        Command::Audit(args) => in_runtime(audit_cmd::run(args)),
         Command::Keys(args) => in_runtime(keys_cmd::run(args)),
         Command::Load(args) => in_runtime(load::run(args)),
         Command::Trace(args) => in_runtime(trace_cmd::run(args)),

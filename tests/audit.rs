@@ -1,0 +1,122 @@
+//! `ferrymesh audit` as an operator runs it: clean on a mesh that has run
+//! good, declined and unshippable orders; then one service's database is
+//! edited behind its back (a confirmed order's reservation put back to
+//! RESERVED, another's shipment cancelled) and the audit names exactly
+//! those orders, says what is wrong, and exits 1.
+
+use std::time::Duration;
+
+use orders::pb::ferrymesh::orders::v2 as opb;
+use sea_orm::ConnectionTrait;
+
+use crate::saga::{DECLINED, GOOD, Mesh};
+use crate::support::ferrymesh;
+
+/// Runs the audit against the mesh at `offset`: its exit code and its JSON report.
+async fn audit(offset: u16) -> (i32, serde_json::Value) {
+    let output = ferrymesh()
+        .args(["audit", "--json", "--port-offset", &offset.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let report = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap(), report)
+}
+
+#[tokio::test]
+async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
+    let data = tempfile::tempdir().unwrap();
+    let mesh = Mesh::up(data.path(), &[]).await;
+    let mut placed = Vec::new();
+    for (i, (card, country)) in [
+        (GOOD, "GB"),
+        (DECLINED, "GB"),
+        (GOOD, "AQ"),
+        (GOOD, "GB"),
+        (GOOD, "US"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let order = mesh
+            .place(
+                &format!("audit-{i}"),
+                &[("mug", 1), ("canvas-tote", 2)],
+                card,
+                country,
+            )
+            .await;
+        placed.push(mesh.settled(&order.order_id, Duration::from_secs(30)).await);
+    }
+    let statuses: Vec<i32> = placed.iter().map(|o| o.status).collect();
+    let (confirmed, failed) = (
+        opb::OrderStatus::Confirmed as i32,
+        opb::OrderStatus::Failed as i32,
+    );
+    assert_eq!(statuses, [confirmed, failed, failed, confirmed, confirmed]);
+
+    let (code, report) = audit(mesh.offset).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["orders"], 5);
+    assert_eq!(report["clean"], true, "{report}");
+
+    // Behind the services' backs: a confirmed order's stock is held again,
+    // and another's shipment is cancelled.
+    let history = mesh.history(&placed[0].order_id).await;
+    let reservation = history
+        .iter()
+        .find(|e| e.state_name == "Reserve stock" && e.type_name == "TaskScheduled")
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["parameters"]["reservation_id"]
+                .clone()
+        })
+        .unwrap();
+    let inventory = sea_orm::Database::connect(format!("sqlite://{}/inventory.db", data.path().display()))
+        .await
+        .unwrap();
+    inventory
+        .execute_unprepared(&format!(
+            "UPDATE reservations SET status = 'RESERVED' WHERE reservation_id = '{}'",
+            reservation.as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    inventory.close().await.unwrap();
+    let shipping = sea_orm::Database::connect(format!("sqlite://{}/shipping.db", data.path().display()))
+        .await
+        .unwrap();
+    shipping
+        .execute_unprepared(&format!(
+            "UPDATE shipments SET status = 'CANCELLED' WHERE order_id = '{}'",
+            placed[3].order_id
+        ))
+        .await
+        .unwrap();
+    shipping.close().await.unwrap();
+
+    let (code, report) = audit(mesh.offset).await;
+    assert_eq!(code, 1, "{report}");
+    let violations = report["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 2, "{report}");
+    let named = |order: &opb::Order, says: &str| {
+        violations.iter().any(|v| {
+            v["order_id"] == order.order_id.as_str() && v["problem"].as_str().unwrap().contains(says)
+        })
+    };
+    assert!(named(&placed[0], "is RESERVED, not COMMITTED"), "{report}");
+    assert!(named(&placed[3], "is cancelled"), "{report}");
+    // And in words, for a person.
+    let output = ferrymesh()
+        .args(["audit", "--port-offset", &mesh.offset.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&placed[0].order_id) && text.contains("audited 5 orders: 2 violations"),
+        "{text}"
+    );
+    mesh.stop().await;
+}
