@@ -6,6 +6,7 @@
 mod audit;
 mod authz_matrix;
 mod bounded_input;
+mod chaos;
 mod console;
 mod contracts;
 mod fixture;

@@ -1,0 +1,248 @@
+//! Chaos, as a test: 300 orders (good, declined, short of funds and flaky
+//! cards; addresses shipping serves and one it does not) through the
+//! gateway of `ferrymesh up`, while every participant (catalog, inventory,
+//! payments, shipping, orders, workflow, apikeys, the gateway) is killed
+//! with SIGKILL at random moments and `up` restarts it. A client retries
+//! each refused call with the same idempotency key, as a client should.
+//! Afterwards: every order placed once (none lost, none twice), each with
+//! the outcome its card and address call for, at most one payment per
+//! order, and `ferrymesh audit` finds nothing wrong. `bench/chaos.sh` is the
+//! long run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use orders::pb::ferrymesh::orders::v2 as opb;
+use rand::Rng;
+use sea_orm::EntityTrait;
+
+use crate::fixture::Fixture;
+use crate::saga::{DECLINED, FLAKY, GOOD, NO_FUNDS};
+use crate::support::{ferrymesh, pid_of};
+
+const ORDERS: usize = 300;
+
+/// Each participant and its port before the offset.
+const VICTIMS: &[(&str, u16)] = &[
+    ("catalog", 50051),
+    ("inventory", 50052),
+    ("payments", 50053),
+    ("shipping", 50054),
+    ("orders", 50055),
+    ("workflow", 50056),
+    ("apikeys", 50057),
+    ("gateway", 8080),
+];
+
+/// The card and country of order `i`, and the status it must end in.
+fn mix(i: usize) -> (&'static str, &'static str, opb::OrderStatus) {
+    match i % 10 {
+        0 => (DECLINED, "GB", opb::OrderStatus::Failed),
+        1 => (NO_FUNDS, "US", opb::OrderStatus::Failed),
+        2 => (FLAKY, "GB", opb::OrderStatus::Confirmed),
+        3 => (GOOD, "AQ", opb::OrderStatus::Failed),
+        _ => (GOOD, if i % 2 == 0 { "GB" } else { "US" }, opb::OrderStatus::Confirmed),
+    }
+}
+
+/// Places order `i` through the gateway, retrying with the same key until
+/// it is accepted; its order id.
+async fn place(f: &Fixture, secret: &str, i: usize) -> String {
+    let (card, country, _) = mix(i);
+    let item = if i % 3 == 0 { "canvas-tote" } else { "mug" };
+    let started = Instant::now();
+    loop {
+        let mut request = crate::saga::order_request(&format!("chaos-{i}"), &[(item, 1 + (i % 2) as i32)], card, country);
+        request.customer_email = String::new();
+        let channel = crate::saga::channel_as(f.gateway.port(), None);
+        let answer = opb::orders_service_client::OrdersServiceClient::new(channel)
+            .place_order(crate::gateway::with_key(request, secret))
+            .await;
+        match answer {
+            Ok(placed) => return placed.into_inner().order.unwrap().order_id,
+            Err(status) => {
+                assert!(
+                    !matches!(
+                        status.code(),
+                        tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::PermissionDenied
+                    ),
+                    "order {i}: a refusal no retry fixes: {status:?}"
+                );
+                assert!(started.elapsed() < Duration::from_secs(120), "order {i} never accepted: {status:?}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_participant_killed_at_random_and_every_order_ends_right() {
+    let f = Fixture::up(false).await;
+    f.plan("roomy", 5000.0, 5000, 0).await;
+    let dev = f.developer("chaos", "roomy").await;
+    // Enough stock for every order, so only cards and addresses decide.
+    f.mesh
+        .inventory
+        .clone()
+        .receive_stock(inventory::pb::ferrymesh::inventory::v1::ReceiveStockRequest {
+            receipt_id: "chaos-stock".into(),
+            items: ["mug", "canvas-tote"]
+                .into_iter()
+                .map(|sku| inventory::pb::ferrymesh::inventory::v1::ReservationItem {
+                    sku: sku.into(),
+                    quantity: 1000,
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+    let offset = f.mesh.offset;
+
+    // The killer: each participant twice, in a random order, every 1.5 s.
+    let killer = tokio::spawn(async move {
+        let mut order: Vec<&(&str, u16)> = VICTIMS.iter().chain(VICTIMS.iter()).collect();
+        {
+            let mut rng = rand::rng();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.random_range(0..=i));
+            }
+        }
+        let mut killed = Vec::new();
+        for (name, port) in order {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let listen = format!("127.0.0.1:{}", port + offset);
+            if let Some(pid) = pid_of(&["serve", name, &listen]) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                killed.push(*name);
+            }
+        }
+        killed
+    });
+
+    // 300 orders, 20 a second, each retried until accepted.
+    let placed: Vec<(usize, String)> = futures_util::future::join_all((0..ORDERS).map(|i| {
+        let (f, secret) = (&f, &dev.secret);
+        async move {
+            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            (i, place(f, secret, i).await)
+        }
+    }))
+    .await;
+    let killed = killer.await.unwrap();
+    for (name, _) in VICTIMS {
+        assert!(killed.contains(name), "{name} was never killed: {killed:?}");
+    }
+
+    // Every order ends, as its card and address say.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut outcomes: BTreeMap<usize, i32> = BTreeMap::new();
+    for (i, order_id) in &placed {
+        loop {
+            if let Some(status) = status_of(&f, order_id).await
+                && status != opb::OrderStatus::Pending as i32
+                && !running(&f, order_id).await
+            {
+                outcomes.insert(*i, status);
+                break;
+            }
+            assert!(Instant::now() < deadline, "order {i} ({order_id}) never ended\n{}", f.mesh.up.output());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let wrong: Vec<_> = outcomes
+        .iter()
+        .filter(|(i, status)| mix(**i).2 as i32 != **status)
+        .collect();
+    assert!(wrong.is_empty(), "outcomes not as the card and address say: {wrong:?}");
+
+    // None lost, none twice: one order per key, at most one payment per order.
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = f
+            .mesh
+            .orders
+            .clone()
+            .list_orders(opb::ListOrdersRequest {
+                page_size: 100,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        listed.extend(page.orders);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for order in &listed {
+        *per_key.entry(order.idempotency_key.clone()).or_default() += 1;
+    }
+    assert_eq!(listed.len(), ORDERS, "one order per key: {per_key:?}");
+    assert!(per_key.values().all(|n| *n == 1));
+    let db = sea_orm::Database::connect(format!("sqlite://{}/payments.db?mode=ro", f.data.path().display()))
+        .await
+        .unwrap();
+    let rows = payments::store::payment::Entity::find().all(&db).await.unwrap();
+    let mut per_order: HashMap<String, usize> = HashMap::new();
+    for row in &rows {
+        *per_order.entry(row.order_id.clone()).or_default() += 1;
+    }
+    assert!(per_order.values().all(|n| *n == 1), "{per_order:?}");
+    db.close().await.unwrap();
+
+    // And the audit, across every service, finds nothing.
+    let output = ferrymesh()
+        .args(["audit", "--port-offset", &offset.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains(&format!("audited {ORDERS} orders: every invariant holds")),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    f.mesh.stop().await;
+}
+
+/// The order's status, or `None` while orders is away (restarting).
+async fn status_of(f: &Fixture, order_id: &str) -> Option<i32> {
+    f.mesh
+        .orders
+        .clone()
+        .get_order(opb::GetOrderRequest {
+            order_id: order_id.into(),
+        })
+        .await
+        .ok()?
+        .into_inner()
+        .order
+        .map(|o| o.status)
+}
+
+/// Whether the order's saga is still running.
+async fn running(f: &Fixture, order_id: &str) -> bool {
+    use workflow::pb::ferrymesh::workflow::v1 as wpb;
+    match f
+        .mesh
+        .workflow
+        .clone()
+        .describe_execution(wpb::DescribeExecutionRequest {
+            execution_name: order_id.into(),
+        })
+        .await
+    {
+        Ok(answer) => answer
+            .into_inner()
+            .execution
+            .is_some_and(|e| e.status == wpb::ExecutionStatus::Running as i32),
+        // Workflow away (killed): ask again.
+        Err(_) => true,
+    }
+}
