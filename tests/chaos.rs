@@ -43,7 +43,11 @@ fn mix(i: usize) -> (&'static str, &'static str, opb::OrderStatus) {
         1 => (NO_FUNDS, "US", opb::OrderStatus::Failed),
         2 => (FLAKY, "GB", opb::OrderStatus::Confirmed),
         3 => (GOOD, "AQ", opb::OrderStatus::Failed),
-        _ => (GOOD, if i % 2 == 0 { "GB" } else { "US" }, opb::OrderStatus::Confirmed),
+        _ => (
+            GOOD,
+            if i % 2 == 0 { "GB" } else { "US" },
+            opb::OrderStatus::Confirmed,
+        ),
     }
 }
 
@@ -54,7 +58,12 @@ async fn place(f: &Fixture, secret: &str, i: usize) -> String {
     let item = if i % 3 == 0 { "canvas-tote" } else { "mug" };
     let started = Instant::now();
     loop {
-        let mut request = crate::saga::order_request(&format!("chaos-{i}"), &[(item, 1 + (i % 2) as i32)], card, country);
+        let mut request = crate::saga::order_request(
+            &format!("chaos-{i}"),
+            &[(item, 1 + (i % 2) as i32)],
+            card,
+            country,
+        );
         request.customer_email = String::new();
         let channel = crate::saga::channel_as(f.gateway.port(), None);
         let answer = opb::orders_service_client::OrdersServiceClient::new(channel)
@@ -66,11 +75,16 @@ async fn place(f: &Fixture, secret: &str, i: usize) -> String {
                 assert!(
                     !matches!(
                         status.code(),
-                        tonic::Code::InvalidArgument | tonic::Code::AlreadyExists | tonic::Code::PermissionDenied
+                        tonic::Code::InvalidArgument
+                            | tonic::Code::AlreadyExists
+                            | tonic::Code::PermissionDenied
                     ),
                     "order {i}: a refusal no retry fixes: {status:?}"
                 );
-                assert!(started.elapsed() < Duration::from_secs(120), "order {i} never accepted: {status:?}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "order {i} never accepted: {status:?}"
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -147,7 +161,11 @@ async fn every_participant_killed_at_random_and_every_order_ends_right() {
                 outcomes.insert(*i, status);
                 break;
             }
-            assert!(Instant::now() < deadline, "order {i} ({order_id}) never ended\n{}", f.mesh.up.output());
+            assert!(
+                Instant::now() < deadline,
+                "order {i} ({order_id}) never ended\n{}",
+                f.mesh.up.output()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -155,7 +173,10 @@ async fn every_participant_killed_at_random_and_every_order_ends_right() {
         .iter()
         .filter(|(i, status)| mix(**i).2 as i32 != **status)
         .collect();
-    assert!(wrong.is_empty(), "outcomes not as the card and address say: {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "outcomes not as the card and address say: {wrong:?}"
+    );
 
     // None lost, none twice: one order per key, at most one payment per order.
     let mut listed = Vec::new();
@@ -185,9 +206,12 @@ async fn every_participant_killed_at_random_and_every_order_ends_right() {
     }
     assert_eq!(listed.len(), ORDERS, "one order per key: {per_key:?}");
     assert!(per_key.values().all(|n| *n == 1));
-    let db = sea_orm::Database::connect(format!("sqlite://{}/payments.db?mode=ro", f.data.path().display()))
-        .await
-        .unwrap();
+    let db = sea_orm::Database::connect(format!(
+        "sqlite://{}/payments.db?mode=ro",
+        f.data.path().display()
+    ))
+    .await
+    .unwrap();
     let rows = payments::store::payment::Entity::find().all(&db).await.unwrap();
     let mut per_order: HashMap<String, usize> = HashMap::new();
     for row in &rows {

@@ -17,6 +17,7 @@ mod manifests;
 mod mesh_security;
 mod mesh_up;
 mod observability;
+mod postgres_mesh;
 mod protocols;
 mod rollout;
 mod saga;

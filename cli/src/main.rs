@@ -100,6 +100,14 @@ struct UpArgs {
     /// serves its clients plaintext; the trace sink stays plaintext.
     #[arg(long)]
     tls: bool,
+    /// Runs every service on this PostgreSQL server, each in a database of
+    /// its own (PREFIX_SERVICE, created when missing), instead of SQLite
+    /// files, e.g. postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(long, value_name = "URL", env = "FERRYMESH_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// The prefix of the databases --postgres makes.
+    #[arg(long, value_name = "PREFIX", default_value = "ferrymesh")]
+    postgres_prefix: String,
 }
 
 fn parse_pass(text: &str) -> Result<(String, String), String> {

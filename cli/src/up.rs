@@ -63,6 +63,13 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let databases = match postgres_databases(&args, &plan).await {
+        Ok(databases) => databases,
+        Err(error) => {
+            eprintln!("ferrymesh: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(error) => {
@@ -153,6 +160,11 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             },
             upstreams: upstream_flags(service, &plan, scheme)
                 .into_iter()
+                .chain(
+                    databases
+                        .get(service.name)
+                        .map(|url| format!("--database-url={url}")),
+                )
                 .chain(tls_flags(args.tls, &certs, service.name))
                 .chain(own)
                 .chain(console)
@@ -522,6 +534,26 @@ async fn wait_serving(
     }
 }
 
+/// With `--postgres`, each service's own database on that server, made
+/// when missing: service name to URL.
+async fn postgres_databases(
+    args: &UpArgs,
+    plan: &[(MeshService, SocketAddr)],
+) -> Result<std::collections::HashMap<&'static str, String>, String> {
+    let mut databases = std::collections::HashMap::new();
+    let Some(server) = &args.postgres else {
+        return Ok(databases);
+    };
+    for (service, _) in plan.iter().filter(|(s, _)| s.has_database) {
+        let name = format!("{}_{}", args.postgres_prefix, service.name);
+        let url = kit_store::ensure_postgres_database(server, &name)
+            .await
+            .map_err(|e| format!("cannot make {}'s database: {e}", service.name))?;
+        databases.insert(service.name, url);
+    }
+    Ok(databases)
+}
+
 fn print_table(started: &[Started], args: &UpArgs) {
     println!();
     println!(
@@ -530,7 +562,12 @@ fn print_table(started: &[Started], args: &UpArgs) {
     );
     for s in started {
         let database = if s.service.has_database {
-            format!("sqlite://{}/{}.db", args.data_dir.display(), s.service.name)
+            s.spec
+                .upstreams
+                .iter()
+                .find_map(|f| f.strip_prefix("--database-url="))
+                .map(kit_store::db::redact)
+                .unwrap_or_else(|| format!("sqlite://{}/{}.db", args.data_dir.display(), s.service.name))
         } else {
             "-".to_string()
         };

@@ -214,3 +214,54 @@ mod tests {
         assert_eq!(redact("sqlite://data/catalog.db"), "sqlite://data/catalog.db");
     }
 }
+
+/// A database of its own for one service on the PostgreSQL server of
+/// `server_url` (any database on it, e.g. `postgres://postgres@HOST/postgres`):
+/// `name` is created when missing; its URL is returned.
+pub async fn ensure_postgres_database(server_url: &str, name: &str) -> Result<String, DbOpenError> {
+    if !server_url.starts_with("postgres://") && !server_url.starts_with("postgresql://") {
+        return Err(DbOpenError::UnsupportedUrl(server_url.to_string()));
+    }
+    // A name of letters, digits and _ only: it is spliced into CREATE DATABASE.
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(DbOpenError::UnsupportedUrl(format!(
+            "{name}: a database name is 1 to 63 lowercase letters, digits and _"
+        )));
+    }
+    use sea_orm::ConnectionTrait;
+    let shown = redact(server_url);
+    let fail = |source: DbErr| DbOpenError::Connect {
+        url: shown.clone(),
+        source,
+    };
+    let admin = Database::connect(server_url).await.map_err(fail)?;
+    let exists = admin
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await
+        .map_err(fail)?
+        .is_some();
+    if !exists {
+        match admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+        {
+            Ok(_) => {}
+            // Another `up` (or a replica) created it meanwhile.
+            Err(e) if e.to_string().contains("already exists") => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(server_url).map_err(|_| DbOpenError::UnsupportedUrl(shown.clone()))?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
