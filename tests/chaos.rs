@@ -93,7 +93,33 @@ async fn place(f: &Fixture, secret: &str, i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_participant_killed_at_random_and_every_order_ends_right() {
-    let f = Fixture::up(false).await;
+    chaos(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_participant_killed_at_random_on_postgres_and_every_order_ends_right() {
+    let server = kit_testing::postgres_admin_url();
+    let prefix = format!("fm_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    chaos(Some((&server, &prefix))).await;
+    let admin = sea_orm::Database::connect(&server).await.unwrap();
+    for (service, _) in VICTIMS.iter().filter(|(s, _)| *s != "gateway") {
+        sea_orm::ConnectionTrait::execute_unprepared(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS \"{prefix}_{service}\" WITH (FORCE)"),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The run, on SQLite files or (`postgres`: the server and a prefix) on PostgreSQL.
+async fn chaos(postgres: Option<(&str, &str)>) {
+    let f = match postgres {
+        None => Fixture::up(false).await,
+        Some((server, prefix)) => {
+            Fixture::up_with(&["--postgres", server, "--postgres-prefix", prefix]).await
+        }
+    };
     f.plan("roomy", 5000.0, 5000, 0).await;
     let dev = f.developer("chaos", "roomy").await;
     // Enough stock for every order, so only cards and addresses decide.
@@ -206,12 +232,13 @@ async fn every_participant_killed_at_random_and_every_order_ends_right() {
     }
     assert_eq!(listed.len(), ORDERS, "one order per key: {per_key:?}");
     assert!(per_key.values().all(|n| *n == 1));
-    let db = sea_orm::Database::connect(format!(
-        "sqlite://{}/payments.db?mode=ro",
-        f.data.path().display()
-    ))
-    .await
-    .unwrap();
+    let payments_db = match postgres {
+        None => format!("sqlite://{}/payments.db?mode=ro", f.data.path().display()),
+        Some((server, prefix)) => kit_store::ensure_postgres_database(server, &format!("{prefix}_payments"))
+            .await
+            .unwrap(),
+    };
+    let db = sea_orm::Database::connect(payments_db).await.unwrap();
     let rows = payments::store::payment::Entity::find().all(&db).await.unwrap();
     let mut per_order: HashMap<String, usize> = HashMap::new();
     for row in &rows {

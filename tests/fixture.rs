@@ -40,8 +40,14 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) async fn up(tls: bool) -> Fixture {
-        let data = tempfile::tempdir().unwrap();
         let flags: &[&str] = if tls { &["--tls"] } else { &[] };
+        Fixture::up_with(flags).await
+    }
+
+    /// As [`Fixture::up`], with more of `up`'s flags.
+    pub(crate) async fn up_with(flags: &[&str]) -> Fixture {
+        let tls = flags.contains(&"--tls");
+        let data = tempfile::tempdir().unwrap();
         let mesh = Mesh::up_with(data.path(), &[], flags, &[]).await;
         let operator = tls.then(|| {
             std::sync::Arc::new(
