@@ -6,8 +6,11 @@
 //! each refused call with the same idempotency key, as a client should.
 //! Afterwards: every order placed once (none lost, none twice), each with
 //! the outcome its card and address call for, at most one payment per
-//! order, and `ferrymesh audit` finds nothing wrong. `bench/chaos.sh` is the
-//! long run.
+//! order, and `ferrymesh audit` finds nothing wrong. On SQLite and on
+//! PostgreSQL. `bench/chaos.sh` is the long run of the same code
+//! (`FERRYMESH_CHAOS_ORDERS`, `FERRYMESH_CHAOS_RATE`), where the PostgreSQL
+//! run also crashes and restarts a server of its own mid-run
+//! (`FERRYMESH_CHAOS_OWN_POSTGRES=1`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -22,7 +25,14 @@ use crate::fixture::Fixture;
 use crate::saga::{DECLINED, FLAKY, GOOD, NO_FUNDS};
 use crate::support::{ferrymesh, pid_of};
 
-const ORDERS: usize = 300;
+/// How many orders, how fast: 300 at 20 a second unless the environment says.
+fn scale() -> (usize, f64) {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    (
+        var("FERRYMESH_CHAOS_ORDERS").unwrap_or(300.0) as usize,
+        var("FERRYMESH_CHAOS_RATE").unwrap_or(20.0),
+    )
+}
 
 /// Each participant and its port before the offset.
 const VICTIMS: &[(&str, u16)] = &[
@@ -93,14 +103,19 @@ async fn place(f: &Fixture, secret: &str, i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_participant_killed_at_random_and_every_order_ends_right() {
-    chaos(None).await;
+    chaos(None, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_participant_killed_at_random_on_postgres_and_every_order_ends_right() {
-    let server = kit_testing::postgres_admin_url();
+    let own = std::env::var("FERRYMESH_CHAOS_OWN_POSTGRES")
+        .is_ok_and(|v| v == "1")
+        .then(crate::own_postgres::OwnPostgres::start);
+    let server = own
+        .as_ref()
+        .map_or_else(kit_testing::postgres_admin_url, |o| o.url());
     let prefix = format!("fm_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    chaos(Some((&server, &prefix))).await;
+    chaos(Some((&server, &prefix)), own.as_ref()).await;
     let admin = sea_orm::Database::connect(&server).await.unwrap();
     for (service, _) in VICTIMS.iter().filter(|(s, _)| *s != "gateway") {
         sea_orm::ConnectionTrait::execute_unprepared(
@@ -112,8 +127,10 @@ async fn every_participant_killed_at_random_on_postgres_and_every_order_ends_rig
     }
 }
 
-/// The run, on SQLite files or (`postgres`: the server and a prefix) on PostgreSQL.
-async fn chaos(postgres: Option<(&str, &str)>) {
+/// The run, on SQLite files or (`postgres`: the server and a prefix) on
+/// PostgreSQL; `own`, a server of the run's own to crash halfway.
+async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres::OwnPostgres>) {
+    let (orders, rate) = scale();
     let f = match postgres {
         None => Fixture::up(false).await,
         Some((server, prefix)) => {
@@ -132,7 +149,7 @@ async fn chaos(postgres: Option<(&str, &str)>) {
                 .into_iter()
                 .map(|sku| inventory::pb::ferrymesh::inventory::v1::ReservationItem {
                     sku: sku.into(),
-                    quantity: 1000,
+                    quantity: i32::try_from(orders * 2 + 10).unwrap(),
                 })
                 .collect(),
         })
@@ -140,43 +157,60 @@ async fn chaos(postgres: Option<(&str, &str)>) {
         .unwrap();
     let offset = f.mesh.offset;
 
-    // The killer: each participant twice, in a random order, every 1.5 s.
+    // The killer: every participant in a random order, one every 1.5 s,
+    // round after round while orders come in (and at least two rounds).
+    let placing_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = placing_done.clone();
     let killer = tokio::spawn(async move {
-        let mut order: Vec<&(&str, u16)> = VICTIMS.iter().chain(VICTIMS.iter()).collect();
-        {
-            let mut rng = rand::rng();
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.random_range(0..=i));
-            }
-        }
         let mut killed = Vec::new();
-        for (name, port) in order {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let listen = format!("127.0.0.1:{}", port + offset);
-            if let Some(pid) = pid_of(&["serve", name, &listen]) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                killed.push(*name);
+        let mut round = 0;
+        while round < 2 || !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut order: Vec<&(&str, u16)> = VICTIMS.iter().collect();
+            {
+                let mut rng = rand::rng();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, rng.random_range(0..=i));
+                }
             }
+            for (name, port) in order {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let listen = format!("127.0.0.1:{}", port + offset);
+                if let Some(pid) = pid_of(&["serve", name, &listen]) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    killed.push(*name);
+                }
+            }
+            round += 1;
         }
         killed
     });
+    // A server of our own crashes once, a third of the way in.
+    let crash = async {
+        if let Some(own) = own {
+            tokio::time::sleep(Duration::from_secs_f64(orders as f64 / rate / 3.0)).await;
+            tokio::task::block_in_place(|| own.crash_and_restart());
+            eprintln!("chaos: PostgreSQL crashed and restarted");
+        }
+    };
 
-    // 300 orders, 20 a second, each retried until accepted.
-    let placed: Vec<(usize, String)> = futures_util::future::join_all((0..ORDERS).map(|i| {
+    // The orders at the rate, each retried until accepted.
+    let placing = futures_util::future::join_all((0..orders).map(|i| {
         let (f, secret) = (&f, &dev.secret);
         async move {
-            tokio::time::sleep(Duration::from_millis(50 * i as u64)).await;
+            tokio::time::sleep(Duration::from_secs_f64(i as f64 / rate)).await;
             (i, place(f, secret, i).await)
         }
-    }))
-    .await;
+    }));
+    let (placed, ()) = tokio::join!(placing, crash);
+    placing_done.store(true, std::sync::atomic::Ordering::Relaxed);
     let killed = killer.await.unwrap();
     for (name, _) in VICTIMS {
-        assert!(killed.contains(name), "{name} was never killed: {killed:?}");
+        let times = killed.iter().filter(|k| *k == name).count();
+        assert!(times >= 2, "{name} was killed {times} times: {killed:?}");
     }
 
     // Every order ends, as its card and address say.
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + Duration::from_secs(240 + orders as u64 / 10);
     let mut outcomes: BTreeMap<usize, i32> = BTreeMap::new();
     for (i, order_id) in &placed {
         loop {
@@ -230,7 +264,7 @@ async fn chaos(postgres: Option<(&str, &str)>) {
     for order in &listed {
         *per_key.entry(order.idempotency_key.clone()).or_default() += 1;
     }
-    assert_eq!(listed.len(), ORDERS, "one order per key: {per_key:?}");
+    assert_eq!(listed.len(), orders, "one order per key: {per_key:?}");
     assert!(per_key.values().all(|n| *n == 1));
     let payments_db = match postgres {
         None => format!("sqlite://{}/payments.db?mode=ro", f.data.path().display()),
@@ -255,9 +289,26 @@ async fn chaos(postgres: Option<(&str, &str)>) {
         .unwrap();
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(
-        output.status.success() && said.contains(&format!("audited {ORDERS} orders: every invariant holds")),
+        output.status.success() && said.contains(&format!("audited {orders} orders: every invariant holds")),
         "{said}{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in &killed {
+        *kills.entry(name).or_default() += 1;
+    }
+    eprintln!(
+        "chaos: {} on {}: {orders} orders, lost 0, duplicated 0, audit clean; kills {kills:?}",
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if own.is_some() {
+            "a server crashed mid-run"
+        } else {
+            "one server"
+        },
     );
     f.mesh.stop().await;
 }

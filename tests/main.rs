@@ -17,6 +17,7 @@ mod manifests;
 mod mesh_security;
 mod mesh_up;
 mod observability;
+mod own_postgres;
 mod postgres_mesh;
 mod protocols;
 mod rollout;
