@@ -149,7 +149,7 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
                 .into_iter()
                 .map(|sku| inventory::pb::ferrymesh::inventory::v1::ReservationItem {
                     sku: sku.into(),
-                    quantity: i32::try_from(orders * 2 + 10).unwrap(),
+                    quantity: i32::try_from((orders * 2 + 10).min(10_000)).unwrap(),
                 })
                 .collect(),
         })
