@@ -157,8 +157,11 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
         .unwrap();
     let offset = f.mesh.offset;
 
-    // The killer: every participant in a random order, one every 1.5 s,
-    // round after round while orders come in (and at least two rounds).
+    // The killer: every participant in a random order, one every 1.5 s (or
+    // more on a long run: two rounds over the time orders come in, so each
+    // service has run a while between kills, as `up`'s restart backoff
+    // expects), round after round while orders come in, at least two.
+    let every = Duration::from_secs_f64((orders as f64 / rate / (2 * VICTIMS.len()) as f64).max(1.5));
     let placing_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = placing_done.clone();
     let killer = tokio::spawn(async move {
@@ -173,7 +176,7 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
                 }
             }
             for (name, port) in order {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+                tokio::time::sleep(every).await;
                 let listen = format!("127.0.0.1:{}", port + offset);
                 if let Some(pid) = pid_of(&["serve", name, &listen]) {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
