@@ -55,7 +55,7 @@ fn mix(i: usize) -> (&'static str, &'static str, opb::OrderStatus) {
         3 => (GOOD, "AQ", opb::OrderStatus::Failed),
         _ => (
             GOOD,
-            if i % 2 == 0 { "GB" } else { "US" },
+            if i.is_multiple_of(2) { "GB" } else { "US" },
             opb::OrderStatus::Confirmed,
         ),
     }
@@ -65,7 +65,7 @@ fn mix(i: usize) -> (&'static str, &'static str, opb::OrderStatus) {
 /// it is accepted; its order id.
 async fn place(f: &Fixture, secret: &str, i: usize) -> String {
     let (card, country, _) = mix(i);
-    let item = if i % 3 == 0 { "canvas-tote" } else { "mug" };
+    let item = if i.is_multiple_of(3) { "canvas-tote" } else { "mug" };
     let started = Instant::now();
     loop {
         let mut request = crate::saga::order_request(

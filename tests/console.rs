@@ -14,7 +14,7 @@ use catalog::pb::ferrymesh::catalog::v1 as cpb;
 
 use crate::gateway::Gateway;
 use crate::saga::Mesh;
-use crate::support::{Process, ferrymesh, root, serve};
+use crate::support::{root, serve};
 
 /// What a browser gets back from one HTTP/1.1 request.
 pub(crate) struct Answer {
@@ -376,28 +376,10 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     // restart: releasing a reservation is refused for good until then (a
     // compensation refused with a business error fails the execution for
     // an operator; one that fails transiently is retried until it works).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let inventory_addr = format!("127.0.0.1:{port}");
-    let inventory_dir = data.path().join("saga-inventory");
-    let start_inventory = |fault: bool| {
-        let mut command = ferrymesh();
-        command
-            .args(["serve", "inventory", "--listen", &inventory_addr, "--data-dir"])
-            .arg(&inventory_dir);
-        if fault {
-            command.arg("--fault=ReleaseReservation:error_rate=1,code=FAILED_PRECONDITION");
-        }
-        Process::spawn(command)
-    };
-    let mut inventory = start_inventory(true);
-    inventory
-        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
-        .await;
-    let pass = format!("workflow=--endpoint=ferrymesh.inventory.v1=http://{inventory_addr}");
+    let apart = crate::support::Apart::new("inventory", data.path());
+    const REFUSE: &str = "--fault=ReleaseReservation:error_rate=1,code=FAILED_PRECONDITION";
+    let mut inventory = apart.start(&[REFUSE]).await;
+    let pass = apart.for_workflow("ferrymesh.inventory.v1");
     // Every request traced, so the one the operator looks for is there.
     let mesh = Mesh::up_with(
         data.path(),
@@ -442,10 +424,7 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
             if line == "REQUEST remove-fault" {
                 inventory.signal(Signal::SIGTERM);
                 inventory.wait_exit(Duration::from_secs(30)).await;
-                inventory = start_inventory(false);
-                inventory
-                    .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
-                    .await;
+                inventory = apart.start(&[]).await;
                 stdin.write_all(b"done\n").await.unwrap();
             }
         }

@@ -10,31 +10,14 @@ use nix::sys::signal::Signal;
 use orders::pb::ferrymesh::orders::v2 as opb;
 
 use crate::saga::{GOOD, Mesh, order_request};
-use crate::support::{Process, ferrymesh};
+use crate::support::Apart;
 
 #[tokio::test]
 async fn an_order_waits_out_a_shipping_outage_and_is_confirmed() {
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let shipping_addr = format!("127.0.0.1:{port}");
-    let shipping_dir = data.path().join("saga-shipping");
-    let start_shipping = || {
-        let mut command = ferrymesh();
-        command
-            .args(["serve", "shipping", "--listen", &shipping_addr, "--data-dir"])
-            .arg(&shipping_dir);
-        Process::spawn(command)
-    };
-    let mut shipping = start_shipping();
-    shipping
-        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
-        .await;
-    let pass = format!("workflow=--endpoint=ferrymesh.shipping.v1=http://{shipping_addr}");
-    let mesh = Mesh::up(data.path(), &[&pass]).await;
+    let apart = Apart::new("shipping", data.path());
+    let mut shipping = apart.start(&[]).await;
+    let mesh = Mesh::up(data.path(), &[&apart.for_workflow("ferrymesh.shipping.v1")]).await;
 
     // Shipping goes away; an order comes in.
     shipping.signal(Signal::SIGKILL);
@@ -57,10 +40,7 @@ async fn an_order_waits_out_a_shipping_outage_and_is_confirmed() {
     );
 
     // Back after 15 s: the saga carries on from where it waited.
-    let mut shipping = start_shipping();
-    shipping
-        .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
-        .await;
+    let mut shipping = apart.start(&[]).await;
     let mut last = status;
     for _ in 0..300 {
         last = get(&mesh, &order.order_id).await.status;

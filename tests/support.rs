@@ -340,3 +340,46 @@ fn meshes_at_different_offsets_never_share_a_port() {
         }
     }
 }
+
+/// A service run apart from `up`, on a port and data directory of its own,
+/// which a test stops and starts again; `up`'s workflow is pointed at it.
+pub(crate) struct Apart {
+    service: &'static str,
+    pub(crate) addr: String,
+    dir: PathBuf,
+}
+
+impl Apart {
+    /// `service` on a free port, keeping its data under `data`.
+    pub(crate) fn new(service: &'static str, data: &Path) -> Apart {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Apart {
+            service,
+            addr: format!("127.0.0.1:{port}"),
+            dir: data.join(format!("apart-{service}")),
+        }
+    }
+
+    /// Starts it with `flags` and waits until it listens.
+    pub(crate) async fn start(&self, flags: &[&str]) -> Process {
+        let mut command = ferrymesh();
+        command
+            .args(["serve", self.service, "--listen", &self.addr, "--data-dir"])
+            .arg(&self.dir)
+            .args(flags);
+        let mut process = Process::spawn(command);
+        process
+            .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
+            .await;
+        process
+    }
+
+    /// `up`'s `--pass` that points workflow's calls to `package` here.
+    pub(crate) fn for_workflow(&self, package: &str) -> String {
+        format!("workflow=--endpoint={package}=http://{}", self.addr)
+    }
+}

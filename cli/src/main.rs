@@ -9,6 +9,7 @@ mod load;
 mod mesh;
 mod trace_cmd;
 mod up;
+mod up_ready;
 mod workflow_cmd;
 
 use std::ffi::OsString;

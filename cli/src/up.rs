@@ -63,7 +63,7 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let databases = match postgres_databases(&args, &plan).await {
+    let databases = match crate::up_ready::postgres_databases(&args, &plan).await {
         Ok(databases) => databases,
         Err(error) => {
             eprintln!("ferrymesh: {error}");
@@ -217,7 +217,20 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             }
         }
     }
-    print_table(&started, &args);
+    let ready: Vec<crate::up_ready::Ready> = started
+        .iter()
+        .map(|s| crate::up_ready::Ready {
+            service: s.service,
+            addr: s.addr,
+            database_url: s
+                .spec
+                .upstreams
+                .iter()
+                .find_map(|f| f.strip_prefix("--database-url="))
+                .map(str::to_string),
+        })
+        .collect();
+    crate::up_ready::print(&ready, &args);
 
     // From here a service that dies is started again, as Kubernetes would.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -532,92 +545,6 @@ async fn wait_serving(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// With `--postgres`, each service's own database on that server, made
-/// when missing: service name to URL.
-async fn postgres_databases(
-    args: &UpArgs,
-    plan: &[(MeshService, SocketAddr)],
-) -> Result<std::collections::HashMap<&'static str, String>, String> {
-    let mut databases = std::collections::HashMap::new();
-    let Some(server) = &args.postgres else {
-        return Ok(databases);
-    };
-    for (service, _) in plan.iter().filter(|(s, _)| s.has_database) {
-        let name = format!("{}_{}", args.postgres_prefix, service.name);
-        let url = kit_store::ensure_postgres_database(server, &name)
-            .await
-            .map_err(|e| format!("cannot make {}'s database: {e}", service.name))?;
-        databases.insert(service.name, url);
-    }
-    Ok(databases)
-}
-
-fn print_table(started: &[Started], args: &UpArgs) {
-    println!();
-    println!(
-        "{:<10} {:<18} {:<9} {:<34} DATABASE",
-        "SERVICE", "ADDRESS", "HEALTH", "METRICS"
-    );
-    for s in started {
-        let database = if s.service.has_database {
-            s.spec
-                .upstreams
-                .iter()
-                .find_map(|f| f.strip_prefix("--database-url="))
-                .map(kit_store::db::redact)
-                .unwrap_or_else(|| format!("sqlite://{}/{}.db", args.data_dir.display(), s.service.name))
-        } else {
-            "-".to_string()
-        };
-        let metrics = crate::mesh::admin_port(s.addr.port())
-            .map(|p| format!("http://{}:{p}/metrics", s.addr.ip()))
-            .unwrap_or_default();
-        println!(
-            "{:<10} {:<18} {:<9} {metrics:<34} {database}",
-            s.service.name, s.addr, "SERVING"
-        );
-    }
-    println!();
-    println!(
-        "The gateway is the way in: send x-api-key (sign up with\n  \
-         grpcurl -plaintext -d '{{\"email\": \"you@example.com\", \"name\": \"You\"}}' {} ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper)",
-        started
-            .iter()
-            .find(|s| s.service.name == "gateway")
-            .map(|s| s.addr.to_string())
-            .unwrap_or_default()
-    );
-    println!(
-        "Operators' admin token: {}",
-        args.data_dir.join("admin-token").display()
-    );
-    if args.tls {
-        let certs = args.data_dir.join("certs");
-        let catalog = started
-            .iter()
-            .find(|s| s.service.name == "catalog")
-            .map(|s| s.addr.to_string())
-            .unwrap_or_default();
-        println!(
-            "Inside the mesh every hop is mutual TLS; certificates in {dir} (rotate with \
-             ferrymesh certs issue {dir} SERVICE). Call a service as the operator:\n  \
-             grpcurl -cacert {dir}/ca.pem -cert {dir}/operator.pem -key {dir}/operator.key {catalog} list",
-            dir = certs.display()
-        );
-    }
-    if let Some(sink) = started.iter().find(|s| s.service.name == "tracesink") {
-        println!(
-            "Traces: ferrymesh trace ORDER_ID (or a trace or correlation id), ferrymesh trace map{}",
-            if sink.addr.port() == tracesink::DEFAULT_PORT {
-                String::new()
-            } else {
-                format!(" (add --sink http://{})", sink.addr)
-            }
-        );
-    }
-    println!("ferrymesh: all services are SERVING; Ctrl-C stops them.");
 }
 
 /// Stops what started when start-up fails, in reverse start order.

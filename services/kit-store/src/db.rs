@@ -200,21 +200,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(redact("sqlite://data/catalog.db"), "sqlite://data/catalog.db");
-    }
-}
-
 /// A database of its own for one service on the PostgreSQL server of
 /// `server_url` (any database on it, e.g. `postgres://postgres@HOST/postgres`):
 /// `name` is created when missing; its URL is returned.
@@ -264,4 +249,19 @@ pub async fn ensure_postgres_database(server_url: &str, name: &str) -> Result<St
     let mut url = url::Url::parse(server_url).map_err(|_| DbOpenError::UnsupportedUrl(shown.clone()))?;
     url.set_path(&format!("/{name}"));
     Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite://data/catalog.db"), "sqlite://data/catalog.db");
+    }
 }
