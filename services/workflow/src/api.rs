@@ -14,7 +14,7 @@ use crate::engine::{Cursor, Engine};
 use crate::graph::{self, Progress};
 use crate::pb::ferrymesh::workflow::v1 as pb;
 use crate::pb::ferrymesh::workflow::v1::workflow_service_server::WorkflowService;
-use crate::store::{Applied, Update, Write, event, execution, machine, status};
+use crate::store::{Applied, Fence, Update, Write, event, execution, machine, status};
 use kit_store::paging::PageRequest;
 use kit_values::{Violations, now_micros, quoted, timestamp};
 
@@ -376,6 +376,9 @@ impl WorkflowApi {
             cursor: serde_json::to_string(&cursor).unwrap_or_default(),
             traceparent: carrier.remove("traceparent").unwrap_or_default(),
             correlation_id,
+            // This replica starts it, under the first epoch.
+            owner: self.engine.owner().to_string(),
+            epoch: 1,
         };
         let event = |id: i64, kind: String, state: &str, details: Value| event::Model {
             execution: request.execution_name.clone(),
@@ -385,6 +388,8 @@ impl WorkflowApi {
             state_name: state.to_string(),
             details: details.to_string(),
             retry_attempt: 0,
+            owner: row.owner.clone(),
+            epoch: row.epoch,
         };
         let events = vec![
             event(
@@ -456,18 +461,17 @@ impl WorkflowApi {
             .ok_or_else(|| WorkflowError::Journal(format!("execution {name:?} vanished")))
     }
 
+    /// An operator's change to an execution (stop, redrive), with its
+    /// event: it takes the execution's lease for this replica, so whichever
+    /// replica ran it records nothing more.
     async fn append(
         &self,
         name: &str,
         kind: &str,
         details: Value,
-        update: Update,
+        mut update: Update,
     ) -> Result<Applied, WorkflowError> {
-        let id = self
-            .engine
-            .next_event_id(name)
-            .await
-            .map_err(WorkflowError::Journal)?;
+        update.fence = Some(Fence::Takes(self.engine.owner().to_string()));
         self.engine
             .journal()
             .write(Write {
@@ -475,7 +479,10 @@ impl WorkflowApi {
                 execution: name.to_string(),
                 events: vec![event::Model {
                     execution: name.to_string(),
-                    id,
+                    // Numbered, and stamped with the new epoch, as it is written.
+                    id: 0,
+                    owner: String::new(),
+                    epoch: 0,
                     kind: kind.to_string(),
                     micros: now_micros(),
                     state_name: String::new(),

@@ -20,7 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::asl::{Handlers, Kind, Machine, State, Text, WaitFor};
 use crate::errors::Failure;
 use crate::path::{excerpt, kind_of};
-use crate::store::{Applied, Journal, Store, Update, Write, event, execution, status};
+use crate::store::{Applied, Fence, Journal, Store, Update, Write, event, execution, status};
 use kit_values::now_micros;
 
 /// A task call the engine asks for.
@@ -106,18 +106,21 @@ impl Scope<'_> {
 /// Turns a stored definition back into a machine.
 pub type ParseFn = Box<dyn Fn(&str) -> Result<Machine, String> + Send + Sync>;
 
-/// A running execution's stop signal and event counter.
-type Runner = (watch::Sender<bool>, Arc<AtomicI64>);
+/// A running execution's stop signal.
+type Runner = watch::Sender<bool>;
 
 /// Parsed versions by (name, version), with whether each reads `$$.Execution.Input`.
 type Machines = HashMap<(String, i32), (Arc<Machine>, bool)>;
 
 /// The engine: what runs, and what it needs to run it.
 pub struct Engine {
+    /// This replica, as leases name it.
+    owner: String,
     store: Store,
     journal: Journal,
     invoker: Arc<dyn Invoker>,
     running: Mutex<HashMap<String, Runner>>,
+    stalled: Mutex<HashMap<String, std::time::Instant>>,
     machines: Mutex<Machines>,
     parse: ParseFn,
 }
@@ -139,17 +142,30 @@ fn exited_kind(kind: &Kind) -> String {
 }
 
 impl Engine {
-    /// An engine over the store, journal and invoker; `parse` turns a stored
-    /// definition back into a machine.
-    pub fn new(store: Store, journal: Journal, invoker: Arc<dyn Invoker>, parse: ParseFn) -> Arc<Engine> {
+    /// An engine for the replica `owner` over the store, journal and
+    /// invoker; `parse` turns a stored definition back into a machine.
+    pub fn new(
+        owner: String,
+        store: Store,
+        journal: Journal,
+        invoker: Arc<dyn Invoker>,
+        parse: ParseFn,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
+            owner,
             store,
             journal,
             invoker,
             running: Mutex::new(HashMap::new()),
+            stalled: Mutex::new(HashMap::new()),
             machines: Mutex::new(HashMap::new()),
             parse,
         })
+    }
+
+    /// This replica, as leases name it.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The journal.
@@ -200,39 +216,29 @@ impl Engine {
     /// Asks a running execution to stop where it is.
     pub fn stop(&self, name: &str) {
         if let Ok(running) = self.running.lock()
-            && let Some((tx, _)) = running.get(name)
+            && let Some(tx) = running.get(name)
         {
             let _ = tx.send(true);
         }
     }
 
-    /// The next event id of an execution: from its runner's counter while it
-    /// runs here (so ids never collide), else from the store.
-    pub async fn next_event_id(&self, name: &str) -> Result<i64, String> {
-        loop {
-            let seq = self
-                .running
-                .lock()
-                .map_err(|_| "poisoned")?
-                .get(name)
-                .map(|(_, seq)| seq.clone());
-            match seq {
-                Some(seq) if seq.load(Ordering::SeqCst) >= 0 => {
-                    return Ok(seq.fetch_add(1, Ordering::SeqCst) + 1);
-                }
-                // The runner is still reading its last id.
-                Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                None => return Ok(self.store.last_event_id(name).await.map_err(|e| e.to_string())? + 1),
-            }
+    /// Asks every execution running here to stop where it is (this replica
+    /// may have lost its leases); how many were asked.
+    pub fn stop_all(&self) -> usize {
+        let Ok(running) = self.running.lock() else {
+            return 0;
+        };
+        for tx in running.values() {
+            let _ = tx.send(true);
         }
+        running.len()
     }
 
-    /// Runs an execution from its stored cursor on a task of its own; does
-    /// nothing if it already runs here (never twice at once).
+    /// Runs an execution from its stored cursor on a task of its own, under
+    /// the lease epoch `row` holds; does nothing if it already runs here
+    /// (never twice at once).
     pub fn launch(self: &Arc<Self>, row: execution::Model, resumed: bool, last_event: Option<i64>) {
         let (tx, rx) = watch::channel(false);
-        // -1 until the runner has read the last event id.
-        let seq = Arc::new(AtomicI64::new(-1));
         {
             let Ok(mut running) = self.running.lock() else {
                 return;
@@ -240,13 +246,16 @@ impl Engine {
             if running.contains_key(&row.name) {
                 return;
             }
-            running.insert(row.name.clone(), (tx, seq.clone()));
+            running.insert(row.name.clone(), tx);
         }
         let engine = self.clone();
         tokio::spawn(async move {
             let name = row.name.clone();
-            if let Err(e) = engine.clone().drive(row, rx, seq, resumed, last_event).await {
-                tracing::error!(execution = %name, error = %e, "execution could not run; it stays RUNNING and resumes at the next start");
+            if let Err(e) = engine.clone().drive(row, rx, resumed, last_event).await {
+                tracing::error!(execution = %name, error = %e, "execution could not run; it stays RUNNING and is tried again later");
+                if let Ok(mut stalled) = engine.stalled.lock() {
+                    stalled.insert(name.clone(), std::time::Instant::now());
+                }
             }
             if let Ok(mut running) = engine.running.lock() {
                 running.remove(&name);
@@ -254,24 +263,20 @@ impl Engine {
         });
     }
 
-    /// Resumes every RUNNING execution (at start-up).
-    pub async fn resume_all(self: &Arc<Self>) -> Result<usize, sea_orm::DbErr> {
-        let names = self.store.running().await?;
-        let mut resumed = 0;
-        for name in names {
-            if let Some(row) = self.store.execution_fresh(&name).await? {
-                self.launch(row, true, None);
-                resumed += 1;
-            }
-        }
-        Ok(resumed)
+    /// Whether an execution could not run here in the last minute (its
+    /// definition is unreadable, say): not worth taking up again yet.
+    pub fn stalled_recently(&self, name: &str) -> bool {
+        let Ok(mut stalled) = self.stalled.lock() else {
+            return false;
+        };
+        stalled.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+        stalled.contains_key(name)
     }
 
     async fn drive(
         self: Arc<Self>,
         row: execution::Model,
         stop: watch::Receiver<bool>,
-        seq: Arc<AtomicI64>,
         resumed: bool,
         last_event: Option<i64>,
     ) -> Result<(), String> {
@@ -285,7 +290,7 @@ impl Engine {
                 .await
                 .map_err(|e| e.to_string())?,
         };
-        seq.store(last, Ordering::SeqCst);
+        let seq = Arc::new(AtomicI64::new(last));
         // The context object carries the execution's input only for
         // definitions that read it: copying it into every state's context
         // costs more than anything else the engine does per state.
@@ -321,13 +326,19 @@ impl Engine {
                 "StateMachine": {"Id": format!("{}:{}", row.state_machine, row.version), "Name": row.state_machine, "Version": row.version},
             }),
             seq,
+            epoch: row.epoch,
             pending: Mutex::new(Vec::new()),
             transitions: AtomicI64::new(0),
             stop,
             correlation_id: row.correlation_id.clone(),
         };
         if resumed {
-            run.event("ExecutionResumed", "", json!({"state": cursor.state}), 0);
+            run.event(
+                "ExecutionResumed",
+                "",
+                json!({"state": cursor.state, "owner": self.owner, "epoch": row.epoch}),
+                0,
+            );
         }
         let deadline = machine.timeout.map(|t| {
             row.start_micros
@@ -413,6 +424,8 @@ struct Run {
     name: String,
     context_base: Value,
     seq: Arc<AtomicI64>,
+    /// The lease epoch this run holds: its writes apply only while it lasts.
+    epoch: i64,
     pending: Mutex<Vec<event::Model>>,
     transitions: AtomicI64,
     stop: watch::Receiver<bool>,
@@ -430,6 +443,8 @@ impl Run {
             state_name: state.to_string(),
             details: details.to_string(),
             retry_attempt: i32::try_from(retry).unwrap_or(i32::MAX),
+            owner: self.engine.owner.clone(),
+            epoch: self.epoch,
         };
         if let Ok(mut pending) = self.pending.lock() {
             pending.push(row);
@@ -445,6 +460,7 @@ impl Run {
             .map(|mut p| std::mem::take(&mut *p))
             .unwrap_or_default();
         update.transitions = self.transitions.swap(0, Ordering::Relaxed);
+        update.fence = Some(Fence::Holds(self.epoch));
         let written = self
             .engine
             .journal
@@ -466,7 +482,12 @@ impl Run {
         };
         match applied {
             Applied::Yes => Ok(()),
-            Applied::No => Err(Halt::Stopped),
+            Applied::No => {
+                // Stopped, or taken over by another replica: either way it
+                // is no longer this run's to advance.
+                tracing::info!(execution = %self.name, epoch = self.epoch, "execution stopped or taken over; this replica stops running it");
+                Err(Halt::Stopped)
+            }
         }
     }
 

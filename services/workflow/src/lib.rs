@@ -13,6 +13,7 @@ pub mod errors;
 pub mod graph;
 pub mod intrinsic;
 pub mod invoke;
+pub mod lease;
 pub mod migrations;
 pub mod path;
 pub mod saga;
@@ -52,6 +53,23 @@ pub struct Config {
     /// Do not register the built-in place-order saga.
     #[arg(long)]
     pub no_saga: bool,
+    /// This replica's name in the executions' leases [default: the host and
+    /// the port it serves]; unique among the replicas sharing a database.
+    #[arg(long, value_parser = parse_replica)]
+    pub replica: Option<String>,
+    /// How long a replica may go without a heartbeat before the others take
+    /// its executions over, in seconds (2 to 300).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub lease_seconds: u64,
+}
+
+fn parse_replica(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 160 || !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "replica {text:?} must be 1 to 160 visible ASCII characters, e.g. workflow-0"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 fn parse_endpoint(text: &str) -> Result<(String, String), String> {
@@ -140,7 +158,12 @@ pub async fn service_with(
     let parse_methods = methods.clone();
     let store = store::Store::new(db.clone());
     let journal = store::Journal::start(db);
+    let owner = config
+        .replica
+        .clone()
+        .unwrap_or_else(|| lease::default_owner(config.server.listen_addr(DEFAULT_PORT).port()));
     let engine = engine::Engine::new(
+        owner,
         store,
         journal,
         invoker,
@@ -161,10 +184,19 @@ pub async fn service_with(
         };
         tracing::info!(state_machine = saga::NAME, version = row.version, "saga ready");
     }
-    let resumed = engine.resume_all().await?;
+    let resumed = lease::resume_own(&engine).await?;
     if resumed > 0 {
         tracing::info!(executions = resumed, "resumed running executions");
     }
+    lease::spawn(
+        engine.clone(),
+        std::time::Duration::from_secs(config.lease_seconds),
+    );
+    tracing::info!(
+        replica = engine.owner(),
+        lease_seconds = config.lease_seconds,
+        "holding executions through leases"
+    );
     let max = config.server.max_message_bytes;
     Ok(kit::Service::new("workflow")
         .callers(CALLERS)

@@ -65,6 +65,10 @@ pub mod execution {
         pub cursor: String,
         pub traceparent: String,
         pub correlation_id: String,
+        /// The replica that holds the execution's lease.
+        pub owner: String,
+        /// The fencing epoch: one more each time the execution changes hands.
+        pub epoch: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -92,6 +96,10 @@ pub mod event {
         pub state_name: String,
         pub details: String,
         pub retry_attempt: i32,
+        /// The replica that wrote it.
+        pub owner: String,
+        /// The epoch it was written under.
+        pub epoch: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -135,6 +143,20 @@ pub struct Update {
     pub transitions: i64,
     /// A redrive: applies to an ended execution and counts one more redrive.
     pub redrive: bool,
+    /// Whose write it is; none only where no runner can race it (tests).
+    pub fence: Option<Fence>,
+}
+
+/// How a write stands to the execution's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// A runner's write: applies only while the execution is still at this
+    /// epoch, so a replica that lost the lease records nothing.
+    Holds(i64),
+    /// An operator's write (stop, redrive): takes the execution for this
+    /// replica at the next epoch, fencing out whoever ran it; its events are
+    /// numbered after the last one, in the same transaction.
+    Takes(String),
 }
 
 /// One write to the journal.
@@ -270,22 +292,72 @@ async fn commit(db: &Db, group: &[Job]) -> Result<Vec<Applied>, DbErr> {
         }
         if ok && let Some(update) = &write.update {
             ok = apply(&txn, &write.execution, update).await?;
+            if ok && matches!(update.fence, Some(Fence::Takes(_))) {
+                // Number them after every event committed or queued before,
+                // under the row lock the update took.
+                insert_events(&txn, std::mem::take(&mut events)).await?;
+                events.extend(renumbered(&txn, &write.execution, &write.events).await?);
+                applied.push(Applied::Yes);
+                continue;
+            }
         }
         if ok {
             events.extend(write.events.iter().cloned().map(event::ActiveModel::from));
         }
         applied.push(if ok { Applied::Yes } else { Applied::No });
     }
-    // SQLite takes at most 32766 bound values a statement: 7 columns, 4000 rows.
-    while !events.is_empty() {
-        let rest = events.split_off(events.len().min(4000));
-        let chunk = std::mem::replace(&mut events, rest);
-        event::Entity::insert_many(chunk)
-            .exec_without_returning(&txn)
-            .await?;
-    }
+    insert_events(&txn, events).await?;
     txn.commit().await?;
     Ok(applied)
+}
+
+async fn insert_events(txn: &impl ConnectionTrait, mut events: Vec<event::ActiveModel>) -> Result<(), DbErr> {
+    // SQLite takes at most 32766 bound values a statement: 9 columns, 3000 rows.
+    while !events.is_empty() {
+        let rest = events.split_off(events.len().min(3000));
+        let chunk = std::mem::replace(&mut events, rest);
+        event::Entity::insert_many(chunk)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `events` numbered after the execution's last one and stamped with the
+/// owner and epoch it has now.
+async fn renumbered(
+    txn: &impl ConnectionTrait,
+    name: &str,
+    events: &[event::Model],
+) -> Result<Vec<event::ActiveModel>, DbErr> {
+    let last: Option<Option<i64>> = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Id.max(), "max")
+        .filter(event::Column::Execution.eq(name))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    let holder: Option<(String, i64)> = execution::Entity::find_by_id(name.to_string())
+        .select_only()
+        .column(execution::Column::Owner)
+        .column(execution::Column::Epoch)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    let (owner, epoch) = holder.unwrap_or_default();
+    let mut id = last.flatten().unwrap_or(0);
+    Ok(events
+        .iter()
+        .map(|e| {
+            id += 1;
+            event::ActiveModel::from(event::Model {
+                id,
+                owner: owner.clone(),
+                epoch,
+                ..e.clone()
+            })
+        })
+        .collect())
 }
 
 async fn apply(txn: &impl ConnectionTrait, name: &str, update: &Update) -> Result<bool, DbErr> {
@@ -300,6 +372,13 @@ async fn apply(txn: &impl ConnectionTrait, name: &str, update: &Update) -> Resul
             .col_expr(C::Cause, Expr::value(""))
     } else {
         query.filter(C::Status.eq(status::RUNNING))
+    };
+    query = match &update.fence {
+        Some(Fence::Holds(epoch)) => query.filter(C::Epoch.eq(*epoch)),
+        Some(Fence::Takes(owner)) => query
+            .col_expr(C::Owner, Expr::value(owner.clone()))
+            .col_expr(C::Epoch, Expr::col(C::Epoch).add(1)),
+        None => query,
     };
     if let Some(s) = update.status {
         query = query.col_expr(C::Status, Expr::value(s));

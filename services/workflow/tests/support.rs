@@ -42,6 +42,11 @@ impl Invoker for Scripted {
                     match id.as_str() {
                         "flaky" if attempts < 3 => Err(Failure::new("UNAVAILABLE", "try again")),
                         "refused" => Err(Failure::new("FAILED_PRECONDITION", "no such thing")),
+                        // In flight long enough for a test to take its lease away.
+                        "held" => {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                            Ok(json!({"product": {"product_id": id}}))
+                        }
                         "slow" => {
                             tokio::time::sleep(call.timeout + Duration::from_millis(50)).await;
                             Err(Failure::new("States.Timeout", "too slow"))
@@ -70,6 +75,8 @@ impl Workflow {
                 server: args.clone(),
                 endpoints: Vec::new(),
                 no_saga: false,
+                replica: None,
+                lease_seconds: 2,
             };
             workflow::service_with(conn, invoker, &config).await
         })
