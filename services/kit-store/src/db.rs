@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    DbErr, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -29,6 +29,14 @@ pub enum DbOpenError {
     #[error("cannot create the directory for SQLite file {path}: {source}")]
     CreateDir {
         /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The lock that keeps two processes from migrating one SQLite file at once.
+    #[error("cannot lock {path} to migrate the SQLite file beside it: {source}")]
+    Lock {
+        /// The lock file.
         path: String,
         /// The cause.
         source: std::io::Error,
@@ -120,10 +128,30 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
         let mut write = Database::connect(sqlite_options(url, 1, false))
             .await
             .map_err(connect_error)?;
+        // Processes opening one file together migrate it one at a time.
+        let lock = if in_memory {
+            None
+        } else {
+            let lock_path = format!("{file}.migrating");
+            let lock = std::fs::File::create(&lock_path).map_err(|source| DbOpenError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+            let locked = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r)
+                .map_err(|source| DbOpenError::Lock {
+                    path: lock_path,
+                    source,
+                })?;
+            Some(locked)
+        };
         M::up(&write, None).await.map_err(|source| DbOpenError::Migrate {
             url: shown.clone(),
             source,
         })?;
+        drop(lock);
         // Migrations are not part of any call; what runs from here is.
         trace_statements(&mut write);
         // An in-memory database exists once per connection: it cannot have readers of its own.
@@ -146,11 +174,35 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
     let mut db = Database::connect(options).await.map_err(connect_error)?;
-    M::up(&db, None)
+    migrate_alone::<M>(url)
         .await
         .map_err(|source| DbOpenError::Migrate { url: shown, source })?;
     trace_statements(&mut db);
     Ok(Db::single(db))
+}
+
+/// Any number chosen once: the advisory lock migrations take.
+const MIGRATION_LOCK: i64 = 0x6665_7272_796d;
+
+/// Applies `M` on a connection of its own holding a PostgreSQL advisory
+/// lock (of this database), so replicas starting together on one database
+/// migrate it one at a time: the first applies, the others find it done.
+async fn migrate_alone<M: MigratorTrait>(url: &str) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .max_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let conn = Database::connect(options).await?;
+    conn.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await?;
+    let migrated = M::up(&conn, None).await;
+    // Closing the connection would release it too; say so plainly.
+    let _ = conn
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await;
+    let _ = conn.close().await;
+    migrated
 }
 
 fn sqlite_options(url: &str, connections: u32, read_only: bool) -> ConnectOptions {

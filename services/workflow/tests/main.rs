@@ -18,4 +18,5 @@ kit_testing::on_sqlite_and_postgres!(
     history_and_lists_page,
     a_bad_journal_write_does_not_hold_back_the_others,
     a_replica_that_lost_the_lease_records_nothing_and_the_execution_goes_on,
+    replicas_starting_together_migrate_one_database_once,
 );

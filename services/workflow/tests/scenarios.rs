@@ -661,3 +661,22 @@ pub(crate) async fn a_replica_that_lost_the_lease_records_nothing_and_the_execut
     let row = store.execution_fresh("lease-1").await.unwrap().unwrap();
     assert_eq!((row.owner.as_str(), row.epoch), (ours.as_str(), 3));
 }
+
+pub(crate) async fn replicas_starting_together_migrate_one_database_once(wf: &Workflow) {
+    use workflow::store::Store;
+    // A fresh database of the same kind, migrated by four replicas at once.
+    let fresh = if wf.server.db.backend() == "postgres" {
+        kit_testing::TestDatabase::postgres("wf_migrate").await.unwrap()
+    } else {
+        kit_testing::TestDatabase::sqlite()
+    };
+    let url = fresh.url.clone();
+    let opened =
+        join_all((0..4).map(|_| kit_store::connect_and_migrate::<workflow::migrations::Migrator>(&url)))
+            .await;
+    for db in opened {
+        let db = db.expect("every replica opens the database");
+        assert!(Store::new(db).running().await.unwrap().is_empty());
+    }
+    fresh.cleanup().await;
+}
