@@ -224,11 +224,13 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
                 outcomes.insert(*i, status);
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "order {i} ({order_id}) never ended\n{}",
-                f.mesh.up.output()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "order {i} ({order_id}) never ended: {}\n{}",
+                    stuck(&f, order_id).await,
+                    f.mesh.up.output()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -329,6 +331,35 @@ async fn status_of(f: &Fixture, order_id: &str) -> Option<i32> {
         .into_inner()
         .order
         .map(|o| o.status)
+}
+
+/// What an order that never ended shows: its status, its execution's, and
+/// the execution's last events.
+async fn stuck(f: &Fixture, order_id: &str) -> String {
+    use workflow::pb::ferrymesh::workflow::v1 as wpb;
+    let execution = f
+        .mesh
+        .workflow
+        .clone()
+        .describe_execution(wpb::DescribeExecutionRequest {
+            execution_name: order_id.into(),
+        })
+        .await
+        .map(|a| format!("{:?}", a.into_inner().execution))
+        .unwrap_or_else(|e| e.to_string());
+    let history = f.mesh.history(order_id).await;
+    let tail: Vec<String> = history
+        .iter()
+        .rev()
+        .take(12)
+        .rev()
+        .map(|e| format!("{} {} {} {}", e.id, e.type_name, e.state_name, e.details))
+        .collect();
+    format!(
+        "order status {:?}; execution {execution}; last events:\n{}",
+        status_of(f, order_id).await,
+        tail.join("\n")
+    )
 }
 
 /// Whether the order's saga is still running.

@@ -20,6 +20,7 @@ mod observability;
 mod own_postgres;
 mod postgres_mesh;
 mod protocols;
+mod replicas;
 mod rollout;
 mod saga;
 mod saga_outage;

@@ -256,15 +256,12 @@ fn every_service_crate_is_deployed_as_it_runs() {
             "{name}: grace {grace:?} <= {drain:?} + {shutdown:?}"
         );
 
-        // Rollouts never go below the asked replicas (workflow: see its manifest).
+        // Rollouts never go below the asked replicas, and every service
+        // (workflow too, through leases) runs at least two.
         let strategy = &deployment["spec"]["strategy"];
-        if name == "workflow" {
-            assert_eq!(strategy["type"], "Recreate");
-            assert_eq!(deployment["spec"]["replicas"], 1);
-        } else {
-            assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{name}");
-            assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "{name}");
-        }
+        assert_eq!(strategy["type"], "RollingUpdate", "{name}");
+        assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{name}");
+        assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "{name}");
 
         // Its own certificate only, and the TLS paths inside that mount.
         let volumes = pod["volumes"].as_array().unwrap();
@@ -289,6 +286,10 @@ fn every_service_crate_is_deployed_as_it_runs() {
         assert_eq!(
             budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
             name
+        );
+        assert_eq!(
+            budget["spec"]["minAvailable"], 1,
+            "{name}: an eviction leaves one"
         );
         assert_eq!(
             find(&objects, "HorizontalPodAutoscaler", name).is_some(),

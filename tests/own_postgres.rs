@@ -10,6 +10,8 @@ pub(crate) struct OwnPostgres {
     bin: PathBuf,
     data: tempfile::TempDir,
     port: u16,
+    /// `listen_addresses`: loopback, and whatever else a test gives.
+    listen: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -34,8 +36,13 @@ fn as_postgres(bin: &Path, tool: &str, args: &[&str]) {
 }
 
 impl OwnPostgres {
-    /// initdb and start on a free port.
+    /// initdb and start on a free port of loopback.
     pub(crate) fn start() -> OwnPostgres {
+        OwnPostgres::start_listening(&[])
+    }
+
+    /// The same, listening on `also` as well (addresses a test made).
+    pub(crate) fn start_listening(also: &[&str]) -> OwnPostgres {
         let bin = bin_dir();
         let data = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -55,7 +62,24 @@ impl OwnPostgres {
             "initdb",
             &["-D", &dir, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
-        let server = OwnPostgres { bin, data, port };
+        // Clients on the subnets of the extra addresses are trusted too.
+        let hba = data.path().join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).unwrap();
+        for address in also {
+            let subnet = address.rsplit_once('.').unwrap().0;
+            rules.push_str(&format!("host all all {subnet}.0/24 trust\n"));
+        }
+        std::fs::write(&hba, rules).unwrap();
+        let listen = std::iter::once("127.0.0.1")
+            .chain(also.iter().copied())
+            .collect::<Vec<_>>()
+            .join(",");
+        let server = OwnPostgres {
+            bin,
+            data,
+            port,
+            listen,
+        };
         server.run();
         server
     }
@@ -63,8 +87,8 @@ impl OwnPostgres {
     fn run(&self) {
         let dir = self.data.path().to_str().unwrap();
         let options = format!(
-            "-p {} -k {dir} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off",
-            self.port
+            "-p {} -k {dir} -c listen_addresses={} -c max_connections=400 -c fsync=off",
+            self.port, self.listen
         );
         as_postgres(
             &self.bin,

@@ -224,10 +224,22 @@ impl Process {
     }
 }
 
+/// Keeps every line until the stream ends. Bytes that are not UTF-8 (a
+/// line cut by a kill) are kept as replacement characters: stopping there
+/// would leave the pipe unread, and a child writing to a full pipe stalls.
 async fn collect(stream: impl AsyncRead + Unpin, lines: Arc<Mutex<Vec<String>>>) {
-    let mut reader = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = reader.next_line().await {
-        lines.lock().unwrap().push(line);
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                lines.lock().unwrap().push(text);
+            }
+        }
     }
 }
 

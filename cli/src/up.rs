@@ -501,15 +501,25 @@ fn tls_flags(tls: bool, certs: &std::path::Path, service: &str) -> Vec<String> {
 }
 
 /// Copies a child's output to ours, each line prefixed by the service name.
-/// With `log`, each line is also appended there.
+/// With `log`, each line is also appended there. Bytes that are not UTF-8
+/// pass as replacement characters: stopping at them would leave the child's
+/// pipe unread, and a service writing to a full pipe stalls.
 async fn prefix_lines(
     name: &'static str,
     stream: impl AsyncRead + Unpin,
     log: Option<Arc<std::sync::Mutex<std::fs::File>>>,
 ) {
     use std::io::Write as _;
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut reader = BufReader::new(stream);
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        match reader.read_until(b'\n', &mut bytes).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let line = text.trim_end_matches(['\n', '\r']);
         eprintln!("{name:>9} | {line}");
         if let Some(log) = &log
             && let Ok(mut file) = log.lock()

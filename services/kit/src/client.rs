@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::balance::{Load, pick};
 use crate::deadline::encode_grpc_timeout;
 use crate::rpc_telemetry::{
     CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
@@ -30,19 +31,31 @@ pub struct ClientError {
     reason: String,
 }
 
-/// A channel to another service with telemetry and deadlines; give it to
-/// any generated client's `new`.
+/// Channels to every instance of another service, with telemetry and
+/// deadlines; give it to any generated client's `new`. Each call goes to one
+/// instance, chosen by the power of two choices over the calls in flight,
+/// passing over one that just failed in the transport while another is there.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    channel: Channel,
+    /// One lazily connected channel per instance (this handle's own clones).
+    channels: Vec<Channel>,
+    instances: Arc<[Instance]>,
+    /// The instance the last `poll_ready` chose, for the next `call`.
+    chosen: Option<usize>,
     timeout: Duration,
-    peer: Arc<str>,
     /// Why the channel could not take the next call, when it could not.
     broken: Option<Arc<str>>,
 }
 
+#[derive(Debug)]
+struct Instance {
+    peer: Arc<str>,
+    load: Arc<Load>,
+}
+
 impl Upstream {
-    /// A lazily connected channel to `uri` (e.g. `http://127.0.0.1:50051`);
+    /// Lazily connected channels to `uri` (e.g. `http://127.0.0.1:50051`,
+    /// or several such separated by commas: the instances of one service);
     /// each call gets at most `timeout`.
     pub fn new(uri: &str, timeout: Duration) -> Result<Self, ClientError> {
         Upstream::with_tls(uri, timeout, None)
@@ -51,39 +64,55 @@ impl Upstream {
     /// As [`Upstream::new`]; an `https://` address is called over mutual
     /// TLS with `tls` (the service's own certificate), which it then needs.
     pub fn with_tls(uri: &str, timeout: Duration, tls: Option<&Arc<MeshTls>>) -> Result<Self, ClientError> {
-        let fail = |reason: String| ClientError {
-            uri: uri.to_string(),
-            reason,
-        };
-        // tonic would insist on its own TLS for https; the connector below does it.
-        let (plain, tls) = match (uri.strip_prefix("https://"), tls) {
-            (Some(rest), Some(tls)) => (format!("http://{rest}"), Some(tls)),
-            (Some(_), None) => {
-                return Err(fail(
-                    "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
-                ));
-            }
-            (None, _) => (uri.to_string(), None),
-        };
-        let endpoint = Endpoint::from_shared(plain)
-            .map_err(|e| fail(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30));
-        let peer = endpoint
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        // One connector for both, so the HTTP/2 client is compiled once.
-        let channel = endpoint.connect_with_connector_lazy(Connector::new(tls.cloned()));
+        let mut channels = Vec::new();
+        let mut instances = Vec::new();
+        for one in uri.split(',').map(str::trim) {
+            let (channel, peer) = channel_to(one, tls)?;
+            channels.push(channel);
+            instances.push(Instance {
+                peer,
+                load: Arc::new(Load::default()),
+            });
+        }
         Ok(Upstream {
-            channel,
+            channels,
+            instances: instances.into(),
+            chosen: None,
             timeout,
-            peer: peer.into(),
             broken: None,
         })
     }
+}
+
+/// A lazily connected channel to one instance, and its `host:port`.
+fn channel_to(uri: &str, tls: Option<&Arc<MeshTls>>) -> Result<(Channel, Arc<str>), ClientError> {
+    let fail = |reason: String| ClientError {
+        uri: uri.to_string(),
+        reason,
+    };
+    // tonic would insist on its own TLS for https; the connector below does it.
+    let (plain, tls) = match (uri.strip_prefix("https://"), tls) {
+        (Some(rest), Some(tls)) => (format!("http://{rest}"), Some(tls)),
+        (Some(_), None) => {
+            return Err(fail(
+                "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
+            ));
+        }
+        (None, _) => (uri.to_string(), None),
+    };
+    let endpoint = Endpoint::from_shared(plain)
+        .map_err(|e| fail(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30));
+    let peer = endpoint
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    // One connector for both, so the HTTP/2 client is compiled once.
+    let channel = endpoint.connect_with_connector_lazy(Connector::new(tls.cloned()));
+    Ok((channel, peer.into()))
 }
 
 impl Service<Request<Body>> for Upstream {
@@ -94,7 +123,10 @@ impl Service<Request<Body>> for Upstream {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // A channel that cannot take calls fails the next call as
         // UNAVAILABLE (generated clients would make a readiness error UNKNOWN).
-        match self.channel.poll_ready(cx) {
+        let chosen = *self
+            .chosen
+            .get_or_insert_with(|| pick(self.instances.len(), |i| &self.instances[i].load).unwrap_or(0));
+        match self.channels[chosen].poll_ready(cx) {
             Poll::Ready(Err(error)) => {
                 self.broken = Some(error_chain(&error).into());
                 Poll::Ready(Ok(()))
@@ -107,7 +139,11 @@ impl Service<Request<Body>> for Upstream {
         let started = Instant::now();
         let path = request.uri().path().to_string();
         let (service, method) = split_path(&path);
-        let rpc = client_span(&path, &service, &method, &self.peer, started);
+        let chosen = self.chosen.take().unwrap_or(0);
+        let instance = &self.instances[chosen];
+        let load = instance.load.clone();
+        let in_flight = load.start();
+        let rpc = client_span(&path, &service, &method, &instance.peer, started);
         let span = rpc.span.clone();
         let call = current_call();
         let headers = request.headers_mut();
@@ -131,12 +167,14 @@ impl Service<Request<Body>> for Upstream {
             headers.insert("grpc-timeout", value);
         }
 
-        let clone = self.channel.clone();
-        let mut channel = std::mem::replace(&mut self.channel, clone);
+        let clone = self.channels[chosen].clone();
+        let mut channel = std::mem::replace(&mut self.channels[chosen], clone);
         let broken = self.broken.take();
         Box::pin(async move {
+            let _in_flight = in_flight;
             let deadline = tonic::Code::DeadlineExceeded as i32;
             if let Some(why) = broken {
+                load.refused();
                 let status = tonic::Status::unavailable(format!("{path} could not be sent: {why}"));
                 rpc.finish(tonic::Code::Unavailable as i32, Some(status.message()));
                 return Ok(status.into_http());
@@ -177,6 +215,7 @@ impl Service<Request<Body>> for Upstream {
                 // gRPC spec makes every transport failure UNAVAILABLE (tonic
                 // would show it as UNKNOWN).
                 Ok(Err(error)) => {
+                    load.refused();
                     let status = tonic::Status::unavailable(format!(
                         "{path} could not be sent: {}",
                         error_chain(&error)
