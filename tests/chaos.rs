@@ -178,9 +178,16 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
             for (name, port) in order {
                 tokio::time::sleep(every).await;
                 let listen = format!("127.0.0.1:{}", port + offset);
-                if let Some(pid) = pid_of(&["serve", name, &listen]) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    killed.push(*name);
+                // One still waiting out `up`'s restart backoff is waited
+                // for (a while), so each kill lands.
+                let since = Instant::now();
+                while since.elapsed() < Duration::from_secs(15) {
+                    if let Some(pid) = pid_of(&["serve", name, &listen]) {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                        killed.push(*name);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
             round += 1;

@@ -170,17 +170,18 @@ async fn audit(mesh: &Mesh, args: &AuditArgs) -> Result<(u64, Vec<Violation>), S
     let mut token = String::new();
     let mut orders = 0u64;
     loop {
-        let page = mesh
-            .orders
-            .clone()
-            .list_orders(opb::ListOrdersRequest {
+        let page = patiently(|| {
+            let mut client = mesh.orders.clone();
+            let request = opb::ListOrdersRequest {
                 page_size: 100,
                 page_token: token.clone(),
                 ..Default::default()
-            })
-            .await
-            .map_err(|s| format!("cannot list orders: {}", s.message()))?
-            .into_inner();
+            };
+            async move { client.list_orders(request).await }
+        })
+        .await
+        .map_err(|s| format!("cannot list orders: {}", s.message()))?
+        .into_inner();
         orders += page.orders.len() as u64;
         let checked: Vec<Result<Vec<Violation>, String>> = futures_util::stream::iter(page.orders)
             .map(|order| check(mesh, order, stuck_micros))
@@ -373,6 +374,32 @@ fn money(m: Option<&kit_values::pb::ferrymesh::common::v1::Money>) -> String {
     )
 }
 
+/// How long a read that found its service away (restarting, say) is tried again.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Calls `call` again while the service is UNAVAILABLE or slow, for up to
+/// [`PATIENCE`]: an audit of a live mesh rides out a restart.
+async fn patiently<T, F, Fut>(mut call: F) -> Result<tonic::Response<T>, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(s)
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+                    && started.elapsed() < PATIENCE =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `Ok(None)` for NOT_FOUND; anything else the service says stops the audit.
 fn found<T>(answer: Result<tonic::Response<T>, tonic::Status>, what: &str) -> Result<Option<T>, String> {
     match answer {
@@ -386,13 +413,14 @@ async fn describe(mesh: &Mesh, name: &str) -> Result<Option<wpb::Execution>, Str
     if name.is_empty() {
         return Ok(None);
     }
-    let answer = mesh
-        .workflow
-        .clone()
-        .describe_execution(wpb::DescribeExecutionRequest {
+    let answer = patiently(|| {
+        let mut client = mesh.workflow.clone();
+        let request = wpb::DescribeExecutionRequest {
             execution_name: name.into(),
-        })
-        .await;
+        };
+        async move { client.describe_execution(request).await }
+    })
+    .await;
     Ok(found(answer, &format!("execution {name}"))?.and_then(|r| r.execution))
 }
 
@@ -401,17 +429,18 @@ async fn history(mesh: &Mesh, name: &str) -> Result<Made, String> {
     let mut made = Made::default();
     let mut token = String::new();
     loop {
-        let page = mesh
-            .workflow
-            .clone()
-            .get_execution_history(wpb::GetExecutionHistoryRequest {
+        let page = patiently(|| {
+            let mut client = mesh.workflow.clone();
+            let request = wpb::GetExecutionHistoryRequest {
                 execution_name: name.into(),
                 page_size: 100,
-                page_token: token,
-            })
-            .await
-            .map_err(|s| format!("cannot read the history of {name}: {}", s.message()))?
-            .into_inner();
+                page_token: token.clone(),
+            };
+            async move { client.get_execution_history(request).await }
+        })
+        .await
+        .map_err(|s| format!("cannot read the history of {name}: {}", s.message()))?
+        .into_inner();
         for event in &page.events {
             if let Some(t) = &event.timestamp {
                 made.last_event_micros = made
@@ -443,13 +472,14 @@ async fn reservation(mesh: &Mesh, made: &Made) -> Result<Option<ipb::Reservation
     let Some(id) = &made.reservation_id else {
         return Ok(None);
     };
-    let answer = mesh
-        .inventory
-        .clone()
-        .get_reservation(ipb::GetReservationRequest {
+    let answer = patiently(|| {
+        let mut client = mesh.inventory.clone();
+        let request = ipb::GetReservationRequest {
             reservation_id: id.clone(),
-        })
-        .await;
+        };
+        async move { client.get_reservation(request).await }
+    })
+    .await;
     Ok(found(answer, &format!("reservation {id}"))?.and_then(|r| r.reservation))
 }
 
@@ -457,13 +487,14 @@ async fn payment(mesh: &Mesh, made: &Made) -> Result<Option<ppb::Payment>, Strin
     let Some(id) = &made.payment_id else {
         return Ok(None);
     };
-    let answer = mesh
-        .payments
-        .clone()
-        .get_payment(ppb::GetPaymentRequest {
+    let answer = patiently(|| {
+        let mut client = mesh.payments.clone();
+        let request = ppb::GetPaymentRequest {
             payment_id: id.clone(),
-        })
-        .await;
+        };
+        async move { client.get_payment(request).await }
+    })
+    .await;
     Ok(found(answer, &format!("payment {id}"))?.and_then(|r| r.payment))
 }
 
@@ -471,12 +502,13 @@ async fn shipment(mesh: &Mesh, made: &Made) -> Result<Option<spb::Shipment>, Str
     let Some(id) = &made.shipment_id else {
         return Ok(None);
     };
-    let answer = mesh
-        .shipping
-        .clone()
-        .get_shipment(spb::GetShipmentRequest {
+    let answer = patiently(|| {
+        let mut client = mesh.shipping.clone();
+        let request = spb::GetShipmentRequest {
             shipment_id: id.clone(),
-        })
-        .await;
+        };
+        async move { client.get_shipment(request).await }
+    })
+    .await;
     Ok(found(answer, &format!("shipment {id}"))?.and_then(|r| r.shipment))
 }
