@@ -279,7 +279,7 @@ impl Keeper {
             tracing::warn!(error = %e, "workflow lease scan failed");
         }
         self.scans += 1;
-        if self.scans % 600 == 0 {
+        if self.scans.is_multiple_of(600) {
             let before = now.saturating_sub(i64::try_from(FORGET_AFTER.as_micros()).unwrap_or(i64::MAX));
             let _ = replica::Entity::delete_many()
                 .filter(replica::Column::HeartbeatMicros.lt(before))
