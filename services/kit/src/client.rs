@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::balance::{Load, pick};
+use crate::balance::{Backoff, Pool, RETRY_WINDOW, Replayable, Targets};
 use crate::deadline::encode_grpc_timeout;
 use crate::rpc_telemetry::{
     CORRELATION_ID, Forwarded, RpcSpan, SpanKind, current_call, grpc_status, split_path, status_message,
@@ -32,30 +32,20 @@ pub struct ClientError {
 }
 
 /// Channels to every instance of another service, with telemetry and
-/// deadlines; give it to any generated client's `new`. Each call goes to one
-/// instance, chosen by the power of two choices over the calls in flight,
-/// passing over one that just failed in the transport while another is there.
+/// deadlines; give it to any generated client's `new`. The address may be a
+/// list, or a name with many instances (resolved again every few seconds):
+/// each call goes to one of them by the power of two choices, and a call
+/// that reached none is sent again (see [`crate::balance`]).
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// One lazily connected channel per instance (this handle's own clones).
-    channels: Vec<Channel>,
-    instances: Arc<[Instance]>,
-    /// The instance the last `poll_ready` chose, for the next `call`.
-    chosen: Option<usize>,
+    pool: Arc<Pool<Channel>>,
     timeout: Duration,
-    /// Why the channel could not take the next call, when it could not.
-    broken: Option<Arc<str>>,
-}
-
-#[derive(Debug)]
-struct Instance {
     peer: Arc<str>,
-    load: Arc<Load>,
 }
 
 impl Upstream {
     /// Lazily connected channels to `uri` (e.g. `http://127.0.0.1:50051`,
-    /// or several such separated by commas: the instances of one service);
+    /// several such separated by commas, or a name with many addresses);
     /// each call gets at most `timeout`.
     pub fn new(uri: &str, timeout: Duration) -> Result<Self, ClientError> {
         Upstream::with_tls(uri, timeout, None)
@@ -64,55 +54,47 @@ impl Upstream {
     /// As [`Upstream::new`]; an `https://` address is called over mutual
     /// TLS with `tls` (the service's own certificate), which it then needs.
     pub fn with_tls(uri: &str, timeout: Duration, tls: Option<&Arc<MeshTls>>) -> Result<Self, ClientError> {
-        let mut channels = Vec::new();
-        let mut instances = Vec::new();
-        for one in uri.split(',').map(str::trim) {
-            let (channel, peer) = channel_to(one, tls)?;
-            channels.push(channel);
-            instances.push(Instance {
-                peer,
-                load: Arc::new(Load::default()),
-            });
+        let fail = |reason: String| ClientError {
+            uri: uri.to_string(),
+            reason,
+        };
+        let targets = Targets::parse(uri).map_err(fail)?;
+        // tonic would insist on its own TLS for https; the connector does it.
+        let tls = match (targets.scheme == http::uri::Scheme::HTTPS, tls) {
+            (true, Some(tls)) => Some(tls.clone()),
+            (true, None) => {
+                return Err(fail(
+                    "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
+                ));
+            }
+            (false, _) => None,
+        };
+        let mut endpoints = Vec::new();
+        for target in &targets.list {
+            let endpoint = Endpoint::from_shared(format!("http://{}", target.authority))
+                .map_err(|e| fail(e.to_string()))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30));
+            endpoints.push(endpoint);
         }
+        let peer = targets.list[0].authority.to_string();
+        let pool = Pool::new(targets, move |address, target| {
+            let index = endpoints
+                .iter()
+                .position(|e| e.uri().authority() == Some(&target.authority))
+                .unwrap_or(0);
+            // One connector for both, so the HTTP/2 client is compiled once.
+            endpoints[index]
+                .clone()
+                .connect_with_connector_lazy(Connector::dialing(tls.clone(), address))
+        });
         Ok(Upstream {
-            channels,
-            instances: instances.into(),
-            chosen: None,
+            pool: Arc::new(pool),
             timeout,
-            broken: None,
+            peer: peer.into(),
         })
     }
-}
-
-/// A lazily connected channel to one instance, and its `host:port`.
-fn channel_to(uri: &str, tls: Option<&Arc<MeshTls>>) -> Result<(Channel, Arc<str>), ClientError> {
-    let fail = |reason: String| ClientError {
-        uri: uri.to_string(),
-        reason,
-    };
-    // tonic would insist on its own TLS for https; the connector below does it.
-    let (plain, tls) = match (uri.strip_prefix("https://"), tls) {
-        (Some(rest), Some(tls)) => (format!("http://{rest}"), Some(tls)),
-        (Some(_), None) => {
-            return Err(fail(
-                "https:// needs the mesh's TLS files (--tls-cert, --tls-key, --tls-ca)".into(),
-            ));
-        }
-        (None, _) => (uri.to_string(), None),
-    };
-    let endpoint = Endpoint::from_shared(plain)
-        .map_err(|e| fail(e.to_string()))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30));
-    let peer = endpoint
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    // One connector for both, so the HTTP/2 client is compiled once.
-    let channel = endpoint.connect_with_connector_lazy(Connector::new(tls.cloned()));
-    Ok((channel, peer.into()))
 }
 
 impl Service<Request<Body>> for Upstream {
@@ -120,30 +102,16 @@ impl Service<Request<Body>> for Upstream {
     type Error = tonic::transport::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // A channel that cannot take calls fails the next call as
-        // UNAVAILABLE (generated clients would make a readiness error UNKNOWN).
-        let chosen = *self
-            .chosen
-            .get_or_insert_with(|| pick(self.instances.len(), |i| &self.instances[i].load).unwrap_or(0));
-        match self.channels[chosen].poll_ready(cx) {
-            Poll::Ready(Err(error)) => {
-                self.broken = Some(error_chain(&error).into());
-                Poll::Ready(Ok(()))
-            }
-            other => other,
-        }
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Each call waits for the instance it is given.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let started = Instant::now();
         let path = request.uri().path().to_string();
         let (service, method) = split_path(&path);
-        let chosen = self.chosen.take().unwrap_or(0);
-        let instance = &self.instances[chosen];
-        let load = instance.load.clone();
-        let in_flight = load.start();
-        let rpc = client_span(&path, &service, &method, &instance.peer, started);
+        let rpc = client_span(&path, &service, &method, &self.peer, started);
         let span = rpc.span.clone();
         let call = current_call();
         let headers = request.headers_mut();
@@ -167,24 +135,15 @@ impl Service<Request<Body>> for Upstream {
             headers.insert("grpc-timeout", value);
         }
 
-        let clone = self.channels[chosen].clone();
-        let mut channel = std::mem::replace(&mut self.channels[chosen], clone);
-        let broken = self.broken.take();
+        let pool = self.pool.clone();
         Box::pin(async move {
-            let _in_flight = in_flight;
             let deadline = tonic::Code::DeadlineExceeded as i32;
-            if let Some(why) = broken {
-                load.refused();
-                let status = tonic::Status::unavailable(format!("{path} could not be sent: {why}"));
-                rpc.finish(tonic::Code::Unavailable as i32, Some(status.message()));
-                return Ok(status.into_http());
-            }
             if budget.is_zero() {
                 let status = tonic::Status::deadline_exceeded(format!("no time left to call {path}"));
                 rpc.finish(deadline, Some(status.message()));
                 return Ok(status.into_http());
             }
-            let sent = tracing::Instrument::instrument(channel.call(request), span.clone());
+            let sent = tracing::Instrument::instrument(send(pool, request, budget), span.clone());
             match tokio::time::timeout(budget, sent).await {
                 Ok(Ok(response)) => {
                     // tonic servers answer an expired grpc-timeout with CANCELLED; after
@@ -215,7 +174,6 @@ impl Service<Request<Body>> for Upstream {
                 // gRPC spec makes every transport failure UNAVAILABLE (tonic
                 // would show it as UNKNOWN).
                 Ok(Err(error)) => {
-                    load.refused();
                     let status = tonic::Status::unavailable(format!(
                         "{path} could not be sent: {}",
                         error_chain(&error)
@@ -231,6 +189,56 @@ impl Service<Request<Body>> for Upstream {
                 }
             }
         })
+    }
+}
+
+/// Sends `request` to an instance; a call that reached none is sent again
+/// for up to half its budget (at most [`RETRY_WINDOW`]), so a deadline
+/// still ends it as DEADLINE_EXCEEDED. An instance whose transport failed
+/// is passed over for a moment while another can be chosen.
+async fn send(
+    pool: Arc<Pool<Channel>>,
+    request: Request<Body>,
+    budget: Duration,
+) -> Result<Response<Body>, tonic::transport::Error> {
+    let (parts, body) = request.into_parts();
+    let body = Replayable::new(body);
+    let mut backoff = Backoff::new((budget / 2).min(RETRY_WINDOW));
+    loop {
+        let Some(member) = pool.choose().await else {
+            if backoff.wait().await {
+                pool.resolve().await;
+                continue;
+            }
+            let names: Vec<&str> = pool.targets().list.iter().map(|t| t.authority.as_str()).collect();
+            return Ok(
+                tonic::Status::unavailable(format!("{} resolves to no address", names.join(","))).into_http(),
+            );
+        };
+        let _in_flight = member.load.start();
+        let mut channel = member.value.clone();
+        let sent = match tower::ServiceExt::ready(&mut channel).await {
+            Ok(ready) => {
+                ready
+                    .call(Request::from_parts(parts.clone(), Body::new(body.attempt())))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match sent {
+            Err(error) if body.untouched() && !timed_out(&error) => {
+                member.load.refused();
+                tracing::debug!(instance = %member.address, %error, "call sent again");
+                if !backoff.wait().await {
+                    return Err(error);
+                }
+            }
+            Err(error) => {
+                member.load.refused();
+                return Err(error);
+            }
+            other => return other,
+        }
     }
 }
 

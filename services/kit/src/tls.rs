@@ -617,12 +617,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
 #[derive(Debug, Clone)]
 pub struct Connector {
     tls: Option<Arc<MeshTls>>,
+    dial: Option<std::net::SocketAddr>,
 }
 
 impl Connector {
     /// Plaintext, or TLS with `tls`.
     pub fn new(tls: Option<Arc<MeshTls>>) -> Connector {
-        Connector { tls }
+        Connector { tls, dial: None }
+    }
+
+    /// As [`Connector::new`], but connecting to `address` (one instance of
+    /// the URI's host) while still verifying the URI's host name.
+    pub fn dialing(tls: Option<Arc<MeshTls>>, address: std::net::SocketAddr) -> Connector {
+        Connector {
+            tls,
+            dial: Some(address),
+        }
     }
 }
 
@@ -636,11 +646,16 @@ impl tower::Service<http::Uri> for Connector {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let tls = self.tls.clone();
+        let (tls, dial) = (self.tls.clone(), self.dial);
         Box::pin(async move {
             let host = uri.host().unwrap_or_default().to_string();
             let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
-            let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
+            let tcp = match dial {
+                Some(address) => TcpStream::connect(address).await?,
+                None => {
+                    TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let stream = match tls {
                 None => MaybeTls::Plain(tcp),

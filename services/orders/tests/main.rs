@@ -89,3 +89,46 @@ async fn a_slow_catalog_is_cut_off_at_the_call_deadline() {
     server.stop().await;
     catalog.stop().await;
 }
+
+/// A catalog upstream of two instances, one of which refuses every
+/// connection (a pod gone, its address still listed): each call that the
+/// dead one refused is sent again to the live one, and none fails.
+#[tokio::test]
+async fn an_upstream_list_with_a_dead_instance_loses_no_call() {
+    use kit_testing::{TestDatabase, TestServer};
+    let catalog =
+        TestServer::start::<catalog::migrations::Migrator>(TestDatabase::sqlite(), catalog::service_with)
+            .await;
+    let payments =
+        TestServer::start::<payments::migrations::Migrator>(TestDatabase::sqlite(), payments::service_with)
+            .await;
+    let nowhere =
+        kit::client::Upstream::new("http://127.0.0.1:9", std::time::Duration::from_millis(200)).unwrap();
+    let upstreams = orders::core::Upstreams {
+        // Port 9 of loopback (discard) has no listener.
+        catalog: kit::client::Upstream::new(
+            &format!("http://127.0.0.1:9,{}", catalog.uri()),
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap(),
+        payments: kit::client::Upstream::new(&payments.uri(), std::time::Duration::from_secs(2)).unwrap(),
+        workflow: nowhere,
+    };
+    let server =
+        TestServer::start::<orders::migrations::Migrator>(TestDatabase::sqlite(), async |conn, args| {
+            orders::service_with(conn, upstreams, args).await
+        })
+        .await;
+    let mut v1 = orders::pb::ferrymesh::orders::v1::orders_service_client::OrdersServiceClient::new(
+        server.channel().await,
+    );
+    for n in 0..30 {
+        let placed = v1
+            .place_order(support::v1_request(&format!("listed-{n}"), &[("mug", 1)]))
+            .await;
+        assert!(placed.is_ok(), "order {n}: {placed:?}");
+    }
+    server.stop().await;
+    catalog.stop().await;
+    payments.stop().await;
+}
