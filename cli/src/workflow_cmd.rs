@@ -40,6 +40,9 @@ enum WorkflowCommand {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only those that need an operator (failed where nothing planned it), with why.
+        #[arg(long)]
+        needs_attention: bool,
     },
     /// One execution: status, states, input and output.
     Describe {
@@ -137,6 +140,7 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
             state_machine,
             status,
             limit,
+            needs_attention,
         } => {
             let status = status.map(|s| match s {
                 Status::Running => pb::ExecutionStatus::Running,
@@ -160,6 +164,7 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
                         page_size: i32::try_from((limit - shown).min(100)).unwrap_or(100),
                         page_token: token.clone(),
                         state_machine_version: 0,
+                        needs_attention,
                     })
                     .await
                     .map_err(describe_status)?
@@ -174,6 +179,9 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
                         time_text(e.start_time.as_ref()),
                         e.current_state
                     );
+                    if !e.attention.is_empty() {
+                        let _ = writeln!(out, "  needs an operator: it {}", e.attention);
+                    }
                 }
                 shown += page.executions.len();
                 if page.next_page_token.is_empty() || page.executions.is_empty() {

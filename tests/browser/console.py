@@ -229,13 +229,19 @@ def operator(browser, base, token, key, email, shots):
             calls(base, key, 2, "ferrymesh.catalog.v1.CatalogService/ListProducts", {})
         page.screenshot(path=f"{shots}/red.png", full_page=False)
 
+    say("STEP operator: the mesh page says an execution needs an operator, and which")
+    page.get_by_role("link", name="Mesh", exact=True).click()
+    expect(page.locator("#attention")).to_contain_text("needs an operator", timeout=15000)
+    page.get_by_role("link", name="see which, and why").click()
+    expect(page.get_by_label("Needs an operator")).to_be_checked()
+    row = page.get_by_role("row").filter(has_text=order_id)
+    expect(row.locator(".needs-operator")).to_be_visible(timeout=10000)
+
     say("STEP operator: finds the failed, compensating execution and its failed step")
-    page.get_by_role("link", name="Executions").click()
-    page.get_by_label("Status").select_option("FAILED")
-    page.get_by_role("button", name="Filter").click()
     page.get_by_role("link", name=order_id).click()
     expect(page.locator("#execution-status")).to_have_text("FAILED", timeout=10000)
     expect(page.locator("#failed-step")).to_contain_text("Release stock")
+    expect(page.locator("#needs-operator")).to_contain_text("Release stock")
     expect(page.locator('[data-step="Charge card"]')).to_have_attribute("data-progress", "caught")
     expect(page.locator('[data-step="Release stock"]')).to_have_attribute("data-progress", "failed")
     graph = page.locator("#execution-graph svg").inner_html()
@@ -253,6 +259,8 @@ def operator(browser, base, token, key, email, shots):
     expect(page.locator('.timeline [data-type="ExecutionRedriven"]')).to_be_visible()
     expect(page.locator("#execution-status")).to_have_text("FAILED", timeout=20000)
     expect(page.get_by_text("redriven 1×")).to_be_visible()
+    # Compensated to its planned Fail state, it needs no one now.
+    expect(page.locator("#needs-operator")).to_have_count(0, timeout=10000)
     # The order is settled for the developer too.
     expect(developer.locator("#order-status")).to_have_text("FAILED", timeout=20000)
 

@@ -667,10 +667,26 @@ async function ops(main, tab, arg) {
   await (pages[tab] || opsMesh)(main, arg);
 }
 
+/** Executions that need an operator: a banner linking to them, or nothing. */
+async function attentionBanner() {
+  const r = await rpc("ferrymesh.workflow.v1.WorkflowService/ListExecutions",
+    { needs_attention: true, page_size: 100 }, { admin: session.admin });
+  const n = (r.executions || []).length;
+  if (!n) return h("span", { id: "attention" });
+  return h("p", { class: "error", id: "attention", role: "alert" },
+    h("span", { class: "badge bad" }, n >= 100 ? "100+" : `${n}`),
+    ` execution${n === 1 ? " needs" : "s need"} an operator: `,
+    h("a", { href: "#/ops/executions?attention=1" }, "see which, and why"), ".");
+}
+
 async function opsMesh(main) {
   const card = h("section", { class: "card", "aria-labelledby": "mesh-h" }, h("h2", { id: "mesh-h" }, "The mesh at a glance"));
-  main.append(card);
+  const attention = h("div");
+  main.append(attention, card);
   const draw = async () => {
+    try {
+      attention.replaceChildren(await attentionBanner());
+    } catch (error) { attention.replaceChildren(errorBox(error)); }
     try {
       const r = await adminGet("/console/api/ops/mesh");
       card.replaceChildren(card.firstChild, table(["Service", "Health", "Replicas", "Version", "Instances"], r.services.map((s) => [
@@ -818,11 +834,12 @@ async function opsExecutions(main, name) {
     class: "inline", onsubmit: (e) => {
       e.preventDefault();
       const d = new FormData(form);
-      location.hash = `#/ops/executions?status=${d.get("status")}&machine=${encodeURIComponent(d.get("machine"))}`;
+      location.hash = `#/ops/executions?status=${d.get("status")}&machine=${encodeURIComponent(d.get("machine"))}${d.get("attention") ? "&attention=1" : ""}`;
     },
   },
   h("label", {}, "Status", h("select", { name: "status" }, STATUSES.map((s) => h("option", { value: s, selected: params.get("status") === s }, s || "any")))),
   h("label", {}, "State machine", h("input", { name: "machine", value: params.get("machine") || "", placeholder: "place-order" })),
+  h("label", {}, h("input", { type: "checkbox", name: "attention", value: "1", checked: params.get("attention") === "1" }), " Needs an operator"),
   h("button", { type: "submit" }, "Filter"));
   card.append(form, list);
   main.append(card);
@@ -830,12 +847,15 @@ async function opsExecutions(main, name) {
     const status = params.get("status");
     const r = await rpc("ferrymesh.workflow.v1.WorkflowService/ListExecutions", {
       state_machine_name: params.get("machine") || "", status: status ? `EXECUTION_STATUS_${status}` : "EXECUTION_STATUS_UNSPECIFIED", page_size: 50,
+      needs_attention: params.get("attention") === "1",
     }, { admin: session.admin });
     const rows = (r.executions || []).map((x) => {
       const st = shortEnum(x.status, "EXECUTION_STATUS_");
       return [h("a", { href: `#/ops/executions/${encodeURIComponent(x.execution_name)}` }, x.execution_name),
         `${x.state_machine_name} v${x.state_machine_version}`,
-        h("span", { class: `badge ${STATUS_BADGE[st] || "muted"}` }, st), x.current_state || "—", x.error || "", when(x.start_time)];
+        h("span", {}, h("span", { class: `badge ${STATUS_BADGE[st] || "muted"}` }, st),
+          x.attention ? h("span", { class: "badge bad needs-operator", title: x.attention }, " needs an operator") : ""),
+        x.current_state || "—", x.error || "", when(x.start_time)];
     });
     list.append(rows.length ? table(["Execution", "State machine", "Status", "State", "Error", "Started"], rows, { caption: "Executions" })
       : h("p", { class: "muted" }, "No executions match."));
@@ -893,6 +913,7 @@ async function opsExecution(main, name) {
           ` ${x.state_machine_name} v${x.state_machine_version}`, x.error ? ` · ${x.error}: ${x.cause}` : "",
           x.redrive_count > 0 ? ` · redriven ${x.redrive_count}×` : ""),
         failedStep.length ? h("p", { class: "error", id: "failed-step" }, "Failed at: ", failedStep.join(", ")) : "",
+        x.attention ? h("p", { class: "error", id: "needs-operator", role: "alert" }, h("span", { class: "badge bad" }, "needs an operator"), ` It ${x.attention}.`) : "",
         out, h("div", { class: "row" }, redrive, h("span", { class: "muted" }, redrivable ? "Runs again from the state that failed; what succeeded is kept." : "Only a FAILED, TIMED_OUT or ABORTED execution can be redriven.")),
         h("h3", {}, "Graph"),
         h("div", { class: "graph", id: "execution-graph" }, safeSvg(g.svg)),

@@ -146,6 +146,7 @@ fn execution_to_pb(row: execution::Model) -> pb::Execution {
         current_state: row.current_state,
         redrive_count: row.redrive_count,
         transition_count: row.transitions,
+        attention: row.attention,
     }
 }
 
@@ -379,6 +380,7 @@ impl WorkflowApi {
             // This replica starts it, under the first epoch.
             owner: self.engine.owner().to_string(),
             epoch: 1,
+            attention: String::new(),
         };
         let event = |id: i64, kind: String, state: &str, details: Value| event::Model {
             execution: request.execution_name.clone(),
@@ -634,8 +636,8 @@ impl WorkflowService for WorkflowApi {
             n => Some(n),
         };
         let filter = format!(
-            "{}|{}|{}",
-            r.state_machine_name, r.state_machine_version, r.status
+            "{}|{}|{}|{}",
+            r.state_machine_name, r.state_machine_version, r.status, r.needs_attention
         );
         let page = PageRequest::parse(r.page_size, &r.page_token, &filter, &mut v);
         v.into_result(()).map_err(WorkflowError::from)?;
@@ -665,7 +667,14 @@ impl WorkflowService for WorkflowApi {
         let mut rows = self
             .engine
             .store()
-            .list_executions(machine, version, status_filter, after, u64::from(page.size) + 1)
+            .list_executions(
+                machine,
+                version,
+                status_filter,
+                r.needs_attention,
+                after,
+                u64::from(page.size) + 1,
+            )
             .await
             .map_err(WorkflowError::from)?;
         let next = page.finish(&mut rows, |r| format!("{}:{}", r.start_micros, r.name));

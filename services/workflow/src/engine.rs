@@ -347,7 +347,9 @@ impl Engine {
         async move {
             loop {
                 let Some(state) = machine.state(&cursor.state) else {
-                    return run.finish_failed(&cursor, Failure::runtime(format!("state {:?} is not in the definition", cursor.state))).await;
+                    let failure = Failure::runtime(format!("state {:?} is not in the definition", cursor.state));
+                    let attention = format!("its state {:?} is not in its definition", cursor.state);
+                    return run.finish_failed(&cursor, failure, Some(attention)).await;
                 };
                 let ordinal = cursor.entered.get(&cursor.state).copied().unwrap_or(1);
                 let step = run.run_state(Scope::Top(&cursor), state, cursor.input.clone(), ordinal, cursor.attempt);
@@ -357,7 +359,7 @@ impl Engine {
                     () = until_stopped(run.stop.clone()) => return Ok(()),
                     () = sleep_opt(left) => {
                         return run.finish(&cursor, status::TIMED_OUT, "ExecutionTimedOut", None,
-                            Some(Failure::new("States.Timeout", "the execution ran past its TimeoutSeconds"))).await;
+                            Some(Failure::new("States.Timeout", "the execution ran past its TimeoutSeconds")), None).await;
                     }
                 };
                 match outcome {
@@ -375,13 +377,14 @@ impl Engine {
                         cursor.wake_micros = None;
                     }
                     Ok(Outcome { next: None, output }) => {
-                        return run.finish(&cursor, status::SUCCEEDED, "ExecutionSucceeded", Some(output), None).await;
+                        return run.finish(&cursor, status::SUCCEEDED, "ExecutionSucceeded", Some(output), None, None).await;
                     }
                     Err(Halt::Failed(failure)) => {
-                        if !matches!(state.kind, crate::asl::Kind::Fail { .. }) {
-                            run.unhandled(&state_machine, &cursor.state, &failure);
+                        if matches!(state.kind, crate::asl::Kind::Fail { .. }) {
+                            return run.finish_failed(&cursor, failure, None).await;
                         }
-                        return run.finish_failed(&cursor, failure).await;
+                        let attention = run.unhandled(&state_machine, &cursor.state, &failure);
+                        return run.finish_failed(&cursor, failure, Some(attention)).await;
                     }
                     Err(Halt::Stopped) => return Ok(()),
                 }
@@ -521,6 +524,7 @@ impl Run {
         kind: &str,
         output: Option<Value>,
         failure: Option<Failure>,
+        attention: Option<String>,
     ) -> Result<(), String> {
         let details = match (&output, &failure) {
             (Some(o), _) => json!({"output": o}),
@@ -536,6 +540,7 @@ impl Run {
             error: failure.as_ref().map(|f| f.error.clone()),
             cause: failure.map(|f| f.cause),
             stop_micros: Some(now_micros()),
+            attention,
             ..Update::default()
         };
         match self.flush(update).await {
@@ -551,7 +556,7 @@ impl Run {
     /// An execution failed with an error no Catch handled (not at a Fail
     /// state the definition planned): whatever it left half done needs an
     /// operator. Said at ERROR and counted, so it is seen at once.
-    fn unhandled(&self, state_machine: &str, state: &str, failure: &Failure) {
+    fn unhandled(&self, state_machine: &str, state: &str, failure: &Failure) -> String {
         tracing::error!(
             execution = %self.name,
             state_machine,
@@ -568,11 +573,27 @@ impl Run {
                 opentelemetry::KeyValue::new("error", failure.error.clone()),
             ],
         );
+        format!(
+            "failed at {state:?} with {} that no Catch handles: fix the cause, then RedriveExecution",
+            failure.error
+        )
     }
 
-    async fn finish_failed(&self, cursor: &Cursor, failure: Failure) -> Result<(), String> {
-        self.finish(cursor, status::FAILED, "ExecutionFailed", None, Some(failure))
-            .await
+    async fn finish_failed(
+        &self,
+        cursor: &Cursor,
+        failure: Failure,
+        attention: Option<String>,
+    ) -> Result<(), String> {
+        self.finish(
+            cursor,
+            status::FAILED,
+            "ExecutionFailed",
+            None,
+            Some(failure),
+            attention,
+        )
+        .await
     }
 
     fn context(&self, scope: &Scope<'_>, state: &str, retry: u32, idempotency_id: &str) -> Value {

@@ -69,6 +69,8 @@ pub mod execution {
         pub owner: String,
         /// The fencing epoch: one more each time the execution changes hands.
         pub epoch: i64,
+        /// Why it needs an operator; empty when it does not.
+        pub attention: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -139,6 +141,8 @@ pub struct Update {
     pub cause: Option<String>,
     /// When it ended.
     pub stop_micros: Option<i64>,
+    /// Why it now needs an operator.
+    pub attention: Option<String>,
     /// How many more transitions it made.
     pub transitions: i64,
     /// A redrive: applies to an ended execution and counts one more redrive.
@@ -370,6 +374,7 @@ async fn apply(txn: &impl ConnectionTrait, name: &str, update: &Update) -> Resul
             .col_expr(C::StopMicros, Expr::value(0i64))
             .col_expr(C::Error, Expr::value(""))
             .col_expr(C::Cause, Expr::value(""))
+            .col_expr(C::Attention, Expr::value(""))
     } else {
         query.filter(C::Status.eq(status::RUNNING))
     };
@@ -400,6 +405,9 @@ async fn apply(txn: &impl ConnectionTrait, name: &str, update: &Update) -> Resul
     }
     if let Some(v) = update.stop_micros {
         query = query.col_expr(C::StopMicros, Expr::value(v));
+    }
+    if let Some(v) = &update.attention {
+        query = query.col_expr(C::Attention, Expr::value(v.clone()));
     }
     // Always set: it also keeps the statement's SET list non-empty.
     query = query.col_expr(C::Transitions, Expr::col(C::Transitions).add(update.transitions));
@@ -486,17 +494,23 @@ impl Store {
             .await
     }
 
-    /// Executions newest first, filtered, after the key `(start_micros, name)`.
+    /// Executions newest first, filtered, after the key `(start_micros, name)`;
+    /// with `attention`, only those that need an operator.
+    #[allow(clippy::too_many_arguments)]
     pub async fn list_executions(
         &self,
         machine: Option<&str>,
         version: Option<i32>,
         status: Option<&str>,
+        attention: bool,
         after: Option<(i64, String)>,
         limit: u64,
     ) -> Result<Vec<execution::Model>, DbErr> {
         use execution::Column as C;
         let mut query = execution::Entity::find();
+        if attention {
+            query = query.filter(C::Attention.ne(""));
+        }
         if let Some(m) = machine {
             query = query.filter(C::StateMachine.eq(m));
         }

@@ -529,6 +529,7 @@ pub(crate) async fn a_bad_journal_write_does_not_hold_back_the_others(wf: &Workf
         correlation_id: String::new(),
         owner: String::new(),
         epoch: 1,
+        attention: String::new(),
     };
     let event = |execution: &str, id: i64| event::Model {
         execution: execution.into(),
@@ -679,4 +680,71 @@ pub(crate) async fn replicas_starting_together_migrate_one_database_once(wf: &Wo
         assert!(Store::new(db).running().await.unwrap().is_empty());
     }
     fresh.cleanup().await;
+}
+
+pub(crate) async fn an_execution_that_failed_where_nothing_planned_it_needs_an_operator(wf: &Workflow) {
+    let definition = |product: &str| {
+        json!({
+            "StartAt": "Look up",
+            "States": {
+                "Look up": {"Type": "Task", "Resource": "grpc:ferrymesh.catalog.v1.CatalogService/GetProduct",
+                            "Parameters": {"product_id": product}, "Next": "Gone?"},
+                "Gone?": {"Type": "Choice", "Choices": [
+                    {"Variable": "$.product.product_id", "StringEquals": "gone", "Next": "Gone"}],
+                    "Default": "Done"},
+                "Gone": {"Type": "Fail", "Error": "ProductGone", "Cause": "planned"},
+                "Done": {"Type": "Succeed"}
+            }
+        })
+    };
+    wf.create("unplanned", &definition("refused")).await.unwrap();
+    wf.create("planned", &definition("gone")).await.unwrap();
+    wf.start_execution("unplanned", "att-1", json!({})).await.unwrap();
+    wf.start_execution("planned", "att-2", json!({})).await.unwrap();
+    let unplanned = wf.finished("att-1").await;
+    let planned = wf.finished("att-2").await;
+    assert_eq!(unplanned.status, pb::ExecutionStatus::Failed as i32);
+    assert_eq!(planned.status, pb::ExecutionStatus::Failed as i32);
+    assert!(
+        unplanned.attention.contains("Look up") && unplanned.attention.contains("FAILED_PRECONDITION"),
+        "{unplanned:?}"
+    );
+    assert_eq!(
+        planned.attention, "",
+        "a Fail state the definition planned needs no one"
+    );
+    let listed = |needs_attention| {
+        let mut client = wf.client();
+        async move {
+            client
+                .list_executions(pb::ListExecutionsRequest {
+                    needs_attention,
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .executions
+                .into_iter()
+                .map(|e| e.execution_name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(true).await, vec!["att-1".to_string()]);
+    assert_eq!(listed(false).await.len(), 2);
+    // Redriven, it no longer waits for anyone (it fails again, and says so again).
+    let redriven = wf
+        .client()
+        .redrive_execution(pb::RedriveExecutionRequest {
+            execution_name: "att-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .execution
+        .unwrap();
+    assert_eq!(redriven.attention, "");
+    let again = wf.finished("att-1").await;
+    assert!(!again.attention.is_empty());
 }

@@ -7,6 +7,8 @@ use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_tables;
 #[allow(elided_lifetimes_in_paths)]
 mod m20261207_000002_leases;
+#[allow(elided_lifetimes_in_paths)]
+mod m20261207_000003_attention;
 
 /// Applies the workflow migrations.
 #[derive(Debug)]
@@ -18,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261207_000002_leases::Migration),
+            Box::new(m20261207_000003_attention::Migration),
         ]
     }
 }
