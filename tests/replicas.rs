@@ -1,7 +1,8 @@
 //! Three workflow replicas on one PostgreSQL database, running the
 //! place-order saga for a stream of orders while one is killed with
-//! SIGKILL, one is paused with SIGSTOP past its lease, and one is cut off
-//! from the network: every order ends as its card and address say, the
+//! SIGKILL, one is paused with SIGSTOP past its lease, one is cut off from
+//! the network, and one is stopped as a rollout stops a pod (it hands its
+//! executions over at once): every order ends as its card and address say, the
 //! audit is clean, each dead or silent replica's executions are taken over
 //! within 10 s, and no execution was advanced by two owners.
 //!
@@ -354,6 +355,18 @@ async fn three_replicas_survive_a_kill_a_pause_and_a_network_cut() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     net.restore();
 
+    // 4. B is stopped as a rollout stops a pod (SIGTERM): it hands its
+    // executions over, and they are taken well within the lease.
+    holding(&db, "wf-b").await;
+    let stopping = Instant::now();
+    b.signal(Signal::SIGTERM);
+    let took = taken_from(&db, "wf-b", stopping).await;
+    eprintln!("wf-b stopped: its executions taken over in {took:?}");
+    assert!(
+        took < Duration::from_secs(LEASE_SECONDS - 1),
+        "a replica that stops hands its executions over at once, not after the lease: {took:?}"
+    );
+
     // Every order ends as its card and address say.
     let placed = placing.await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -412,7 +425,7 @@ async fn three_replicas_survive_a_kill_a_pause_and_a_network_cut() {
             "audit",
             "--json",
             &format!("--orders-url=http://{}", addr(orders)),
-            &format!("--workflow-url=http://{}", replicas[1].1),
+            &format!("--workflow-url=http://{}", replicas[0].1),
             &format!("--inventory-url=http://{}", addr(inventory)),
             &format!("--payments-url=http://{}", addr(payments)),
             &format!("--shipping-url=http://{}", addr(shipping)),

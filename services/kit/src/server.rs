@@ -70,6 +70,7 @@ pub struct Service {
     services: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     callers: Callers,
+    on_stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -90,7 +91,15 @@ impl Service {
             services: Vec::new(),
             descriptor_sets: Vec::new(),
             callers: &[],
+            on_stop: None,
         }
+    }
+
+    /// What to do once the server has stopped and drained (hand work over
+    /// to the other replicas, say); given at most five seconds.
+    pub fn on_stop(mut self, stop: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.on_stop = Some(Box::pin(stop));
+        self
     }
 
     /// Who may call which methods under mutual TLS (the call table); with
@@ -208,6 +217,7 @@ pub async fn serve_reporting(
         services,
         descriptor_sets,
         callers,
+        on_stop,
     } = service;
     let tls = MeshTls::from_args(&args.tls)?;
 
@@ -298,10 +308,21 @@ pub async fn serve_reporting(
         "draining: refusing new calls, finishing in-flight ones"
     );
     let _ = stop.send(());
-    match tokio::time::timeout(args.shutdown_timeout, &mut server).await {
+    let drained = match tokio::time::timeout(args.shutdown_timeout, &mut server).await {
         Ok(result) => result.map_err(ServeError::from),
         Err(_) => Err(ServeError::ShutdownTimedOut(args.shutdown_timeout)),
+    };
+    if let Some(on_stop) = on_stop
+        && tokio::time::timeout(Duration::from_secs(5), on_stop)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            service = name,
+            "its last work at shutdown did not finish within 5 s"
+        );
     }
+    drained
 }
 
 /// Starts the admin port (Prometheus metrics) where `args` say, given where

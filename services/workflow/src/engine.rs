@@ -120,6 +120,8 @@ pub struct Engine {
     journal: Journal,
     invoker: Arc<dyn Invoker>,
     running: Mutex<HashMap<String, Runner>>,
+    /// Set when the replica hands its executions over at shutdown: it takes no more.
+    leaving: std::sync::atomic::AtomicBool,
     stalled: Mutex<HashMap<String, std::time::Instant>>,
     machines: Mutex<Machines>,
     parse: ParseFn,
@@ -157,6 +159,7 @@ impl Engine {
             journal,
             invoker,
             running: Mutex::new(HashMap::new()),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             stalled: Mutex::new(HashMap::new()),
             machines: Mutex::new(HashMap::new()),
             parse,
@@ -220,6 +223,16 @@ impl Engine {
         {
             let _ = tx.send(true);
         }
+    }
+
+    /// Marks this replica as leaving: it heartbeats and takes executions no more.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether this replica is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
     }
 
     /// Asks every execution running here to stop where it is (this replica

@@ -213,6 +213,28 @@ pub async fn resume_own(engine: &Arc<Engine>) -> Result<usize, DbErr> {
     Ok(resumed)
 }
 
+/// Hands this replica's executions over at shutdown: its runs stop where
+/// they are, and its heartbeat is set to never, so the others take them at
+/// their next scan rather than after the lease.
+pub async fn release(engine: &Engine) {
+    engine.leave();
+    let stopped = engine.stop_all();
+    let released = replica::Entity::update_many()
+        .filter(replica::Column::Owner.eq(engine.owner()))
+        .col_expr(replica::Column::HeartbeatMicros, Expr::value(0i64))
+        .exec(engine.store().db().write())
+        .await;
+    match released {
+        Ok(_) => tracing::info!(
+            executions = stopped,
+            "executions handed over to the other replicas"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand executions over; the others take them after the lease")
+        }
+    }
+}
+
 /// Heartbeats and takes over dead replicas' executions until the process
 /// ends.
 pub fn spawn(engine: Arc<Engine>, lease: Duration) {
@@ -250,6 +272,9 @@ struct Keeper {
 
 impl Keeper {
     async fn round(&mut self) {
+        if self.engine.is_leaving() {
+            return;
+        }
         let db = self.engine.store().db().clone();
         let me = self.engine.owner().to_string();
         let sent = Instant::now();

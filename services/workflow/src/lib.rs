@@ -198,7 +198,9 @@ pub async fn service_with(
         "holding executions through leases"
     );
     let max = config.server.max_message_bytes;
+    let leaving = engine.clone();
     Ok(kit::Service::new("workflow")
+        .on_stop(async move { lease::release(&leaving).await })
         .callers(CALLERS)
         .serving(
             WorkflowServiceServer::new(api)
