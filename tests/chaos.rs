@@ -340,20 +340,30 @@ async fn status_of(f: &Fixture, order_id: &str) -> Option<i32> {
         .map(|o| o.status)
 }
 
-/// What an order that never ended shows: its status, its execution's, and
-/// the execution's last events.
-async fn stuck(f: &Fixture, order_id: &str) -> String {
+/// The order's saga as workflow describes it.
+async fn execution(
+    f: &Fixture,
+    order_id: &str,
+) -> Result<Option<workflow::pb::ferrymesh::workflow::v1::Execution>, tonic::Status> {
     use workflow::pb::ferrymesh::workflow::v1 as wpb;
-    let execution = f
+    let answer = f
         .mesh
         .workflow
         .clone()
         .describe_execution(wpb::DescribeExecutionRequest {
             execution_name: order_id.into(),
         })
-        .await
-        .map(|a| format!("{:?}", a.into_inner().execution))
-        .unwrap_or_else(|e| e.to_string());
+        .await?;
+    Ok(answer.into_inner().execution)
+}
+
+/// What an order that never ended shows: its status, its execution's, and
+/// the execution's last events.
+async fn stuck(f: &Fixture, order_id: &str) -> String {
+    let execution = match execution(f, order_id).await {
+        Ok(e) => format!("{e:?}"),
+        Err(e) => e.to_string(),
+    };
     let history = f.mesh.history(order_id).await;
     let tail: Vec<String> = history
         .iter()
@@ -372,19 +382,8 @@ async fn stuck(f: &Fixture, order_id: &str) -> String {
 /// Whether the order's saga is still running.
 async fn running(f: &Fixture, order_id: &str) -> bool {
     use workflow::pb::ferrymesh::workflow::v1 as wpb;
-    match f
-        .mesh
-        .workflow
-        .clone()
-        .describe_execution(wpb::DescribeExecutionRequest {
-            execution_name: order_id.into(),
-        })
-        .await
-    {
-        Ok(answer) => answer
-            .into_inner()
-            .execution
-            .is_some_and(|e| e.status == wpb::ExecutionStatus::Running as i32),
+    match execution(f, order_id).await {
+        Ok(e) => e.is_some_and(|e| e.status == wpb::ExecutionStatus::Running as i32),
         // Workflow away (killed): ask again.
         Err(_) => true,
     }
