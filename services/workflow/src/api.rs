@@ -407,21 +407,32 @@ impl WorkflowApi {
                 json!({"input": input}),
             ),
         ];
-        let applied = self
-            .engine
-            .journal()
-            .write(Write {
-                insert: Some(row.clone()),
-                execution: row.name.clone(),
-                events,
-                update: None,
-            })
-            .await
-            .map_err(WorkflowError::Journal)?;
+        // Written and launched on a task of its own: a caller that gives up
+        // (its deadline passes) drops this handler, and an execution
+        // committed but never launched would wait for someone to take it up.
+        let engine = self.engine.clone();
+        let started = row.clone();
+        let applied = tokio::spawn(async move {
+            let applied = engine
+                .journal()
+                .write(Write {
+                    insert: Some(started.clone()),
+                    execution: started.name.clone(),
+                    events,
+                    update: None,
+                })
+                .await?;
+            if applied == Applied::Yes {
+                tracing::info!(execution = %started.name, state_machine = %started.state_machine, version = started.version, "execution started");
+                // Its first two events are written: ExecutionStarted and the first state's entry.
+                engine.launch(started, false, Some(2));
+            }
+            Ok::<_, String>(applied)
+        })
+        .await
+        .map_err(|e| WorkflowError::Journal(e.to_string()))?
+        .map_err(WorkflowError::Journal)?;
         if applied == Applied::Yes {
-            tracing::info!(execution = %row.name, state_machine = %row.state_machine, version = row.version, "execution started");
-            // Its first two events are written: ExecutionStarted and the first state's entry.
-            self.engine.launch(row.clone(), false, Some(2));
             return Ok(row);
         }
         let existing = self.fresh(&request.execution_name).await?;

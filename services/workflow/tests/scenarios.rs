@@ -748,3 +748,64 @@ pub(crate) async fn an_execution_that_failed_where_nothing_planned_it_needs_an_o
     let again = wf.finished("att-1").await;
     assert!(!again.attention.is_empty());
 }
+
+pub(crate) async fn an_execution_committed_but_never_launched_here_is_taken_up(wf: &Workflow) {
+    use workflow::store::{Applied, Journal, Write, event, execution};
+    // What a StartExecution whose caller gave up at the wrong moment could
+    // leave: the execution and its first events written under this
+    // replica's name, and no run of it anywhere.
+    let definition = json!({
+        "StartAt": "Done",
+        "States": {"Done": {"Type": "Pass", "Result": {"ok": true}, "End": true}}
+    });
+    wf.create("orphan", &definition).await.unwrap();
+    let db = kit_store::connect_and_migrate::<workflow::migrations::Migrator>(&wf.server.db.url)
+        .await
+        .unwrap();
+    let cursor = json!({"state": "Done", "input": {}, "attempt": 0, "entered": {"Done": 1}});
+    let owner = workflow::lease::default_owner(0);
+    let row = execution::Model {
+        name: "orphan-1".into(),
+        state_machine: "orphan".into(),
+        version: 1,
+        status: "RUNNING".into(),
+        input: "{}".into(),
+        output: String::new(),
+        error: String::new(),
+        cause: String::new(),
+        start_micros: kit_values::now_micros(),
+        stop_micros: 0,
+        current_state: "Done".into(),
+        redrive_count: 0,
+        transitions: 1,
+        cursor: cursor.to_string(),
+        traceparent: String::new(),
+        correlation_id: String::new(),
+        owner: owner.clone(),
+        epoch: 1,
+        attention: String::new(),
+    };
+    let event = |id: i64, kind: &str| event::Model {
+        execution: "orphan-1".into(),
+        id,
+        kind: kind.into(),
+        micros: kit_values::now_micros(),
+        state_name: String::new(),
+        details: "{}".into(),
+        retry_attempt: 0,
+        owner: owner.clone(),
+        epoch: 1,
+    };
+    let written = Journal::start(db)
+        .write(Write {
+            insert: Some(row),
+            execution: "orphan-1".into(),
+            events: vec![event(1, "ExecutionStarted"), event(2, "PassStateEntered")],
+            update: None,
+        })
+        .await;
+    assert_eq!(written, Ok(Applied::Yes));
+    // Its own replica finds it not running and takes it up again.
+    let ended = wf.finished("orphan-1").await;
+    assert_eq!(ended.status, pb::ExecutionStatus::Succeeded as i32, "{ended:?}");
+}
