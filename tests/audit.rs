@@ -25,10 +25,34 @@ async fn audit(offset: u16) -> (i32, serde_json::Value) {
     (output.status.code().unwrap(), report)
 }
 
+/// The last audit as the console's operations view reads it, once `done` accepts it.
+async fn console_audit(
+    offset: u16,
+    token: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{}/console/api/ops/audit", 8080 + offset);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = crate::support::http_get_as(&url, Some(token)).await;
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(report["configured"], true, "{report}");
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console's audit never showed it: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
     let data = tempfile::tempdir().unwrap();
-    let mesh = Mesh::up(data.path(), &[]).await;
+    // `up` audits every second too, for the console.
+    let mesh = Mesh::up_with(data.path(), &[], &["--audit-every", "1s"], &[]).await;
     let mut placed = Vec::new();
     for (i, (card, country)) in [
         (GOOD, "GB"),
@@ -61,6 +85,9 @@ async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["orders"], 5);
     assert_eq!(report["clean"], true, "{report}");
+    let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
+    let shown = console_audit(mesh.offset, token.trim(), |r| r["orders"] == 5).await;
+    assert_eq!(shown["clean"], true, "{shown}");
 
     // Behind the services' backs: a confirmed order's stock is held again,
     // and another's shipment is cancelled.
@@ -107,6 +134,16 @@ async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
     };
     assert!(named(&placed[0], "is RESERVED, not COMMITTED"), "{report}");
     assert!(named(&placed[3], "is cancelled"), "{report}");
+    // The console's operations view shows the same, from `up`'s own audit,
+    // and its gauges say so to Prometheus.
+    let shown = console_audit(mesh.offset, token.trim(), |r| {
+        r["violations"].as_array().is_some_and(|v| v.len() == 2)
+    })
+    .await;
+    assert_eq!(shown["violations"], report["violations"], "{shown}");
+    let gauges = crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", 9190 + mesh.offset)).await;
+    assert!(gauges.contains("ferrymesh_audit_violations 2"), "{gauges}");
+    assert!(gauges.contains("ferrymesh_audit_orders 5"), "{gauges}");
     // And in words, for a person.
     let output = ferrymesh()
         .args(["audit", "--port-offset", &mesh.offset.to_string()])

@@ -298,11 +298,19 @@ pub(crate) fn metrics_url(process: &Process) -> String {
 
 /// GETs a plain-HTTP URL on loopback and returns the body, failing on any status but 200.
 pub(crate) async fn http_get(url: &str) -> String {
+    http_get_as(url, None).await
+}
+
+/// As [`http_get`], with `authorization: Bearer TOKEN` when given.
+pub(crate) async fn http_get_as(url: &str, token: Option<&str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();

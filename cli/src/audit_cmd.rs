@@ -56,6 +56,18 @@ pub(crate) struct AuditArgs {
     /// Where shipping listens [default: http://127.0.0.1:50054].
     #[arg(long, value_name = "URL", env = "FERRYMESH_SHIPPING_URL")]
     shipping_url: Option<String>,
+    /// Audit again every DURATION until stopped, serving the last report
+    /// on --listen (`/report`, `/metrics`), rather than once.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration)]
+    every: Option<Duration>,
+    /// Where --every serves the last report.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9190",
+        requires = "every"
+    )]
+    listen: std::net::SocketAddr,
     #[command(flatten)]
     certs: crate::mesh::OperatorCerts,
 }
@@ -70,7 +82,7 @@ pub(crate) struct Violation {
 
 /// The services the audit reads.
 #[derive(Clone)]
-struct Mesh {
+pub(crate) struct Mesh {
     orders: opb::orders_service_client::OrdersServiceClient<Channel>,
     workflow: wpb::workflow_service_client::WorkflowServiceClient<Channel>,
     inventory: ipb::inventory_service_client::InventoryServiceClient<Channel>,
@@ -88,43 +100,33 @@ struct Made {
 }
 
 pub(crate) async fn run(args: AuditArgs) -> ExitCode {
-    let url = |given: &Option<String>, port: u16| {
-        given
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", port + args.port_offset))
+    let urls = Urls {
+        orders: args.orders_url.clone(),
+        workflow: args.workflow_url.clone(),
+        inventory: args.inventory_url.clone(),
+        payments: args.payments_url.clone(),
+        shipping: args.shipping_url.clone(),
     };
-    let connect = |address: String| crate::mesh::connect_lazy(&address, &args.certs.certs);
-    let mesh = match (|| -> Result<Mesh, String> {
-        Ok(Mesh {
-            orders: opb::orders_service_client::OrdersServiceClient::new(connect(url(
-                &args.orders_url,
-                50055,
-            ))?),
-            workflow: wpb::workflow_service_client::WorkflowServiceClient::new(connect(url(
-                &args.workflow_url,
-                50056,
-            ))?),
-            inventory: ipb::inventory_service_client::InventoryServiceClient::new(connect(url(
-                &args.inventory_url,
-                50052,
-            ))?),
-            payments: ppb::payments_service_client::PaymentsServiceClient::new(connect(url(
-                &args.payments_url,
-                50053,
-            ))?),
-            shipping: spb::shipping_service_client::ShippingServiceClient::new(connect(url(
-                &args.shipping_url,
-                50054,
-            ))?),
-        })
-    })() {
+    let mesh = match mesh(&urls, args.port_offset, &args.certs.certs) {
         Ok(mesh) => mesh,
         Err(error) => {
             eprintln!("ferrymesh audit: {error}");
             return ExitCode::from(2);
         }
     };
-    match audit(&mesh, &args).await {
+    let stuck_micros = i64::try_from(args.stuck_after.as_micros()).unwrap_or(i64::MAX);
+    if let Some(every) = args.every {
+        return match crate::audit_serve::run_every(mesh, every, stuck_micros, args.concurrency, args.listen)
+            .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferrymesh audit: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match audit(&mesh, stuck_micros, args.concurrency).await {
         Ok((orders, violations)) => report(orders, &violations, args.json),
         Err(error) => {
             eprintln!("ferrymesh audit: {error}");
@@ -133,12 +135,56 @@ pub(crate) async fn run(args: AuditArgs) -> ExitCode {
     }
 }
 
+/// Where each service the audit reads listens, when not at its default port.
+#[derive(Debug, Default)]
+pub(crate) struct Urls {
+    pub(crate) orders: Option<String>,
+    pub(crate) workflow: Option<String>,
+    pub(crate) inventory: Option<String>,
+    pub(crate) payments: Option<String>,
+    pub(crate) shipping: Option<String>,
+}
+
+/// Clients of the services the audit reads (connected lazily).
+pub(crate) fn mesh(urls: &Urls, port_offset: u16, certs: &std::path::Path) -> Result<Mesh, String> {
+    let url = |given: &Option<String>, port: u16| {
+        given
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", port + port_offset))
+    };
+    let connect = |address: String| crate::mesh::connect_lazy(&address, certs);
+    Ok(Mesh {
+        orders: opb::orders_service_client::OrdersServiceClient::new(connect(url(&urls.orders, 50055))?),
+        workflow: wpb::workflow_service_client::WorkflowServiceClient::new(connect(url(
+            &urls.workflow,
+            50056,
+        ))?),
+        inventory: ipb::inventory_service_client::InventoryServiceClient::new(connect(url(
+            &urls.inventory,
+            50052,
+        ))?),
+        payments: ppb::payments_service_client::PaymentsServiceClient::new(connect(url(
+            &urls.payments,
+            50053,
+        ))?),
+        shipping: spb::shipping_service_client::ShippingServiceClient::new(connect(url(
+            &urls.shipping,
+            50054,
+        ))?),
+    })
+}
+
+/// The violations as JSON objects.
+pub(crate) fn violations_json(violations: &[Violation]) -> Vec<serde_json::Value> {
+    violations
+        .iter()
+        .map(|v| serde_json::json!({"order_id": v.order_id, "status": v.status, "problem": v.problem}))
+        .collect()
+}
+
 fn report(orders: u64, violations: &[Violation], json: bool) -> ExitCode {
     if json {
-        let listed: Vec<serde_json::Value> = violations
-            .iter()
-            .map(|v| serde_json::json!({"order_id": v.order_id, "status": v.status, "problem": v.problem}))
-            .collect();
+        let listed = violations_json(violations);
         println!(
             "{}",
             serde_json::json!({"orders": orders, "violations": listed, "clean": violations.is_empty()})
@@ -164,8 +210,11 @@ fn report(orders: u64, violations: &[Violation], json: bool) -> ExitCode {
 }
 
 /// Every order, a page at a time; each page's orders checked `concurrency` at once.
-async fn audit(mesh: &Mesh, args: &AuditArgs) -> Result<(u64, Vec<Violation>), String> {
-    let stuck_micros = i64::try_from(args.stuck_after.as_micros()).unwrap_or(i64::MAX);
+pub(crate) async fn audit(
+    mesh: &Mesh,
+    stuck_micros: i64,
+    concurrency: usize,
+) -> Result<(u64, Vec<Violation>), String> {
     let mut violations = Vec::new();
     let mut token = String::new();
     let mut orders = 0u64;
@@ -185,7 +234,7 @@ async fn audit(mesh: &Mesh, args: &AuditArgs) -> Result<(u64, Vec<Violation>), S
         orders += page.orders.len() as u64;
         let checked: Vec<Result<Vec<Violation>, String>> = futures_util::stream::iter(page.orders)
             .map(|order| check(mesh, order, stuck_micros))
-            .buffer_unordered(args.concurrency.max(1))
+            .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
         for found in checked {

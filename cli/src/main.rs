@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_cmd;
+mod audit_serve;
 mod certs_cmd;
 mod keys_cmd;
 mod load;
@@ -95,6 +96,11 @@ struct UpArgs {
     /// for `ferrymesh trace`; with --otlp-endpoint, it passes them on there.
     #[arg(long)]
     trace_sink: bool,
+    /// Audits the mesh (as `ferrymesh audit`) every DURATION, e.g. 1m; the
+    /// console's operations view shows the last report, and
+    /// http://127.0.0.1:9190/report (plus --port-offset) serves it.
+    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration)]
+    audit_every: Option<std::time::Duration>,
     /// Mutual TLS on every hop inside the mesh: makes the CA and every
     /// service's certificate in DATA_DIR/certs when missing (as `ferrymesh
     /// certs init` does) and gives each service its own. The gateway still

@@ -122,6 +122,18 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         let _ = std::fs::remove_file(logs_dir.join(format!("{}.log", service.name)));
     }
     let exports = export_environment(&args, &plan);
+    // The audit's report port, bound before anything starts.
+    let audit_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9190u16.saturating_add(args.port_offset)));
+    let audit_listener = match args.audit_every {
+        None => None,
+        Some(_) => match crate::audit_serve::bind_in_up(audit_addr).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("ferrymesh: {error}; pass --port-offset N");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let mut started: Vec<Started> = Vec::new();
     for (service, addr) in &plan {
         let own = (service.name == "gateway" && !own_config)
@@ -135,6 +147,11 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
                     format!("--metrics-target={}=http://{admin}/metrics", s.name)
                 })
                 .chain([format!("--logs-dir={}", logs_dir.display())])
+                .chain(
+                    audit_listener
+                        .as_ref()
+                        .map(|_| format!("--audit-url=http://{audit_addr}")),
+                )
                 .collect()
         } else {
             Vec::new()
@@ -231,6 +248,30 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         })
         .collect();
     crate::up_ready::print(&ready, &args);
+    if let (Some(listener), Some(every)) = (audit_listener, args.audit_every) {
+        let at = |port: u16| {
+            Some(format!(
+                "{scheme}://127.0.0.1:{}",
+                port.saturating_add(args.port_offset)
+            ))
+        };
+        let urls = crate::audit_cmd::Urls {
+            orders: at(50055),
+            workflow: at(50056),
+            inventory: at(50052),
+            payments: at(50053),
+            shipping: at(50054),
+        };
+        match crate::audit_cmd::mesh(&urls, args.port_offset, &certs) {
+            Ok(mesh) => {
+                crate::audit_serve::start_in_up(listener, mesh, every);
+                println!(
+                    "ferrymesh: auditing every {every:?}; the last report at http://{audit_addr}/report"
+                );
+            }
+            Err(error) => eprintln!("ferrymesh: the audit cannot start: {error}"),
+        }
+    }
 
     // From here a service that dies is started again, as Kubernetes would.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

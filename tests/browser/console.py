@@ -232,6 +232,8 @@ def operator(browser, base, token, key, email, shots):
     say("STEP operator: the mesh page says an execution needs an operator, and which")
     page.get_by_role("link", name="Mesh", exact=True).click()
     expect(page.locator("#attention")).to_contain_text("needs an operator", timeout=15000)
+    # This mesh runs no periodic audit; the card says how to start one.
+    expect(page.locator("#audit")).to_contain_text("ferrymesh up --audit-every 1m")
     page.get_by_role("link", name="see which, and why").click()
     expect(page.get_by_label("Needs an operator")).to_be_checked()
     row = page.get_by_role("row").filter(has_text=order_id)

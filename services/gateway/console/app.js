@@ -679,14 +679,41 @@ async function attentionBanner() {
     h("a", { href: "#/ops/executions?attention=1" }, "see which, and why"), ".");
 }
 
+/** The last audit of the mesh's invariants, as `ferrymesh audit --every` reported it. */
+function auditCard(r) {
+  const card = h("section", { class: "card", id: "audit", "aria-labelledby": "audit-h" }, h("h2", { id: "audit-h" }, "Last audit"));
+  if (!r.configured) {
+    card.append(h("p", { class: "notice" }, "No audit runs here (", h("code", {}, "ferrymesh up --audit-every 1m"), " starts one)."));
+  } else if (r.pending) {
+    card.append(h("p", { class: "muted" }, "The first audit has not finished yet."));
+  } else if (r.error) {
+    card.append(h("p", { class: "error" }, h("span", { class: "badge warn" }, "could not read"), ` ${r.error}`, r.ran_at ? ` (${when(r.ran_at)})` : ""));
+  } else {
+    const n = (r.violations || []).length;
+    card.append(h("p", {},
+      h("span", { class: `badge ${n ? "bad" : "ok"}`, id: "audit-verdict" }, n ? `${n} violation${n === 1 ? "" : "s"}` : "every invariant holds"),
+      ` ${r.orders} orders audited at ${when(r.ran_at)} in ${Number(r.took_seconds).toFixed(1)} s.`));
+    if (n) {
+      card.append(table(["Order", "Status", "Problem"], r.violations.slice(0, 50).map((v) => [
+        h("a", { href: `#/ops/executions/${encodeURIComponent(v.order_id)}` }, v.order_id), v.status, v.problem,
+      ]), { caption: "Broken invariants" }));
+    }
+  }
+  return card;
+}
+
 async function opsMesh(main) {
   const card = h("section", { class: "card", "aria-labelledby": "mesh-h" }, h("h2", { id: "mesh-h" }, "The mesh at a glance"));
   const attention = h("div");
-  main.append(attention, card);
+  const audit = h("div");
+  main.append(attention, card, audit);
   const draw = async () => {
     try {
       attention.replaceChildren(await attentionBanner());
     } catch (error) { attention.replaceChildren(errorBox(error)); }
+    try {
+      audit.replaceChildren(auditCard(await adminGet("/console/api/ops/audit")));
+    } catch (error) { audit.replaceChildren(errorBox(error)); }
     try {
       const r = await adminGet("/console/api/ops/mesh");
       card.replaceChildren(card.firstChild, table(["Service", "Health", "Replicas", "Version", "Instances"], r.services.map((s) => [

@@ -68,6 +68,8 @@ pub struct Sources {
     pub logs_dir: Option<PathBuf>,
     /// Jaeger's UI, for links to a trace.
     pub jaeger_url: Option<String>,
+    /// Where `ferrymesh audit --every` serves its last report.
+    pub audit_url: Option<String>,
 }
 
 /// The console's server side.
@@ -175,6 +177,7 @@ impl Console {
                 match p {
                     "/console/api/ops/mesh" => json_response(StatusCode::OK, &self.mesh().await),
                     "/console/api/ops/metrics" => json_response(StatusCode::OK, &self.metrics().await),
+                    "/console/api/ops/audit" => json_response(StatusCode::OK, &self.audit().await),
                     "/console/api/ops/logs" => {
                         let query = request.uri().query().unwrap_or_default();
                         let wanted = query_value(query, "correlation_id").unwrap_or_default();
@@ -191,6 +194,24 @@ impl Console {
             }
             // The pages route in the browser (#/portal ...); anything else is not here.
             _ => problem(StatusCode::NOT_FOUND, "not found; the console is at /"),
+        }
+    }
+
+    /// The last audit's report, as the audit serves it; `configured` says
+    /// whether one runs at all.
+    async fn audit(&self) -> Value {
+        let Some(url) = &self.sources.audit_url else {
+            return json!({"configured": false});
+        };
+        match scrape(&format!("{}/report", url.trim_end_matches('/'))).await {
+            Ok(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(mut report)) => {
+                    report.insert("configured".into(), Value::Bool(true));
+                    Value::Object(report)
+                }
+                _ => json!({"configured": true, "error": "the audit's report is not a JSON object"}),
+            },
+            Err(e) => json!({"configured": true, "error": format!("the audit at {url} did not answer: {e}")}),
         }
     }
 

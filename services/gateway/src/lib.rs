@@ -132,6 +132,10 @@ pub struct Config {
     /// Jaeger's UI (e.g. http://127.0.0.1:16686), for the console's links to a trace.
     #[arg(long, value_name = "URL")]
     pub jaeger_url: Option<String>,
+    /// Where `ferrymesh audit --every` serves its last report (e.g.
+    /// http://127.0.0.1:9190), for the console's operations view.
+    #[arg(long, value_name = "URL")]
+    pub audit_url: Option<String>,
 }
 
 fn parse_target(text: &str) -> Result<(String, String), String> {
@@ -590,6 +594,7 @@ pub async fn serve(
             metrics: config.metrics_targets.clone(),
             logs_dir: config.logs_dir.clone(),
             jaeger_url: config.jaeger_url.clone(),
+            audit_url: config.audit_url.clone(),
         },
     ));
     let flushing = Arc::new(tokio::sync::Mutex::new(()));
