@@ -167,7 +167,13 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
     let killer = tokio::spawn(async move {
         let mut killed = Vec::new();
         let mut round = 0;
-        while round < 2 || !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let twice = |killed: &[&str]| {
+            VICTIMS
+                .iter()
+                .all(|(name, _)| killed.iter().filter(|k| *k == name).count() >= 2)
+        };
+        while (round < 2 || !twice(&killed) || !done.load(std::sync::atomic::Ordering::Relaxed)) && round < 12
+        {
             let mut order: Vec<&(&str, u16)> = VICTIMS.iter().collect();
             {
                 let mut rng = rand::rng();
@@ -178,16 +184,12 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
             for (name, port) in order {
                 tokio::time::sleep(every).await;
                 let listen = format!("127.0.0.1:{}", port + offset);
-                // One still waiting out `up`'s restart backoff is waited
-                // for (a while), so each kill lands.
-                let since = Instant::now();
-                while since.elapsed() < Duration::from_secs(15) {
-                    if let Some(pid) = pid_of(&["serve", name, &listen]) {
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                        killed.push(*name);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                // One still waiting out `up`'s restart backoff is passed
+                // over this round (killing it the moment it is back would
+                // keep it down); the rounds go on until each fell twice.
+                if let Some(pid) = pid_of(&["serve", name, &listen]) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    killed.push(*name);
                 }
             }
             round += 1;
