@@ -263,6 +263,10 @@ def operator(browser, base, token, key, email, shots):
     expect(page.get_by_text("redriven 1×")).to_be_visible()
     # Compensated to its planned Fail state, it needs no one now.
     expect(page.locator("#needs-operator")).to_have_count(0, timeout=10000)
+    # An ended execution's page is not redrawn under the operator: focus stays.
+    page.locator("#redrive").focus()
+    time.sleep(3.5)
+    expect(page.locator("#redrive")).to_be_focused()
     # The order is settled for the developer too.
     expect(developer.locator("#order-status")).to_have_text("FAILED", timeout=20000)
 

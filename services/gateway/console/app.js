@@ -918,7 +918,7 @@ async function opsExecution(main, name) {
           try {
             await rpc("ferrymesh.workflow.v1.WorkflowService/RedriveExecution", { execution_name: name }, auth);
             announce("Redriven: the execution runs again from the state that failed.");
-            await draw();
+            if (await draw()) follow();
           } catch (error) { out.append(errorBox(error)); }
         },
       }, "Redrive");
@@ -955,8 +955,16 @@ async function opsExecution(main, name) {
       return false;
     }
   };
-  await draw();
-  every(1500, async () => { await draw(); });
+  // Redrawn only while it runs: an ended execution's page stays put, so
+  // focus (on Redrive, say) and a text selection are not lost.
+  let polling = null;
+  const follow = () => {
+    if (polling !== null) return;
+    polling = every(1500, async () => {
+      if (!(await draw())) { clearInterval(polling); polling = null; }
+    });
+  };
+  if (await draw()) follow();
 }
 
 async function opsTraces(main) {
