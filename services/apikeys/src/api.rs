@@ -380,7 +380,7 @@ impl pb::api_keys_service_server::ApiKeysService for ApiKeysApi {
         if !v.is_empty() {
             return Err(ApiKeysError::from(v).into());
         }
-        let key = self.store.revoke(&r.key_id).await?;
+        let key = self.store.revoke(&r.key_id, false).await?;
         let developer = self
             .store
             .developer(&self.store_read(), &key.developer_id)
@@ -770,7 +770,7 @@ impl pb::developer_portal_service_server::DeveloperPortalService for PortalApi {
             }
             .into());
         }
-        let key = self.store.revoke(&r.key_id).await?;
+        let key = self.store.revoke(&r.key_id, true).await?;
         Ok(Response::new(pb::RevokeMyKeyResponse {
             key: Some(key_to_pb(&key, &developer.plan_id)),
         }))

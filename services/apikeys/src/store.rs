@@ -618,12 +618,44 @@ impl Store {
         key_from(&row)
     }
 
-    /// Revokes a key; revoking again answers the revoked key.
-    pub async fn revoke(&self, key_id: &str) -> Result<Key, ApiKeysError> {
+    /// Revokes a key; revoking again answers the revoked key. With
+    /// `keep_one`, the developer's last usable key (active, not past its
+    /// grace period) is refused: a developer who revoked every key could
+    /// never sign in again, since registering is once per email.
+    pub async fn revoke(&self, key_id: &str, keep_one: bool) -> Result<Key, ApiKeysError> {
         let txn = self.db.begin().await?;
         let key = self.key(&txn, key_id).await?;
         if key.status == KeyStatus::Revoked {
             return Ok(key);
+        }
+        if keep_one {
+            // Takes the developer's row first, so two revokes of a
+            // developer's last two keys run one after the other and the
+            // second sees the first.
+            txn.execute_raw(stmt(
+                self.backend(),
+                "UPDATE developers SET developer_id = developer_id WHERE developer_id = ?",
+                vec![key.developer_id.clone().into()],
+            ))
+            .await?;
+            let now = kit_values::now_micros();
+            let others = txn
+                .query_one_raw(stmt(
+                    self.backend(),
+                    "SELECT COUNT(*) AS n FROM api_keys WHERE developer_id = ? AND key_id <> ? \
+                     AND status = 'ACTIVE' AND (expire_micros IS NULL OR expire_micros > ?)",
+                    vec![key.developer_id.clone().into(), key_id.into(), now.into()],
+                ))
+                .await?
+                .map(|row| row.try_get::<i64>("", "n"))
+                .transpose()?
+                .unwrap_or(0);
+            if others == 0 {
+                return Err(ApiKeysError::Precondition(format!(
+                    "api key `{key_id}` is your last usable key; rotate it (RotateMyKey) to replace it, \
+                     or revoke it once another key works"
+                )));
+            }
         }
         txn.execute_raw(stmt(
             self.backend(),

@@ -670,24 +670,62 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
         .unwrap_err();
     assert_status(&status, Code::InvalidArgument, "YYYY-MM");
 
-    // Revoking one's own key refuses it at once.
-    let revoked = api
+    // Her only key cannot be revoked: registering is once per email, so
+    // she could never sign in again. The refusal says what to do instead.
+    let revoke = |key_id: String, secret: String| {
+        let mut portal = api.portal();
+        async move {
+            portal
+                .revoke_my_key(with_key(pb::RevokeMyKeyRequest { key_id }, &secret))
+                .await
+        }
+    };
+    let status = revoke(ann_key.key_id.clone(), ann.secret.clone())
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::FailedPrecondition, "last usable key");
+    assert!(status.message().contains("RotateMyKey"), "{status:?}");
+    // With a second key (a rotation's), one of the two can go, not both:
+    // revoking both at once leaves exactly one working.
+    let rotated = api
         .portal()
-        .revoke_my_key(with_key(
-            pb::RevokeMyKeyRequest {
-                key_id: ann_key.key_id.clone(),
+        .rotate_my_key(with_key(
+            pb::RotateMyKeyRequest {
+                grace_period: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
             },
             &ann.secret,
         ))
         .await
         .unwrap()
-        .into_inner()
-        .key
-        .unwrap();
+        .into_inner();
+    let new_key = rotated.new_key.unwrap();
+    let both = join_all([
+        revoke(ann_key.key_id.clone(), ann.secret.clone()),
+        revoke(new_key.key_id.clone(), rotated.secret.clone()),
+    ])
+    .await;
+    let won: Vec<_> = both.iter().filter_map(|a| a.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "one of the last two keys is revoked: {both:?}");
+    let refused = both.iter().find_map(|a| a.as_ref().err()).unwrap();
+    assert_status(refused, Code::FailedPrecondition, "last usable key");
+    let revoked = won[0].get_ref().key.clone().unwrap();
     assert_eq!(revoked.status, pb::ApiKeyStatus::Revoked as i32);
+    let (gone, kept) = if revoked.key_id == ann_key.key_id {
+        (ann.secret.clone(), rotated.secret.clone())
+    } else {
+        (rotated.secret.clone(), ann.secret.clone())
+    };
+    // The revoked key is refused at once; the other still works.
+    api.portal()
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &kept))
+        .await
+        .unwrap();
     let status = api
         .portal()
-        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &ann.secret))
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &gone))
         .await
         .unwrap_err();
     assert!(
