@@ -256,6 +256,23 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
         message.contains("GetProductRequest") && message.contains("product"),
         "{message}"
     );
+    // Refused before the gateway's stack, it still carries a correlation
+    // id (the caller's, when sent) to find it in the logs by.
+    assert!(
+        answer.header("x-correlation-id").is_some_and(|id| id.len() == 36),
+        "{:?}",
+        answer.headers
+    );
+    let answer = web_call(
+        addr,
+        GET_PRODUCT,
+        "application/grpc-web+json",
+        &frame(br#"{"product_id": 7}"#),
+        &[key[0], ("x-correlation-id", "web-bad-json-1")],
+    )
+    .await;
+    assert_eq!(answer.grpc_status(), Some(3));
+    assert_eq!(answer.header("x-correlation-id"), Some("web-bad-json-1"));
     let answer = web_call(
         addr,
         GET_PRODUCT,

@@ -96,6 +96,43 @@ fn refusal(status: &Status, content_type: HeaderValue) -> Response<Body> {
     response
 }
 
+/// A gRPC-Web call refused before it reached the gateway's stack (which
+/// gives every call it sees a correlation id): answered in `content_type`
+/// with the caller's correlation id or a new one, and said in the log with
+/// that id, so the refusal can be found there as any other call's.
+fn correlated_refusal(
+    headers: &http::HeaderMap,
+    path: &str,
+    status: &Status,
+    content_type: HeaderValue,
+) -> Response<Body> {
+    let correlation_id = headers
+        .get(kit::rpc_telemetry::CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = if method_of(path).is_ok() {
+        path.trim_start_matches('/')
+    } else {
+        "unknown"
+    };
+    tracing::info!(
+        correlation_id = %correlation_id,
+        method,
+        code = ?status.code(),
+        error = ?status.message(),
+        "gRPC-Web call refused before the gateway's checks"
+    );
+    let mut response = refusal(status, content_type);
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        response
+            .headers_mut()
+            .insert(kit::rpc_telemetry::CORRELATION_ID, value);
+    }
+    response
+}
+
 /// A gRPC-Web call refused before it was served, answered in the
 /// request's own content type.
 pub fn refusal_to(request: &Request<Body>, status: &Status) -> Response<Body> {
@@ -104,7 +141,7 @@ pub fn refusal_to(request: &Request<Body>, status: &Status) -> Response<Body> {
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static(GRPC_WEB));
-    refusal(status, content_type)
+    correlated_refusal(request.headers(), request.uri().path(), status, content_type)
 }
 
 /// Serves one gRPC-Web call: the JSON form is turned into the Protobuf one
@@ -130,9 +167,12 @@ where
             Err(never) => match never {},
         };
     }
+    let (headers, path) = (request.headers().clone(), request.uri().path().to_string());
     let (request, output) = match to_proto(request, limits.max_message_bytes, limits.body_timeout).await {
         Ok(r) => r,
-        Err(status) => return refusal(&status, HeaderValue::from_static(GRPC_WEB_JSON)),
+        Err(status) => {
+            return correlated_refusal(&headers, &path, &status, HeaderValue::from_static(GRPC_WEB_JSON));
+        }
     };
     let response = match web.oneshot(request).await {
         Ok(response) => response,
