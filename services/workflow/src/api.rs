@@ -93,7 +93,7 @@ impl WorkflowApi {
 }
 
 /// Checks a name: 1 to 80 letters, digits, '-' and '_'.
-fn check_name(field: &str, text: &str, violations: &mut Violations) {
+pub(crate) fn check_name(field: &str, text: &str, violations: &mut Violations) {
     if text.is_empty()
         || text.len() > 80
         || !text
@@ -120,7 +120,7 @@ fn machine_to_pb(row: machine::Model) -> pb::StateMachine {
     }
 }
 
-fn status_to_pb(text: &str) -> pb::ExecutionStatus {
+pub(crate) fn status_to_pb(text: &str) -> pb::ExecutionStatus {
     match text {
         status::RUNNING => pb::ExecutionStatus::Running,
         status::SUCCEEDED => pb::ExecutionStatus::Succeeded,
@@ -131,7 +131,7 @@ fn status_to_pb(text: &str) -> pb::ExecutionStatus {
     }
 }
 
-fn execution_to_pb(row: execution::Model) -> pb::Execution {
+pub(crate) fn execution_to_pb(row: execution::Model) -> pb::Execution {
     pb::Execution {
         execution_name: row.name,
         state_machine_name: row.state_machine,
@@ -147,6 +147,9 @@ fn execution_to_pb(row: execution::Model) -> pb::Execution {
         redrive_count: row.redrive_count,
         transition_count: row.transitions,
         attention: row.attention,
+        // traceparent: version-traceid-spanid-flags.
+        trace_id: row.traceparent.split('-').nth(1).unwrap_or_default().to_string(),
+        correlation_id: row.correlation_id,
     }
 }
 
@@ -614,85 +617,18 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
-        let r = request.into_inner();
-        let mut v = Violations::new();
-        if !r.state_machine_name.is_empty() {
-            check_name("state_machine_name", &r.state_machine_name, &mut v);
-        }
-        let status_filter = match pb::ExecutionStatus::try_from(r.status) {
-            Ok(pb::ExecutionStatus::Unspecified) => None,
-            Ok(pb::ExecutionStatus::Running) => Some(status::RUNNING),
-            Ok(pb::ExecutionStatus::Succeeded) => Some(status::SUCCEEDED),
-            Ok(pb::ExecutionStatus::Failed) => Some(status::FAILED),
-            Ok(pb::ExecutionStatus::TimedOut) => Some(status::TIMED_OUT),
-            Ok(pb::ExecutionStatus::Aborted) => Some(status::ABORTED),
-            Err(_) => {
-                v.add("status", format!("{} is not an ExecutionStatus", r.status));
-                None
-            }
-        };
-        let version = match r.state_machine_version {
-            0 => None,
-            n if n < 0 => {
-                v.add("state_machine_version", "must be 0 (any) or a version number");
-                None
-            }
-            _ if r.state_machine_name.is_empty() => {
-                v.add(
-                    "state_machine_version",
-                    "needs state_machine_name: versions belong to a state machine",
-                );
-                None
-            }
-            n => Some(n),
-        };
-        let filter = format!(
-            "{}|{}|{}|{}",
-            r.state_machine_name, r.state_machine_version, r.status, r.needs_attention
-        );
-        let page = PageRequest::parse(r.page_size, &r.page_token, &filter, &mut v);
-        v.into_result(()).map_err(WorkflowError::from)?;
-        let Some(page) = page else {
-            return Err(Status::internal("page request missing"));
-        };
-        let after = match &page.after {
-            None => None,
-            Some(key) => {
-                let parsed = key
-                    .split_once(':')
-                    .and_then(|(micros, name)| micros.parse::<i64>().ok().map(|m| (m, name.to_string())));
-                match parsed {
-                    Some(p) => Some(p),
-                    None => {
-                        let mut v = Violations::new();
-                        v.add(
-                            "page_token",
-                            "is not a token this service issued: pass back next_page_token unchanged",
-                        );
-                        return Err(WorkflowError::from(v).into());
-                    }
-                }
-            }
-        };
-        let machine = (!r.state_machine_name.is_empty()).then_some(r.state_machine_name.as_str());
-        let mut rows = self
-            .engine
-            .store()
-            .list_executions(
-                machine,
-                version,
-                status_filter,
-                r.needs_attention,
-                after,
-                u64::from(page.size) + 1,
-            )
+        crate::listing::list(self.engine.store(), request.into_inner())
             .await
-            .map_err(WorkflowError::from)?;
-        let next = page.finish(&mut rows, |r| format!("{}:{}", r.start_micros, r.name));
-        Ok(Response::new(pb::ListExecutionsResponse {
-            executions: rows.into_iter().map(execution_to_pb).collect(),
-            next_page_token: next,
-        }))
+            .map(Response::new)
+    }
+
+    async fn summarize_executions(
+        &self,
+        request: Request<pb::SummarizeExecutionsRequest>,
+    ) -> Result<Response<pb::SummarizeExecutionsResponse>, Status> {
+        crate::listing::summarize(self.engine.store(), request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn get_execution_history(

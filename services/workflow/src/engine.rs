@@ -831,6 +831,18 @@ impl Run {
                                         "TaskFailed"
                                     };
                                     self.event(kind, &path, failure.to_json(), attempt);
+                                    // In the log too, under the execution's
+                                    // correlation id, where an operator looks.
+                                    tracing::warn!(
+                                        execution = %self.name,
+                                        correlation_id = %self.correlation_id,
+                                        state = %path,
+                                        method = %task.method,
+                                        attempt,
+                                        error = %failure.error,
+                                        cause = ?failure.cause,
+                                        "task failed"
+                                    );
                                     attempt_span.record("otel.status_code", "ERROR");
                                     attempt_span.record("workflow.error", failure.error.as_str());
                                     Err(Halt::Failed(failure))

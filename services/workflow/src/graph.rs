@@ -1,6 +1,6 @@
 //! An execution drawn: the state machine's top-level states, each marked with
 //! what happened in it (from the history), as Mermaid, Graphviz DOT and SVG
-//! laid out in-process by layout-rs (no Graphviz needed).
+//! (laid out in-process by `graph_svg`, no Graphviz needed).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -276,19 +276,9 @@ impl Graph {
         out
     }
 
-    /// The DOT drawing laid out and rendered to SVG in-process.
+    /// The drawing as SVG, laid out in-process (see [`crate::graph_svg`]).
     pub fn svg(&self) -> Result<String, String> {
-        let dot = self.dot();
-        let mut parser = layout::gv::DotParser::new(&dot);
-        let tree = parser
-            .process()
-            .map_err(|e| format!("the drawing could not be parsed: {e}"))?;
-        let mut builder = layout::gv::GraphBuilder::new();
-        builder.visit_graph(&tree);
-        let mut graph = builder.get();
-        let mut svg = layout::backends::svg::SVGWriter::new();
-        graph.do_it(false, false, false, &mut svg);
-        Ok(svg.finalize())
+        Ok(crate::graph_svg::render(self))
     }
 }
 

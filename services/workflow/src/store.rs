@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -491,49 +491,6 @@ impl Store {
     pub async fn execution_fresh(&self, name: &str) -> Result<Option<execution::Model>, DbErr> {
         execution::Entity::find_by_id(name.to_string())
             .one(self.db.write())
-            .await
-    }
-
-    /// Executions newest first, filtered, after the key `(start_micros, name)`;
-    /// with `attention`, only those that need an operator.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn list_executions(
-        &self,
-        machine: Option<&str>,
-        version: Option<i32>,
-        status: Option<&str>,
-        attention: bool,
-        after: Option<(i64, String)>,
-        limit: u64,
-    ) -> Result<Vec<execution::Model>, DbErr> {
-        use execution::Column as C;
-        let mut query = execution::Entity::find();
-        if attention {
-            query = query.filter(C::Attention.ne(""));
-        }
-        if let Some(m) = machine {
-            query = query.filter(C::StateMachine.eq(m));
-        }
-        if let Some(v) = version {
-            query = query.filter(C::Version.eq(v));
-        }
-        if let Some(s) = status {
-            query = query.filter(C::Status.eq(s));
-        }
-        if let Some((micros, name)) = after {
-            query = query.filter(
-                Condition::any().add(C::StartMicros.lt(micros)).add(
-                    Condition::all()
-                        .add(C::StartMicros.eq(micros))
-                        .add(C::Name.lt(name)),
-                ),
-            );
-        }
-        query
-            .order_by_desc(C::StartMicros)
-            .order_by_desc(C::Name)
-            .limit(limit)
-            .all(self.db.read())
             .await
     }
 

@@ -733,6 +733,66 @@ pub(crate) async fn an_execution_that_failed_where_nothing_planned_it_needs_an_o
     };
     assert_eq!(listed(true).await, vec!["att-1".to_string()]);
     assert_eq!(listed(false).await.len(), 2);
+
+    // Two more planned failures: the summary counts them apart from the
+    // one that needs an operator, which comes first.
+    for name in ["att-2b", "att-2c"] {
+        wf.start_execution("planned", name, json!({})).await.unwrap();
+        wf.finished(name).await;
+    }
+    let summary = wf
+        .client()
+        .summarize_executions(pb::SummarizeExecutionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.total, 4);
+    let groups: Vec<_> = summary
+        .groups
+        .iter()
+        .map(|g| (g.needs_attention, g.error.as_str(), g.current_state.as_str(), g.count))
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (true, "FAILED_PRECONDITION", "Look up", 1),
+            (false, "ProductGone", "Gone", 3)
+        ]
+    );
+    // Found by the start of a name, by error, by state; '_' is no wildcard.
+    let found = |request: pb::ListExecutionsRequest| {
+        let mut client = wf.client();
+        async move {
+            let mut names: Vec<String> = client
+                .list_executions(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .executions
+                .into_iter()
+                .map(|e| e.execution_name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let by = |name_prefix: &str, error: &str, current_state: &str| pb::ListExecutionsRequest {
+        name_prefix: name_prefix.into(),
+        error: error.into(),
+        current_state: current_state.into(),
+        ..Default::default()
+    };
+    assert_eq!(found(by("att-2", "", "")).await, ["att-2", "att-2b", "att-2c"]);
+    assert_eq!(found(by("att-2b", "", "")).await, ["att-2b"]);
+    assert!(found(by("att_", "", "")).await.is_empty());
+    assert_eq!(found(by("", "ProductGone", "")).await.len(), 3);
+    assert_eq!(found(by("att", "", "Look up")).await, ["att-1"]);
+    let refused = wf
+        .client()
+        .list_executions(by("att 1", "", ""))
+        .await
+        .unwrap_err();
+    kit_testing::assert_status(&refused, tonic::Code::InvalidArgument, "name_prefix");
     // Redriven, it no longer waits for anyone (it fails again, and says so again).
     let redriven = wf
         .client()
