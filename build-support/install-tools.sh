@@ -7,6 +7,8 @@
 #   psql     from Debian (postgresql-client), when the machine lacks it
 #   chromium from Debian, and Playwright from PyPI  -> .tools/browser-venv
 #            (the console's browser tests drive the system Chromium)
+#   axe-core from npm                            -> .tools/npm/node_modules/axe-core
+#            (the browser tests' accessibility check, run inside each page)
 # Versions are pinned here; bump them deliberately.
 set -euo pipefail
 
@@ -16,6 +18,7 @@ HADOLINT_VERSION=2.15.1
 CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PLAYWRIGHT_VERSION=1.65.2
+AXE_CORE_VERSION=4.14.1
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -62,6 +65,12 @@ if [[ "$("$browser_venv/bin/pip" show playwright 2>/dev/null | sed -n 's/^Versio
   echo "install-tools: installing playwright $PLAYWRIGHT_VERSION" >&2
   python3 -m venv "$browser_venv"
   "$browser_venv/bin/pip" install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION" >&2
+fi
+
+axe="$tools/npm/node_modules/axe-core"
+if [[ "$(node -p "require('$axe/package.json').version" 2>/dev/null)" != "$AXE_CORE_VERSION" ]]; then
+  echo "install-tools: installing axe-core $AXE_CORE_VERSION" >&2
+  npm install --prefix "$tools/npm" --no-audit --no-fund --loglevel=error "axe-core@$AXE_CORE_VERSION" >&2
 fi
 
 venv="$tools/k8s-venv"

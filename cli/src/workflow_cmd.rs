@@ -43,6 +43,15 @@ enum WorkflowCommand {
         /// Only those that need an operator (failed where nothing planned it), with why.
         #[arg(long)]
         needs_attention: bool,
+        /// Only those whose name starts so (an order's execution is named by its id).
+        #[arg(long, value_name = "PREFIX")]
+        name: Option<String>,
+        /// Only those that failed with this error (e.g. FAILED_PRECONDITION).
+        #[arg(long, value_name = "ERROR")]
+        error: Option<String>,
+        /// Only those at (or ended at) this state.
+        #[arg(long = "at-state", value_name = "STATE")]
+        at_state: Option<String>,
     },
     /// One execution: status, states, input and output.
     Describe {
@@ -141,6 +150,9 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
             status,
             limit,
             needs_attention,
+            name,
+            error,
+            at_state,
         } => {
             let status = status.map(|s| match s {
                 Status::Running => pb::ExecutionStatus::Running,
@@ -165,6 +177,9 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
                         page_token: token.clone(),
                         state_machine_version: 0,
                         needs_attention,
+                        name_prefix: name.clone().unwrap_or_default(),
+                        error: error.clone().unwrap_or_default(),
+                        current_state: at_state.clone().unwrap_or_default(),
                     })
                     .await
                     .map_err(describe_status)?

@@ -9,7 +9,8 @@
 //!           "ferrymesh.orders.v2.OrdersService/*"]
 //! anonymous = ["ferrymesh.apikeys.v1.DeveloperPortalService/RegisterDeveloper"]  # no key needed
 //! pass_api_key = ["ferrymesh.apikeys.v1"]      # packages that read x-api-key themselves
-//! operator = ["ferrymesh.workflow.v1.WorkflowService/ListExecutions"]  # with the admin token only
+//! operator = ["ferrymesh.workflow.v1.WorkflowService/ListExecutions"]  # with the admin token (a method
+//!                                                                      # also public takes a key instead)
 //! # A key holder's calls about their own account: not metered, no quota,
 //! # a bucket of their own [default: the developer portal's methods].
 //! unmetered = ["ferrymesh.apikeys.v1.DeveloperPortalService/*"]

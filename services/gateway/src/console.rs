@@ -47,6 +47,31 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../console/app.js"),
     },
     Asset {
+        path: "/console/core.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/core.js"),
+    },
+    Asset {
+        path: "/console/portal.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/portal.js"),
+    },
+    Asset {
+        path: "/console/reference.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/reference.js"),
+    },
+    Asset {
+        path: "/console/ops.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/ops.js"),
+    },
+    Asset {
+        path: "/console/executions.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../console/executions.js"),
+    },
+    Asset {
         path: "/console/app.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../console/app.css"),

@@ -35,7 +35,8 @@ pub fn local_mesh(addresses: &[(&str, String)]) -> String {
 
 /// What an operator may call through the gateway with the admin token:
 /// reading executions and redriving them, the developers' usage and
-/// invoices, and the trace sink's traces and service map.
+/// invoices, the trace sink's traces and service map, and any order (a
+/// public method too: with a key instead, a customer's own).
 pub const OPERATOR_METHODS: &[&str] = &[
     "ferrymesh.workflow.v1.WorkflowService/ListStateMachines",
     "ferrymesh.workflow.v1.WorkflowService/GetStateMachine",
@@ -44,6 +45,8 @@ pub const OPERATOR_METHODS: &[&str] = &[
     "ferrymesh.workflow.v1.WorkflowService/GetExecutionHistory",
     "ferrymesh.workflow.v1.WorkflowService/GetExecutionGraph",
     "ferrymesh.workflow.v1.WorkflowService/RedriveExecution",
+    "ferrymesh.workflow.v1.WorkflowService/SummarizeExecutions",
+    "ferrymesh.orders.v2.OrdersService/GetOrder",
     "ferrymesh.apikeys.v1.ApiKeysService/ListUsagePlans",
     "ferrymesh.apikeys.v1.ApiKeysService/ListDevelopers",
     "ferrymesh.apikeys.v1.ApiKeysService/GetUsage",

@@ -49,7 +49,13 @@ impl Filter {
         }
         if let Some(prefix) = &self.name_prefix {
             // '_' is a wildcard of LIKE and may be in a name.
-            let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
+            let pattern = format!(
+                "{}%",
+                prefix
+                    .replace('\\', "\\\\")
+                    .replace('_', "\\_")
+                    .replace('%', "\\%")
+            );
             all = all.add(C::Name.like(LikeExpr::new(pattern).escape('\\')));
         }
         if let Some(e) = &self.error {
@@ -77,9 +83,11 @@ impl Store {
         let mut query = execution::Entity::find().filter(filter.condition());
         if let Some((micros, name)) = after {
             query = query.filter(
-                Condition::any()
-                    .add(C::StartMicros.lt(micros))
-                    .add(Condition::all().add(C::StartMicros.eq(micros)).add(C::Name.lt(name))),
+                Condition::any().add(C::StartMicros.lt(micros)).add(
+                    Condition::all()
+                        .add(C::StartMicros.eq(micros))
+                        .add(C::Name.lt(name)),
+                ),
             );
         }
         query
@@ -94,7 +102,8 @@ impl Store {
     /// they need an operator.
     pub async fn summarize(&self, filter: &Filter) -> Result<Vec<Group>, DbErr> {
         use execution::Column as C;
-        let needs: sea_orm::sea_query::SimpleExpr = Expr::case(Expr::col(C::Attention).eq(""), 0).finally(1).into();
+        let needs: sea_orm::sea_query::SimpleExpr =
+            Expr::case(Expr::col(C::Attention).eq(""), 0).finally(1).into();
         execution::Entity::find()
             .filter(filter.condition())
             .select_only()
@@ -137,7 +146,10 @@ fn text(field: &str, value: &str, v: &mut Violations) -> Option<String> {
         return None;
     }
     if value.chars().count() > 200 || value.chars().any(char::is_control) {
-        v.add(field, "must be at most 200 characters, without control characters");
+        v.add(
+            field,
+            "must be at most 200 characters, without control characters",
+        );
         return None;
     }
     Some(value.to_string())
@@ -166,7 +178,10 @@ pub async fn list(store: &Store, r: pb::ListExecutionsRequest) -> Result<pb::Lis
     };
     if !r.name_prefix.is_empty()
         && (r.name_prefix.len() > 80
-            || !r.name_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            || !r
+                .name_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     {
         v.add(
             "name_prefix",
@@ -244,14 +259,16 @@ pub async fn summarize(
     let total = rows.iter().map(|g| g.4).sum();
     let mut groups: Vec<pb::ExecutionGroup> = rows
         .into_iter()
-        .map(|(status, error, current_state, needs, count, latest)| pb::ExecutionGroup {
-            status: status_to_pb(&status) as i32,
-            error,
-            current_state,
-            needs_attention: needs != 0,
-            count,
-            latest_start_time: Some(timestamp(latest)),
-        })
+        .map(
+            |(status, error, current_state, needs, count, latest)| pb::ExecutionGroup {
+                status: status_to_pb(&status) as i32,
+                error,
+                current_state,
+                needs_attention: needs != 0,
+                count,
+                latest_start_time: Some(timestamp(latest)),
+            },
+        )
         .collect();
     groups.sort_by(|a, b| {
         b.needs_attention

@@ -750,7 +750,14 @@ pub(crate) async fn an_execution_that_failed_where_nothing_planned_it_needs_an_o
     let groups: Vec<_> = summary
         .groups
         .iter()
-        .map(|g| (g.needs_attention, g.error.as_str(), g.current_state.as_str(), g.count))
+        .map(|g| {
+            (
+                g.needs_attention,
+                g.error.as_str(),
+                g.current_state.as_str(),
+                g.count,
+            )
+        })
         .collect();
     assert_eq!(
         groups,
