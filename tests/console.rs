@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use futures_util::StreamExt as _;
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -382,6 +383,43 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
     catalog.wait_exit(Duration::from_secs(30)).await;
 }
 
+/// `n` executions of a small state machine of the operator's, one in ten
+/// failing at a Fail state its definition planned.
+async fn many_executions(mesh: &Mesh, n: usize) {
+    use workflow::pb::ferrymesh::workflow::v1 as wpb;
+    let definition = r#"{"StartAt": "Count", "States": {
+        "Count": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 0, "Next": "Done"}], "Default": "Nothing to count"},
+        "Nothing to count": {"Type": "Fail", "Error": "ReportEmpty", "Cause": "no orders that hour"},
+        "Done": {"Type": "Succeed"}}}"#;
+    mesh.workflow
+        .clone()
+        .create_state_machine(wpb::CreateStateMachineRequest {
+            name: "hourly-report".into(),
+            definition: definition.into(),
+            description: "counts an hour's orders".into(),
+        })
+        .await
+        .unwrap();
+    let starts = (0..n).map(|i| {
+        let mut client = mesh.workflow.clone();
+        async move {
+            client
+                .start_execution(wpb::StartExecutionRequest {
+                    state_machine_name: "hourly-report".into(),
+                    execution_name: format!("report-{i:04}"),
+                    input: format!(r#"{{"n": {}}}"#, if i % 10 == 0 { 0 } else { i }),
+                    state_machine_version: 0,
+                })
+                .await
+                .unwrap();
+        }
+    });
+    futures_util::stream::iter(starts)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+}
+
 /// The browser tests: a newcomer signs up and orders; an operator finds a
 /// failed compensation, redrives it once the fault is gone, and sees the
 /// developer's usage rise. With FERRYMESH_SCREENSHOTS=DIR, the browser
@@ -407,6 +445,9 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
     .await;
     let base = format!("http://127.0.0.1:{}", 8080 + mesh.offset);
     let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
+    // An operator's day: hundreds of executions, most of them ordinary,
+    // among which the browser must find one order's in two actions.
+    many_executions(&mesh, 320).await;
 
     let python = root().join(".tools/browser-venv/bin/python");
     assert!(

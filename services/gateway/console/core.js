@@ -112,7 +112,7 @@ export async function rpc(path, body, auth) {
 export function errorBox(error) {
   const box = h("div", { class: "error", role: "alert" },
     h("strong", {}, error.codeName || "Error"), " ", error.grpcMessage || error.message);
-  if (error.details) box.append(h("pre", {}, JSON.stringify(error.details, null, 2)));
+  if (error.details) box.append(h("pre", { tabindex: 0, "aria-label": "Error details" }, JSON.stringify(error.details, null, 2)));
   if (error.correlationId) box.append(h("div", { class: "muted" }, "correlation id: ", h("code", {}, error.correlationId)));
   return box;
 }

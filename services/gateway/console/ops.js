@@ -235,8 +235,8 @@ async function opsRed(main) {
         h("td", {}, lineChart(series, { title: `${m.method} rate${series.length > 1 ? " and errors" : ""}`, unit: "calls/s" })));
       if (!open.has(m.id)) return [row];
       const latency = h("tr", { class: "detail" }, h("td", { colspan: RED_COLUMNS.length + 1 },
-        h("p", {}, "Latency over the last minute: ", h("span", { style: "color:#059669" }, "p50"), " and ", h("span", { style: "color:#b45309" }, "p99"), " (ms)"),
-        lineChart([{ name: "p50", color: "#059669", points: hst.p50 }, { name: "p99", color: "#b45309", points: hst.p99 }],
+        h("p", {}, "Latency over the last minute: ", h("span", { style: "color:#047857" }, "p50"), " and ", h("span", { style: "color:#92400e" }, "p99"), " (ms)"),
+        lineChart([{ name: "p50", color: "#047857", points: hst.p50 }, { name: "p99", color: "#92400e", points: hst.p99 }],
           { title: `${m.method} latency`, unit: "ms" })));
       return [row, latency];
     });

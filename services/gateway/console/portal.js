@@ -222,7 +222,21 @@ async function renderInvoice(card) {
   }
 }
 
-async function renderOrderForm(card) {
+/** The order card: a button first, so an open portal tab spends nothing;
+ * the form reads the catalog with the developer's key only when asked. */
+function renderOrderForm(card) {
+  const start = h("button", {
+    type: "button", class: "secondary", onclick: async () => {
+      start.disabled = true;
+      await orderForm(card);
+      start.closest("p").remove();
+    },
+  }, "Start a test order");
+  card.append(h("p", { class: "row" }, start,
+    h("span", { class: "muted" }, "It loads the catalog with your key (one billed call), then places an order through the saga like any client.")));
+}
+
+async function orderForm(card) {
   const out = h("div", { id: "order-result" });
   let products = [];
   try {

@@ -102,7 +102,7 @@ function tryIt(ref, service, m) {
       try {
         const { messages, correlationId } = await rpcAll(m.path.slice(1), body, { key: session.key || undefined });
         out.replaceChildren(h("p", {}, h("span", { class: "badge ok" }, "OK"), " correlation id ", h("code", {}, correlationId || "—")),
-          h("pre", { class: "try-response" }, messages.map((x) => JSON.stringify(x, null, 2)).join("\n")));
+          h("pre", { class: "try-response", tabindex: 0, "aria-label": `${m.name} response` }, messages.map((x) => JSON.stringify(x, null, 2)).join("\n")));
       } catch (error) {
         out.replaceChildren(errorBox(error));
       }
