@@ -498,7 +498,13 @@ async fn every_outcome_of_the_saga_leaves_stock_and_money_right() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("<svg") && drawn.contains("sans-serif"), "{drawn}");
+    // The same drawing as the service's, which the README shows.
+    assert_eq!(drawn.trim_end(), graph.svg.trim_end());
+    if let Some(dir) = std::env::var_os("FERRYMESH_SCREENSHOTS") {
+        std::fs::copy(&svg, std::path::Path::new(&dir).join("../saga-compensated.svg")).unwrap();
+    }
     let output = ferrymesh()
         .args([
             "workflow",

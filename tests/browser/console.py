@@ -346,6 +346,12 @@ def operator(browser, base, token, key, email, shots):
         calls(base, key, 2)
     # The gateway's own histogram of the same calls, beside catalog's.
     expect(page.locator('[data-service="gateway"][data-method="ferrymesh.catalog.v1.CatalogService/GetProduct"]')).to_be_visible()
+    if shots:
+        for _ in range(4):
+            calls(base, key, 8)
+            calls(base, key, 2, "ferrymesh.catalog.v1.CatalogService/ListProducts", {})
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=f"{shots}/red.png", full_page=False)
     # A caller's mistake is counted as one, with its code, not as a fault.
     for _ in range(3):
         grpc_web(base, "ferrymesh.catalog.v1.CatalogService/GetProduct", {"product_id": "no-such-product"}, key)
@@ -360,11 +366,6 @@ def operator(browser, base, token, key, email, shots):
     # Only methods with traffic: nothing of the unused v1 orders API.
     expect(page.locator('[data-method="ferrymesh.orders.v1.OrdersService/CancelOrder"]')).to_have_count(0)
     check_accessible(page, "the RED metrics")
-    if shots:
-        for _ in range(4):
-            calls(base, key, 8)
-            calls(base, key, 2, "ferrymesh.catalog.v1.CatalogService/ListProducts", {})
-        page.screenshot(path=f"{shots}/red.png", full_page=False)
 
     say("STEP operator: the mesh page says an execution needs an operator, and which")
     page.get_by_role("link", name="Mesh", exact=True).click()
