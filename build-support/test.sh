@@ -9,7 +9,7 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "tools (buf, grpcurl, hadolint, checkov, kubernetes-validate, chromium, playwright) into .tools/"
+step "tools (buf, grpcurl, hadolint, checkov, kubernetes-validate, chromium, playwright, axe-core) into .tools/"
 bash build-support/install-tools.sh
 
 step "contracts: buf lint, buf format, buf breaking"
