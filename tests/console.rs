@@ -328,9 +328,30 @@ async fn grpc_web_is_refused_without_a_key_as_grpc_is_and_served_with_one() {
             .contains("script-src 'self'")
     );
     assert!(String::from_utf8_lossy(&page.body).contains("/console/app.js"));
-    let script = http1(addr, "GET", "/console/app.js", &[], b"").await;
-    assert_eq!(script.status, 200);
-    assert!(String::from_utf8_lossy(&script.body).contains("application/grpc-web+json"));
+    // app.js and every module it imports, and theirs, are served as scripts.
+    let mut modules = vec!["app.js".to_string()];
+    let mut served = HashMap::new();
+    while let Some(name) = modules.pop() {
+        if served.contains_key(&name) {
+            continue;
+        }
+        let script = http1(addr, "GET", &format!("/console/{name}"), &[], b"").await;
+        assert_eq!(script.status, 200, "{name}");
+        assert!(
+            script
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/javascript"),
+            "{name}"
+        );
+        let text = String::from_utf8_lossy(&script.body).to_string();
+        for imported in text.split("from \"./").skip(1) {
+            modules.push(imported.split('"').next().unwrap().to_string());
+        }
+        served.insert(name, text);
+    }
+    assert!(served.len() >= 6, "{:?}", served.keys());
+    assert!(served["core.js"].contains("application/grpc-web+json"));
     let reference = http1(addr, "GET", "/console/api/reference", &[], b"").await;
     let reference: serde_json::Value = serde_json::from_slice(&reference.body).unwrap();
     let catalog_service = reference["services"]

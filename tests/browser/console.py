@@ -105,6 +105,14 @@ def fits_phone(browser, url, what, prepare=None):
             .slice(0, 5)"""
     )
     assert overflow <= 1, f"{what} is {overflow}px wider than a phone's screen: {wide}"
+    # Text drawn in charts and graphs stays readable once scaled to the screen.
+    smallest = page.evaluate(
+        """() => Math.min(1e9, ...[...document.querySelectorAll('svg text')].map(t => {
+            const svg = t.ownerSVGElement, box = svg.viewBox.baseVal;
+            const scale = box && box.width ? svg.getBoundingClientRect().width / box.width : 1;
+            return parseFloat(getComputedStyle(t).fontSize) * scale; }))"""
+    )
+    assert smallest >= 10.5, f"{what} draws text at {smallest:.1f}px on a phone"
     context.close()
 
 
@@ -504,7 +512,7 @@ def operator(browser, base, token, key, email, shots):
     check_accessible(page, "the service map")
 
     admin = lambda p: p.add_init_script(f"sessionStorage.setItem('ferrymesh.admin', {json.dumps(token)})")
-    for tab in ["mesh", "red", "executions", f"executions/{order_id}", "usage"]:
+    for tab in ["mesh", "red", "map", "executions", f"executions/{order_id}", "usage"]:
         fits_phone(browser, f"{base}/#/ops/{tab}", f"the {tab} view", prepare=admin)
     check_idle(base, idle)
     context.close()

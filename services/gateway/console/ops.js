@@ -281,6 +281,8 @@ async function opsMap(main) {
     const ns = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("width", W);
+    svg.setAttribute("height", H);
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", `Service map: ${edges.map((e) => `${e.caller} calls ${e.callee}`).join("; ")}`);
     svg.innerHTML = '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z" fill="#4b5563"/></marker></defs>';

@@ -317,7 +317,16 @@ function watchOrder(out, orderId) {
     }
     return false;
   };
-  const tick = async () => { if (!(await draw())) setTimeout(tick, 700); };
+  // Each read of the graph is the developer's call: none while the tab is
+  // hidden; the first thing when it is seen again.
+  const tick = async () => {
+    if (!out.isConnected) return;
+    if (document.hidden) {
+      document.addEventListener("visibilitychange", tick, { once: true });
+      return;
+    }
+    if (!(await draw())) setTimeout(tick, 700);
+  };
   tick();
 }
 
