@@ -9,6 +9,8 @@
 #            (the console's browser tests drive the system Chromium)
 #   axe-core from npm                            -> .tools/npm/node_modules/axe-core
 #            (the browser tests' accessibility check, run inside each page)
+#   mdbook   from the crate registry             -> .tools/mdbook/bin/mdbook
+#            (builds docs/, the book)
 # Versions are pinned here; bump them deliberately.
 set -euo pipefail
 
@@ -19,6 +21,7 @@ CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PLAYWRIGHT_VERSION=1.65.2
 AXE_CORE_VERSION=4.14.1
+MDBOOK_VERSION=0.5.4
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -71,6 +74,11 @@ axe="$tools/npm/node_modules/axe-core"
 if [[ "$(node -p "require('$axe/package.json').version" 2>/dev/null)" != "$AXE_CORE_VERSION" ]]; then
   echo "install-tools: installing axe-core $AXE_CORE_VERSION" >&2
   npm install --prefix "$tools/npm" --no-audit --no-fund --loglevel=error "axe-core@$AXE_CORE_VERSION" >&2
+fi
+
+if [[ "$("$tools/mdbook/bin/mdbook" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; then
+  echo "install-tools: installing mdbook $MDBOOK_VERSION" >&2
+  cargo install --quiet --locked --version "$MDBOOK_VERSION" --root "$tools/mdbook" mdbook >&2
 fi
 
 venv="$tools/k8s-venv"

@@ -9,7 +9,7 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "tools (buf, grpcurl, hadolint, checkov, kubernetes-validate, chromium, playwright, axe-core) into .tools/"
+step "tools (buf, grpcurl, hadolint, checkov, kubernetes-validate, chromium, playwright, axe-core, mdbook) into .tools/"
 bash build-support/install-tools.sh
 
 step "contracts: buf lint, buf format, buf breaking"
@@ -20,6 +20,9 @@ step "hadolint Dockerfile"
 
 step "Kubernetes manifests: kustomize render, schema validation (strict), checkov"
 bash build-support/check-manifests.sh
+
+step "the book: mdbook build docs (links are checked by tests/docs.rs)"
+.tools/mdbook/bin/mdbook build docs
 
 step "cargo fmt --check"
 cargo fmt --all --check

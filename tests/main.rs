@@ -9,6 +9,7 @@ mod bounded_input;
 mod chaos;
 mod console;
 mod contracts;
+mod docs;
 mod fixture;
 mod gateway;
 mod hostile_input;

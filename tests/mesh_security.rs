@@ -194,7 +194,7 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
     );
 
     // The README's Security examples, pasted in the data directory.
-    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let readme = crate::docs::readme_and_book();
     let examples: Vec<String> = readme
         .lines()
         .filter(|l| l.starts_with("grpcurl -cacert "))

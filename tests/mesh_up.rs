@@ -241,11 +241,11 @@ async fn up_names_the_service_whose_port_is_taken_and_exits_non_zero() {
     drop(taken);
 }
 
-/// Every `grpcurl` and `ferrymesh workflow` line of the README, pasted as a
+/// Every `grpcurl` and `ferrymesh workflow` line of the README and the book, pasted as a
 /// newcomer would (ports shifted to this test's mesh): the README stays true.
 #[tokio::test]
 async fn the_readme_grpcurl_examples_work_when_pasted() {
-    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let readme = crate::docs::readme_and_book();
     let examples: Vec<&str> = readme
         .lines()
         // The Security section's lines need `up --tls`; mesh_security runs them.

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod args;
 pub mod caller;
 pub mod canary;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod local_mesh;
 pub mod metering;
 pub mod proxy;
 pub mod reflection;
+mod server;
 pub mod stack;
 pub mod web;
 
@@ -30,23 +32,18 @@ pub mod pb {
 pub static EVERY_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ferrymesh_every_descriptor.bin"));
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tonic::body::Body;
 use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
 use tower::util::BoxCloneService;
-use tower::{Service, ServiceBuilder, ServiceExt};
 
-use kit::tls::{MaybeTls, MeshTls};
+use kit::tls::MeshTls;
 
 use crate::canary::CanaryRegistry;
 use crate::config::Routes;
@@ -55,118 +52,12 @@ use crate::limits::Quotas;
 use crate::metering::Meter;
 use crate::reflection::ReflectionCache;
 
+pub use args::Config;
+pub use server::bind;
+use server::{ConnectionPolicy, Health, Stack, accept};
+
 /// The gateway's default port.
 pub const DEFAULT_PORT: u16 = 8080;
-
-/// The gateway's flags.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "gateway",
-    about = "ferrymesh gateway: the public endpoint, with keys, throttling, quotas, stages, canaries and metering"
-)]
-pub struct Config {
-    /// Flags every service takes.
-    #[command(flatten)]
-    pub server: kit::ServerArgs,
-    /// The configuration file (TOML: public methods, stages, routes,
-    /// canaries, limits); reloaded when it changes.
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
-    /// The apikeys service.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50057")]
-    pub apikeys_url: String,
-    /// apikeys' admin token [default: read from DATA_DIR/admin-token].
-    #[arg(long, value_name = "TOKEN")]
-    pub admin_token: Option<String>,
-    /// Longest wait for apikeys on a key's first call.
-    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "2s")]
-    pub apikeys_timeout: Duration,
-    /// Most concurrent calls on one client connection (HTTP/2 streams).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_streams_per_connection: u32,
-    /// Most headers (metadata entries) on one call; more is INVALID_ARGUMENT.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub max_headers: usize,
-    /// Largest header block of one call, in bytes (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
-    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
-    pub max_header_bytes: u32,
-    /// Calls one connection may make per second, counted before any key
-    /// is checked; more is RESOURCE_EXHAUSTED with RetryInfo. 0 for no limit.
-    #[arg(long, value_name = "N", default_value_t = 5000)]
-    pub connection_rate: u32,
-    /// Calls one connection may make at once above --connection-rate.
-    #[arg(long, value_name = "N", default_value_t = 10000)]
-    pub connection_burst: u32,
-    /// Longest wait for the next piece of a request body; a client that
-    /// stalls longer gets DEADLINE_EXCEEDED.
-    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "30s")]
-    pub body_timeout: Duration,
-    /// A new connection that has not sent a call within this is closed.
-    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "10s")]
-    pub first_call_timeout: Duration,
-    /// The certificate (PEM) the gateway shows its clients; with
-    /// --public-tls-key its port serves TLS only (HTTP/2 by ALPN). Reloaded
-    /// when it changes. Without it the port is plaintext (h2c).
-    #[arg(long, value_name = "FILE", requires = "public_tls_key")]
-    pub public_tls_cert: Option<PathBuf>,
-    /// The private key of --public-tls-cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "public_tls_cert")]
-    pub public_tls_key: Option<PathBuf>,
-    /// A connection with no call in flight for this long is closed.
-    #[arg(long, value_name = "DURATION", value_parser = kit::duration::parse_duration, default_value = "5m")]
-    pub idle_timeout: Duration,
-    /// Threads serving calls, each with its own listening socket
-    /// [default: one per core].
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
-    /// A service the console's operations view shows, as NAME=URL of its
-    /// Prometheus metrics (its admin port, which also answers gRPC health);
-    /// a host name that resolves to several addresses is several replicas.
-    /// Repeatable, or separated by commas.
-    #[arg(long = "metrics-target", value_name = "NAME=URL", value_parser = parse_target, value_delimiter = ',')]
-    pub metrics_targets: Vec<(String, String)>,
-    /// The directory of the mesh's logs (`NAME.log`, as `ferrymesh up`
-    /// writes them), searched by correlation id in the console.
-    #[arg(long, value_name = "DIR")]
-    pub logs_dir: Option<PathBuf>,
-    /// Jaeger's UI (e.g. http://127.0.0.1:16686), for the console's links to a trace.
-    #[arg(long, value_name = "URL")]
-    pub jaeger_url: Option<String>,
-    /// Where `ferrymesh audit --every` serves its last report (e.g.
-    /// http://127.0.0.1:9190), for the console's operations view.
-    #[arg(long, value_name = "URL")]
-    pub audit_url: Option<String>,
-}
-
-fn parse_target(text: &str) -> Result<(String, String), String> {
-    let (name, url) = text.split_once('=').ok_or_else(|| {
-        format!("metrics target `{text}` must be NAME=URL, e.g. catalog=http://127.0.0.1:51051/metrics")
-    })?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(format!(
-            "metrics target `{text}`: the name must be letters, digits, - or _"
-        ));
-    }
-    if !url.starts_with("http://") {
-        return Err(format!(
-            "metrics target `{text}`: the URL must start with http://"
-        ));
-    }
-    Ok((name.to_string(), url.to_string()))
-}
-
-impl kit::ServiceConfig for Config {
-    const NAME: &'static str = "gateway";
-    const DEFAULT_PORT: u16 = DEFAULT_PORT;
-
-    fn server(&self) -> &kit::ServerArgs {
-        &self.server
-    }
-}
 
 /// What every layer of the stack shares.
 pub struct Shared {
@@ -213,335 +104,6 @@ fn read_config(
     Ok((text, routes))
 }
 
-type Stack = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
-type Health = Stack;
-
-/// How the gateway treats each client connection, from its flags.
-#[derive(Debug, Clone, Copy)]
-struct ConnectionPolicy {
-    max_streams: u32,
-    max_header_bytes: u32,
-    limits: guard::Limits,
-    rate: u32,
-    burst: u32,
-    first_call: Duration,
-    idle: Duration,
-}
-
-impl ConnectionPolicy {
-    fn of(config: &Config) -> ConnectionPolicy {
-        ConnectionPolicy {
-            max_streams: config.max_streams_per_connection,
-            max_header_bytes: config.max_header_bytes,
-            limits: guard::Limits {
-                max_headers: config.max_headers,
-                max_message_bytes: config.server.max_message_bytes,
-                body_timeout: config.body_timeout,
-            },
-            rate: config.connection_rate,
-            burst: config.connection_burst,
-            first_call: config.first_call_timeout,
-            idle: config.idle_timeout,
-        }
-    }
-}
-
-/// One connection's calls in flight and when the last one ended, for the
-/// first-call and idle timeouts.
-struct Activity {
-    opened: std::time::Instant,
-    in_flight: AtomicU64,
-    calls: AtomicU64,
-    /// Milliseconds after `opened` when a call last ended.
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Arc<Activity> {
-        Arc::new(Activity {
-            opened: std::time::Instant::now(),
-            in_flight: AtomicU64::new(0),
-            calls: AtomicU64::new(0),
-            last_ms: AtomicU64::new(0),
-        })
-    }
-
-    fn begin(self: &Arc<Self>) -> CallDone {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        CallDone(self.clone())
-    }
-
-    /// How long until the connection may be closed, if nothing happens.
-    fn remaining(&self, policy: &ConnectionPolicy) -> Duration {
-        let limit = if self.calls.load(Ordering::Relaxed) == 0 {
-            policy.first_call
-        } else {
-            policy.idle
-        };
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return limit;
-        }
-        let since = self
-            .opened
-            .elapsed()
-            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
-        limit.saturating_sub(since)
-    }
-}
-
-/// Ends a call for [`Activity`] when dropped: with the response body, or
-/// with the response itself when the call was refused.
-struct CallDone(Arc<Activity>);
-
-impl Drop for CallDone {
-    fn drop(&mut self) {
-        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_ms.store(ms, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that ends its call for the idle timeout when it is dropped.
-    struct Tracked {
-        #[pin]
-        inner: Body,
-        done: CallDone,
-    }
-}
-
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Runs one connection until it ends, or until it has had no call for the
-/// first-call or idle timeout.
-async fn drive<C, E>(connection: C, activity: Arc<Activity>, policy: ConnectionPolicy)
-where
-    C: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    tokio::pin!(connection);
-    loop {
-        let wait = activity.remaining(&policy);
-        tokio::select! {
-            result = &mut connection => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-                return;
-            }
-            () = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {
-                if activity.remaining(&policy).is_zero() {
-                    tracing::debug!("closing a connection that has had no call in time");
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// A gRPC call, from the connection's rate onwards.
-async fn call_grpc(
-    stack: Stack,
-    rate: Arc<guard::ConnectionRate>,
-    limits: guard::Limits,
-    request: Request<Body>,
-) -> Result<Response<Body>, Infallible> {
-    // Before anyone is authenticated: the connection's rate, then the
-    // headers; the body as it streams.
-    if let Some(refusal) = rate.check() {
-        return Ok(refusal.into_http());
-    }
-    admit_and_call(stack, limits, request).await
-}
-
-/// A call the connection's rate has let through: its headers and body
-/// checked, then the whole stack.
-async fn admit_and_call(
-    mut stack: Stack,
-    limits: guard::Limits,
-    request: Request<Body>,
-) -> Result<Response<Body>, Infallible> {
-    let request = match limits.admit(request) {
-        Ok(request) => request,
-        Err(refusal) => return Ok(refusal.into_http()),
-    };
-    stack.ready().await?.call(request).await
-}
-
-/// The HTTP server of one worker: HTTP/2 for gRPC (and browsers), and
-/// HTTP/1.1 for the console's pages and gRPC-Web, on one port.
-fn http_server(policy: &ConnectionPolicy) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    server
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(policy.max_streams)
-        .max_header_list_size(policy.max_header_bytes)
-        .max_frame_size(16 * 1024)
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(8 << 20)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    server
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(policy.first_call)
-        .max_buf_size((policy.max_header_bytes as usize).max(8192))
-        .max_headers(policy.limits.max_headers.max(1));
-    server
-}
-
-/// One worker's accept loop: serves connections until told to stop, then
-/// lets their calls finish (within `grace`).
-#[allow(clippy::too_many_arguments)]
-async fn accept(
-    listener: std::net::TcpListener,
-    stack: Stack,
-    health: Health,
-    console: Arc<console::Console>,
-    public: Option<Arc<MeshTls>>,
-    policy: ConnectionPolicy,
-    grace: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    let server = Arc::new(http_server(&policy));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(a) => a,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (stack, health, console) = (stack.clone(), health.clone(), console.clone());
-                let activity = Activity::new();
-                let rate = Arc::new(guard::ConnectionRate::new(policy.rate, policy.burst));
-                let client = stack::Client::new(remote.ip());
-                let calls = activity.clone();
-                let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    // Request trailers go first, on every protocol: gRPC
-                    // requests carry none, and an upstream would read them as
-                    // metadata (identity included) after every check here.
-                    let mut request = request.map(|body| kit::identity::without_trailers(Body::new(body)));
-                    request.extensions_mut().insert(client.clone());
-                    let (stack, mut health, console) = (stack.clone(), health.clone(), console.clone());
-                    let done = calls.begin();
-                    let rate = rate.clone();
-                    async move {
-                        // Health answers probes without a key or a span.
-                        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
-                            return health.call(request).await;
-                        }
-                        // gRPC calls are POSTs; a browser's page is a GET.
-                        if request.method() != http::Method::POST {
-                            return Ok(console.serve(request).await);
-                        }
-                        if web::is_grpc_web(&request) {
-                            // The connection's rate first, before the JSON
-                            // form's body is read and encoded.
-                            if let Some(refusal) = rate.check() {
-                                return Ok(web::refusal_to(&request, &refusal));
-                            }
-                            let limits = policy.limits;
-                            let grpc = tower::service_fn(move |request: Request<Body>| {
-                                admit_and_call(stack.clone(), limits, request)
-                            });
-                            let response = web::serve(request, grpc, &policy.limits).await;
-                            return Ok(response.map(|inner| Body::new(Tracked { inner, done })));
-                        }
-                        // Only gRPC's own content type is a call: anything
-                        // else (a browser's cross-origin text/plain form
-                        // needs no preflight) is refused as gRPC says, 415.
-                        if !web::is_grpc(&request) {
-                            return Ok(web::unsupported_media_type());
-                        }
-                        let response = call_grpc(stack, rate, policy.limits, request).await?;
-                        Ok(response.map(|inner| Body::new(Tracked { inner, done })))
-                    }
-                });
-                // One connection type for plaintext and TLS, so the HTTP
-                // server is compiled once.
-                let (server, watcher, public) = (server.clone(), graceful.watcher(), public.clone());
-                tokio::spawn(async move {
-                    let stream = match public {
-                        None => MaybeTls::Plain(stream),
-                        Some(tls) => {
-                            // The handshake counts against the first call's time.
-                            let remote = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                            match tokio::time::timeout(policy.first_call, tls.accept(stream, remote)).await {
-                                Ok(Ok(stream)) => MaybeTls::Tls(stream),
-                                Ok(Err(error)) => {
-                                    tracing::debug!(%remote, %error, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%remote, "TLS handshake not finished in time");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    let connection = watcher.watch(server.serve_connection(TokioIo::new(stream), service));
-                    drive(connection, activity, policy).await;
-                });
-            }
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("in-flight calls did not finish within {grace:?}; stopped anyway");
-    }
-    Ok(())
-}
-
-/// Binds `workers` listening sockets to one address with SO_REUSEPORT
-/// (the first picks the port when `addr` has port 0).
-pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<TcpListener>> {
-    let one = |addr: SocketAddr| -> std::io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        socket.listen(1024)
-    };
-    let first = one(addr)?;
-    let bound = first.local_addr()?;
-    let mut all = vec![first];
-    for _ in 1..workers.max(1) {
-        all.push(one(bound)?);
-    }
-    Ok(all)
-}
-
 /// Serves on `listener` until `shutdown` resolves, then drains as every
 /// ferrymesh service does and flushes the last usage counts.
 pub async fn serve(
@@ -556,7 +118,7 @@ pub async fn serve(
     let canaries = CanaryRegistry::with_health(health.clone());
     // The gateway's own mesh identity, for every upstream hop.
     let tls = MeshTls::from_args(&args.tls)?;
-    let (mut config_text, routes) = read_config(&config.config, &canaries, tls.as_ref())?;
+    let (config_text, routes) = read_config(&config.config, &canaries, tls.as_ref())?;
     // What the gateway's clients see: plaintext, or TLS with its own certificate.
     let public = match (&config.public_tls_cert, &config.public_tls_key) {
         (Some(cert), Some(key)) => Some(MeshTls::public(cert.clone(), key.clone())?),
@@ -600,77 +162,14 @@ pub async fn serve(
     let flushing = Arc::new(tokio::sync::Mutex::new(()));
 
     let mut background = tokio::task::JoinSet::new();
-    {
-        let shared = shared.clone();
-        background.spawn(keys.follow_changes(move || shared.routes().limits.changes_poll));
-    }
-    {
-        let (shared, apikeys, flushing) = (shared.clone(), apikeys.clone(), flushing.clone());
-        background.spawn(async move {
-            loop {
-                tokio::time::sleep(shared.routes().limits.usage_flush).await;
-                let _one = flushing.lock().await;
-                shared.meter.flush(&apikeys, &shared.quotas).await;
-            }
-        });
-    }
-    {
-        // The file is read again every second; a change that parses
-        // replaces the configuration between calls, one that does not is
-        // logged and the last good one keeps serving.
-        let (shared, path, tls) = (shared.clone(), config.config.clone(), tls.clone());
-        background.spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match std::fs::read_to_string(&path) {
-                    Ok(text) if text == config_text => {}
-                    Ok(_) | Err(_) => match read_config(&path, &canaries, tls.as_ref()) {
-                        Ok((text, routes)) => {
-                            shared.keys.set_ttl(routes.limits.key_cache_ttl);
-                            if let Ok(mut r) = shared.routes.write() {
-                                *r = Arc::new(routes);
-                            }
-                            shared.generation.fetch_add(1, Ordering::Relaxed);
-                            config_text = text;
-                            tracing::info!(file = %path.display(), "configuration reloaded");
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "configuration not reloaded; the last good one stays");
-                            // Not again until the file changes once more.
-                            config_text = std::fs::read_to_string(&path).unwrap_or_default();
-                        }
-                    },
-                }
-            }
-        });
-    }
-
-    let stack: Stack = BoxCloneService::new(
-        ServiceBuilder::new()
-            // Outermost: the correlation id and the server span cover every
-            // refusal below, and the trace context reaches the upstream.
-            .layer(kit::rpc_telemetry::RpcTelemetryLayer::new(args.handler_timeout))
-            // `--fault` works here as on every service, for demos of a slow
-            // gateway; absent, it costs nothing. (No global concurrency
-            // limit: each connection's streams are capped, and the gateway
-            // does no work that queues.)
-            .option_layer((!args.fault.is_empty()).then(|| kit::fault::FaultLayer::new(args.fault.clone())))
-            // Before any limit: an unknown caller must not spend a known key's
-            // tokens, and a method outside the plan is refused for free.
-            .layer(stack::AuthLayer::new(shared.clone()))
-            // Before the quota: a call refused for its rate must not use quota.
-            .layer(stack::ThrottleLayer::new(shared.clone()))
-            // After the throttle, before routing: only calls that will be
-            // forwarded count against the period's quota.
-            .layer(stack::QuotaLayer::new(shared.clone()))
-            // Picks the stage's (or canary's) upstream and sets the identity
-            // metadata, once the call is certain to go out.
-            .layer(stack::RouteLayer::new(shared.clone()))
-            // Innermost policy: counts exactly the calls that are forwarded.
-            .layer(stack::MeterLayer::new(shared.clone()))
-            .service(stack::Forward),
+    spawn_background(
+        &mut background,
+        &shared,
+        &apikeys,
+        &flushing,
+        (config.config.clone(), config_text, canaries, tls.clone()),
     );
-
+    let stack = build_stack(&shared, &args);
     health.set_service_status("", ServingStatus::Serving).await;
     // One thread per core, each with its own single-threaded runtime and its
     // own listening socket on the same port (SO_REUSEPORT: the kernel
@@ -717,6 +216,20 @@ pub async fn serve(
         tokio::time::sleep(args.drain_delay).await;
     }
     let _ = stop.send(true);
+    join_workers(workers).await?;
+    background.abort_all();
+    let _one = flushing.lock().await;
+    shared.meter.flush(&apikeys, &shared.quotas).await;
+    if !shared.meter.is_empty() {
+        tracing::error!("apikeys did not take the last usage counts; they are lost");
+    }
+    Ok(())
+}
+
+/// Waits for every worker thread to finish its connections.
+async fn join_workers(
+    workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+) -> Result<(), kit::BoxError> {
     let joined = tokio::task::spawn_blocking(move || {
         workers
             .into_iter()
@@ -730,13 +243,97 @@ pub async fn serve(
             tracing::error!(%error, "a gateway worker failed");
         }
     }
-    background.abort_all();
-    let _one = flushing.lock().await;
-    shared.meter.flush(&apikeys, &shared.quotas).await;
-    if !shared.meter.is_empty() {
-        tracing::error!("apikeys did not take the last usage counts; they are lost");
-    }
     Ok(())
+}
+
+/// The gateway's own loops beside the calls: the key change feed, usage
+/// flushes, and the configuration file read again every second.
+fn spawn_background(
+    background: &mut tokio::task::JoinSet<()>,
+    shared: &Arc<Shared>,
+    apikeys: &ApiKeysClient,
+    flushing: &Arc<tokio::sync::Mutex<()>>,
+    (path, mut config_text, canaries, tls): (
+        std::path::PathBuf,
+        String,
+        CanaryRegistry,
+        Option<Arc<MeshTls>>,
+    ),
+) {
+    let keys = shared.keys.clone();
+    {
+        let shared = shared.clone();
+        background.spawn(keys.follow_changes(move || shared.routes().limits.changes_poll));
+    }
+    {
+        let (shared, apikeys, flushing) = (shared.clone(), apikeys.clone(), flushing.clone());
+        background.spawn(async move {
+            loop {
+                tokio::time::sleep(shared.routes().limits.usage_flush).await;
+                let _one = flushing.lock().await;
+                shared.meter.flush(&apikeys, &shared.quotas).await;
+            }
+        });
+    }
+    {
+        // The file is read again every second; a change that parses
+        // replaces the configuration between calls, one that does not is
+        // logged and the last good one keeps serving.
+        let shared = shared.clone();
+        background.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                match std::fs::read_to_string(&path) {
+                    Ok(text) if text == config_text => {}
+                    Ok(_) | Err(_) => match read_config(&path, &canaries, tls.as_ref()) {
+                        Ok((text, routes)) => {
+                            shared.keys.set_ttl(routes.limits.key_cache_ttl);
+                            if let Ok(mut r) = shared.routes.write() {
+                                *r = Arc::new(routes);
+                            }
+                            shared.generation.fetch_add(1, Ordering::Relaxed);
+                            config_text = text;
+                            tracing::info!(file = %path.display(), "configuration reloaded");
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "configuration not reloaded; the last good one stays");
+                            // Not again until the file changes once more.
+                            config_text = std::fs::read_to_string(&path).unwrap_or_default();
+                        }
+                    },
+                }
+            }
+        });
+    }
+}
+
+/// The tower stack every call goes through, outermost first.
+fn build_stack(shared: &Arc<Shared>, args: &kit::config::ServerArgs) -> Stack {
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            // Outermost: the correlation id and the server span cover every
+            // refusal below, and the trace context reaches the upstream.
+            .layer(kit::rpc_telemetry::RpcTelemetryLayer::new(args.handler_timeout))
+            // `--fault` works here as on every service, for demos of a slow
+            // gateway; absent, it costs nothing. (No global concurrency
+            // limit: each connection's streams are capped, and the gateway
+            // does no work that queues.)
+            .option_layer((!args.fault.is_empty()).then(|| kit::fault::FaultLayer::new(args.fault.clone())))
+            // Before any limit: an unknown caller must not spend a known key's
+            // tokens, and a method outside the plan is refused for free.
+            .layer(stack::AuthLayer::new(shared.clone()))
+            // Before the quota: a call refused for its rate must not use quota.
+            .layer(stack::ThrottleLayer::new(shared.clone()))
+            // After the throttle, before routing: only calls that will be
+            // forwarded count against the period's quota.
+            .layer(stack::QuotaLayer::new(shared.clone()))
+            // Picks the stage's (or canary's) upstream and sets the identity
+            // metadata, once the call is certain to go out.
+            .layer(stack::RouteLayer::new(shared.clone()))
+            // Innermost policy: counts exactly the calls that are forwarded.
+            .layer(stack::MeterLayer::new(shared.clone()))
+            .service(stack::Forward),
+    )
 }
 
 /// The whole life of the gateway process, as `kit::server::main` is for
