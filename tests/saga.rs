@@ -811,13 +811,8 @@ async fn a_failed_execution_is_redriven_after_the_fault_is_removed() {
         .wait_for_line(|l| l.contains("listening on "), Duration::from_secs(60))
         .await;
     let endpoint = format!("--endpoint=ferrymesh.catalog.v1=http://{catalog_addr}");
-    let (_workflow, addr): (Process, SocketAddr) = serve(
-        "workflow",
-        &data.path().join("workflow"),
-        &["--no-saga", &endpoint],
-        &[],
-    )
-    .await;
+    let (_workflow, addr): (Process, SocketAddr) =
+        serve("workflow", &data.path().join("workflow"), &[&endpoint], &[]).await;
     let mut client = WorkflowServiceClient::new(channel_as(addr.port(), None));
     let watcher = client.clone();
 

@@ -40,66 +40,84 @@ pub(crate) struct KeysArgs {
     command: KeysCommand,
 }
 
+/// Flags of `create-plan`.
+#[derive(Debug, Clone, clap::Args)]
+struct CreatePlanArgs {
+    /// Its id: lowercase letters, digits and '-'.
+    plan_id: String,
+    /// Requests per second per key (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Requests at once above the rate.
+    #[arg(long, default_value_t = 0)]
+    burst: i32,
+    /// Requests per period per developer (0: no quota).
+    #[arg(long, default_value_t = 0)]
+    quota: i64,
+    /// The quota's period.
+    #[arg(long, value_enum, default_value = "day")]
+    period: Period,
+    /// Price per 1000 weighted calls, e.g. 2.50.
+    #[arg(long, default_value = "0")]
+    price: String,
+    /// Currency of the price.
+    #[arg(long, default_value = "USD")]
+    currency: String,
+    /// Weighted calls a month free of charge.
+    #[arg(long, default_value_t = 0)]
+    free: i64,
+    /// Methods the plan allows (patterns such as ferrymesh.catalog.v1.*); repeatable.
+    #[arg(long = "allow", value_name = "PATTERN")]
+    allowed: Vec<String>,
+    /// A method's weight on the invoice, PATTERN=WEIGHT; repeatable.
+    #[arg(long = "weight", value_name = "PATTERN=N")]
+    weights: Vec<String>,
+    /// A tighter rate for some methods, PATTERN=RATE/BURST; repeatable.
+    #[arg(long = "method-rate", value_name = "PATTERN=RATE/BURST")]
+    method_rates: Vec<String>,
+    /// Stages the plan may call; repeatable (none: all).
+    #[arg(long = "stage")]
+    stages: Vec<String>,
+}
+
+/// Flags of `issue`.
+#[derive(Debug, Clone, clap::Args)]
+struct IssueArgs {
+    /// The developer's id.
+    developer_id: String,
+    /// Their email address.
+    #[arg(long)]
+    email: String,
+    /// Their plan.
+    #[arg(long, default_value = "free")]
+    plan: String,
+    /// The key's id [default: DEVELOPER-1].
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Issue this many keys (DEVELOPER-1 ... DEVELOPER-N), one secret per
+    /// line, for load tests and bulk provisioning.
+    #[arg(long, default_value_t = 1, conflicts_with = "key_id")]
+    count: u32,
+}
+
+/// Flags of `invoice`.
+#[derive(Debug, Clone, clap::Args)]
+struct InvoiceArgs {
+    /// The developer.
+    developer_id: String,
+    /// The month, YYYY-MM [default: this month].
+    #[arg(long)]
+    month: Option<String>,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 enum KeysCommand {
     /// Create a usage plan.
-    CreatePlan {
-        /// Its id: lowercase letters, digits and '-'.
-        plan_id: String,
-        /// Requests per second per key (0: none).
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        /// Requests at once above the rate.
-        #[arg(long, default_value_t = 0)]
-        burst: i32,
-        /// Requests per period per developer (0: no quota).
-        #[arg(long, default_value_t = 0)]
-        quota: i64,
-        /// The quota's period.
-        #[arg(long, value_enum, default_value = "day")]
-        period: Period,
-        /// Price per 1000 weighted calls, e.g. 2.50.
-        #[arg(long, default_value = "0")]
-        price: String,
-        /// Currency of the price.
-        #[arg(long, default_value = "USD")]
-        currency: String,
-        /// Weighted calls a month free of charge.
-        #[arg(long, default_value_t = 0)]
-        free: i64,
-        /// Methods the plan allows (patterns such as ferrymesh.catalog.v1.*); repeatable.
-        #[arg(long = "allow", value_name = "PATTERN")]
-        allowed: Vec<String>,
-        /// A method's weight on the invoice, PATTERN=WEIGHT; repeatable.
-        #[arg(long = "weight", value_name = "PATTERN=N")]
-        weights: Vec<String>,
-        /// A tighter rate for some methods, PATTERN=RATE/BURST; repeatable.
-        #[arg(long = "method-rate", value_name = "PATTERN=RATE/BURST")]
-        method_rates: Vec<String>,
-        /// Stages the plan may call; repeatable (none: all).
-        #[arg(long = "stage")]
-        stages: Vec<String>,
-    },
+    CreatePlan(CreatePlanArgs),
     /// List the usage plans.
     Plans,
     /// Register a developer on a plan and issue their first key.
-    Issue {
-        /// The developer's id.
-        developer_id: String,
-        /// Their email address.
-        #[arg(long)]
-        email: String,
-        /// Their plan.
-        #[arg(long, default_value = "free")]
-        plan: String,
-        /// The key's id [default: DEVELOPER-1].
-        #[arg(long)]
-        key_id: Option<String>,
-        /// Issue this many keys (DEVELOPER-1 ... DEVELOPER-N), one secret per
-        /// line, for load tests and bulk provisioning.
-        #[arg(long, default_value_t = 1, conflicts_with = "key_id")]
-        count: u32,
-    },
+    Issue(IssueArgs),
     /// Keys, optionally of one developer (prefixes only; secrets are never shown again).
     List {
         /// Only this developer's.
@@ -130,13 +148,7 @@ enum KeysCommand {
         days: i64,
     },
     /// A developer's invoice for a month.
-    Invoice {
-        /// The developer.
-        developer_id: String,
-        /// The month, YYYY-MM [default: this month].
-        #[arg(long)]
-        month: Option<String>,
-    },
+    Invoice(InvoiceArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -246,75 +258,7 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
     let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
     let mut client = admin.client.clone();
     match args.command {
-        KeysCommand::CreatePlan {
-            plan_id,
-            rate,
-            burst,
-            quota,
-            period,
-            price: price_text,
-            currency,
-            free,
-            allowed,
-            weights,
-            method_rates,
-            stages,
-        } => {
-            let method_weights = pairs("weight", &weights)?
-                .into_iter()
-                .map(|(m, w)| {
-                    Ok(pb::MethodWeight {
-                        method: m,
-                        weight: w.parse().map_err(|_| format!("--weight {w:?} is not a number"))?,
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            let method_rate_limits = pairs("method-rate", &method_rates)?
-                .into_iter()
-                .map(|(m, rb)| {
-                    let (r, b) = rb
-                        .split_once('/')
-                        .ok_or(format!("--method-rate {rb:?} must be RATE/BURST"))?;
-                    Ok(pb::MethodRateLimit {
-                        method: m,
-                        rate_limit: r.parse().map_err(|_| format!("{r:?} is not a rate"))?,
-                        burst_limit: b.parse().map_err(|_| format!("{b:?} is not a burst"))?,
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            let plan = pb::UsagePlan {
-                plan_id: plan_id.clone(),
-                name: plan_id,
-                rate_limit: rate,
-                burst_limit: burst,
-                quota_limit: quota,
-                quota_period: if quota > 0 {
-                    let period = match period {
-                        Period::Day => pb::QuotaPeriod::Day,
-                        Period::Week => pb::QuotaPeriod::Week,
-                        Period::Month => pb::QuotaPeriod::Month,
-                    };
-                    period as i32
-                } else {
-                    0
-                },
-                price_per_thousand: Some(price(&price_text, &currency)?),
-                stages,
-                method_rate_limits,
-                allowed_methods: allowed,
-                free_calls_per_month: free,
-                method_weights,
-                create_time: None,
-            };
-            let plan = client
-                .create_usage_plan(admin.request(pb::CreateUsagePlanRequest { plan: Some(plan) }))
-                .await
-                .map_err(status)?
-                .into_inner()
-                .plan
-                .unwrap_or_default();
-            println!("plan {} created", plan.plan_id);
-        }
+        KeysCommand::CreatePlan(args) => create_plan(&admin, args).await?,
         KeysCommand::Plans => {
             let plans = client
                 .list_usage_plans(admin.request(pb::ListUsagePlansRequest {
@@ -344,61 +288,7 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
                 );
             }
         }
-        KeysCommand::Issue {
-            developer_id,
-            email,
-            plan,
-            key_id,
-            count,
-        } => {
-            client
-                .create_developer(admin.request(pb::CreateDeveloperRequest {
-                    developer_id: developer_id.clone(),
-                    email,
-                    name: developer_id.clone(),
-                    plan_id: plan,
-                }))
-                .await
-                .map_err(status)?;
-            if count > 1 {
-                let ids: Vec<String> = (1..=count).map(|i| format!("{developer_id}-{i}")).collect();
-                for chunk in ids.chunks(32) {
-                    let made = futures_util::future::join_all(chunk.iter().map(|id| {
-                        let mut client = client.clone();
-                        let request = admin.request(pb::CreateApiKeyRequest {
-                            key_id: id.clone(),
-                            developer_id: developer_id.clone(),
-                            name: String::new(),
-                        });
-                        async move { client.create_api_key(request).await }
-                    }))
-                    .await;
-                    for m in made {
-                        let secret = m.map_err(status)?.into_inner().secret;
-                        if !secret.is_empty() {
-                            println!("{secret}");
-                        }
-                    }
-                }
-                return Ok(());
-            }
-            let created = client
-                .create_api_key(admin.request(pb::CreateApiKeyRequest {
-                    key_id: key_id.unwrap_or_else(|| format!("{developer_id}-1")),
-                    developer_id,
-                    name: String::new(),
-                }))
-                .await
-                .map_err(status)?
-                .into_inner();
-            let key = created.key.unwrap_or_default();
-            if created.secret.is_empty() {
-                println!("key {} exists; its secret was shown when it was made", key.key_id);
-            } else {
-                println!("key {} issued; its secret, shown this once:", key.key_id);
-                println!("{}", created.secret);
-            }
-        }
+        KeysCommand::Issue(args) => issue(&admin, args).await?,
         KeysCommand::List { developer } => {
             let mut token = String::new();
             println!(
@@ -484,41 +374,184 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
             }
             println!("{:<10}  {:>10}", "total", usage.total);
         }
-        KeysCommand::Invoice { developer_id, month } => {
-            let month = month.unwrap_or_else(|| {
-                let (y, m) = kit_values::current_year_month();
-                format!("{y:04}-{m:02}")
-            });
-            let invoice = client
-                .get_invoice(admin.request(pb::GetInvoiceRequest {
-                    developer_id,
-                    period: month,
-                }))
-                .await
-                .map_err(status)?
-                .into_inner()
-                .invoice
-                .unwrap_or_default();
-            println!(
-                "invoice of {} for {} on plan {}",
-                invoice.developer_id, invoice.period, invoice.plan_id
-            );
-            println!("{:>10} {:>6} {:>10}  METHOD", "CALLS", "WEIGHT", "WEIGHTED");
-            for l in &invoice.lines {
-                println!(
-                    "{:>10} {:>6} {:>10}  {}",
-                    l.calls, l.weight, l.weighted_calls, l.method
-                );
-            }
-            println!(
-                "weighted {}, free {}, billable {}; total {}",
-                invoice.weighted_calls,
-                invoice.free_calls,
-                invoice.billable_calls,
-                money(&invoice.total.unwrap_or_default())
-            );
-        }
+        KeysCommand::Invoice(args) => invoice(&admin, args).await?,
     }
+    Ok(())
+}
+
+async fn create_plan(
+    admin: &Admin,
+    CreatePlanArgs {
+        plan_id,
+        rate,
+        burst,
+        quota,
+        period,
+        price: price_text,
+        currency,
+        free,
+        allowed,
+        weights,
+        method_rates,
+        stages,
+    }: CreatePlanArgs,
+) -> Result<(), String> {
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let mut client = admin.client.clone();
+    let method_weights = pairs("weight", &weights)?
+        .into_iter()
+        .map(|(m, w)| {
+            Ok(pb::MethodWeight {
+                method: m,
+                weight: w.parse().map_err(|_| format!("--weight {w:?} is not a number"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let method_rate_limits = pairs("method-rate", &method_rates)?
+        .into_iter()
+        .map(|(m, rb)| {
+            let (r, b) = rb
+                .split_once('/')
+                .ok_or(format!("--method-rate {rb:?} must be RATE/BURST"))?;
+            Ok(pb::MethodRateLimit {
+                method: m,
+                rate_limit: r.parse().map_err(|_| format!("{r:?} is not a rate"))?,
+                burst_limit: b.parse().map_err(|_| format!("{b:?} is not a burst"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let plan = pb::UsagePlan {
+        plan_id: plan_id.clone(),
+        name: plan_id,
+        rate_limit: rate,
+        burst_limit: burst,
+        quota_limit: quota,
+        quota_period: if quota > 0 {
+            let period = match period {
+                Period::Day => pb::QuotaPeriod::Day,
+                Period::Week => pb::QuotaPeriod::Week,
+                Period::Month => pb::QuotaPeriod::Month,
+            };
+            period as i32
+        } else {
+            0
+        },
+        price_per_thousand: Some(price(&price_text, &currency)?),
+        stages,
+        method_rate_limits,
+        allowed_methods: allowed,
+        free_calls_per_month: free,
+        method_weights,
+        create_time: None,
+    };
+    let plan = client
+        .create_usage_plan(admin.request(pb::CreateUsagePlanRequest { plan: Some(plan) }))
+        .await
+        .map_err(status)?
+        .into_inner()
+        .plan
+        .unwrap_or_default();
+    println!("plan {} created", plan.plan_id);
+    Ok(())
+}
+
+async fn issue(
+    admin: &Admin,
+    IssueArgs {
+        developer_id,
+        email,
+        plan,
+        key_id,
+        count,
+    }: IssueArgs,
+) -> Result<(), String> {
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let mut client = admin.client.clone();
+    client
+        .create_developer(admin.request(pb::CreateDeveloperRequest {
+            developer_id: developer_id.clone(),
+            email,
+            name: developer_id.clone(),
+            plan_id: plan,
+        }))
+        .await
+        .map_err(status)?;
+    if count > 1 {
+        let ids: Vec<String> = (1..=count).map(|i| format!("{developer_id}-{i}")).collect();
+        for chunk in ids.chunks(32) {
+            let made = futures_util::future::join_all(chunk.iter().map(|id| {
+                let mut client = client.clone();
+                let request = admin.request(pb::CreateApiKeyRequest {
+                    key_id: id.clone(),
+                    developer_id: developer_id.clone(),
+                    name: String::new(),
+                });
+                async move { client.create_api_key(request).await }
+            }))
+            .await;
+            for m in made {
+                let secret = m.map_err(status)?.into_inner().secret;
+                if !secret.is_empty() {
+                    println!("{secret}");
+                }
+            }
+        }
+        return Ok(());
+    }
+    let created = client
+        .create_api_key(admin.request(pb::CreateApiKeyRequest {
+            key_id: key_id.unwrap_or_else(|| format!("{developer_id}-1")),
+            developer_id,
+            name: String::new(),
+        }))
+        .await
+        .map_err(status)?
+        .into_inner();
+    let key = created.key.unwrap_or_default();
+    if created.secret.is_empty() {
+        println!("key {} exists; its secret was shown when it was made", key.key_id);
+    } else {
+        println!("key {} issued; its secret, shown this once:", key.key_id);
+        println!("{}", created.secret);
+    }
+    Ok(())
+}
+
+async fn invoice(admin: &Admin, InvoiceArgs { developer_id, month }: InvoiceArgs) -> Result<(), String> {
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let mut client = admin.client.clone();
+    let month = month.unwrap_or_else(|| {
+        let (y, m) = kit_values::current_year_month();
+        format!("{y:04}-{m:02}")
+    });
+    let invoice = client
+        .get_invoice(admin.request(pb::GetInvoiceRequest {
+            developer_id,
+            period: month,
+        }))
+        .await
+        .map_err(status)?
+        .into_inner()
+        .invoice
+        .unwrap_or_default();
+    println!(
+        "invoice of {} for {} on plan {}",
+        invoice.developer_id, invoice.period, invoice.plan_id
+    );
+    println!("{:>10} {:>6} {:>10}  METHOD", "CALLS", "WEIGHT", "WEIGHTED");
+    for l in &invoice.lines {
+        println!(
+            "{:>10} {:>6} {:>10}  {}",
+            l.calls, l.weight, l.weighted_calls, l.method
+        );
+    }
+    println!(
+        "weighted {}, free {}, billable {}; total {}",
+        invoice.weighted_calls,
+        invoice.free_calls,
+        invoice.billable_calls,
+        money(&invoice.total.unwrap_or_default())
+    );
     Ok(())
 }
 

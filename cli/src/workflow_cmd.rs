@@ -27,32 +27,36 @@ pub(crate) struct WorkflowArgs {
     command: WorkflowCommand,
 }
 
+/// Flags of `ferrymesh workflow list`.
+#[derive(Debug, Clone, clap::Args)]
+struct ListArgs {
+    /// Only this state machine's.
+    #[arg(long, value_name = "NAME")]
+    state_machine: Option<String>,
+    /// Only in this status: running, succeeded, failed, timed-out, aborted.
+    #[arg(long, value_enum)]
+    status: Option<Status>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Only those that need an operator (failed where nothing planned it), with why.
+    #[arg(long)]
+    needs_attention: bool,
+    /// Only those whose name starts so (an order's execution is named by its id).
+    #[arg(long, value_name = "PREFIX")]
+    name: Option<String>,
+    /// Only those that failed with this error (e.g. FAILED_PRECONDITION).
+    #[arg(long, value_name = "ERROR")]
+    error: Option<String>,
+    /// Only those at (or ended at) this state.
+    #[arg(long = "at-state", value_name = "STATE")]
+    at_state: Option<String>,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 enum WorkflowCommand {
     /// Executions, newest first.
-    List {
-        /// Only this state machine's.
-        #[arg(long, value_name = "NAME")]
-        state_machine: Option<String>,
-        /// Only in this status: running, succeeded, failed, timed-out, aborted.
-        #[arg(long, value_enum)]
-        status: Option<Status>,
-        /// At most this many.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Only those that need an operator (failed where nothing planned it), with why.
-        #[arg(long)]
-        needs_attention: bool,
-        /// Only those whose name starts so (an order's execution is named by its id).
-        #[arg(long, value_name = "PREFIX")]
-        name: Option<String>,
-        /// Only those that failed with this error (e.g. FAILED_PRECONDITION).
-        #[arg(long, value_name = "ERROR")]
-        error: Option<String>,
-        /// Only those at (or ended at) this state.
-        #[arg(long = "at-state", value_name = "STATE")]
-        at_state: Option<String>,
-    },
+    List(ListArgs),
     /// One execution: status, states, input and output.
     Describe {
         /// The execution's name (an order's id for the place-order saga).
@@ -145,66 +149,7 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
     let mut client = WorkflowServiceClient::new(channel);
     let mut out = std::io::stdout().lock();
     match args.command {
-        WorkflowCommand::List {
-            state_machine,
-            status,
-            limit,
-            needs_attention,
-            name,
-            error,
-            at_state,
-        } => {
-            let status = status.map(|s| match s {
-                Status::Running => pb::ExecutionStatus::Running,
-                Status::Succeeded => pb::ExecutionStatus::Succeeded,
-                Status::Failed => pb::ExecutionStatus::Failed,
-                Status::TimedOut => pb::ExecutionStatus::TimedOut,
-                Status::Aborted => pb::ExecutionStatus::Aborted,
-            });
-            let mut token = String::new();
-            let mut shown = 0;
-            let _ = writeln!(
-                out,
-                "{:<38} {:<10} {:<16} {:<28} CURRENT STATE",
-                "EXECUTION", "STATUS", "STATE MACHINE", "STARTED"
-            );
-            while shown < limit {
-                let page = client
-                    .list_executions(pb::ListExecutionsRequest {
-                        state_machine_name: state_machine.clone().unwrap_or_default(),
-                        status: status.map_or(0, |s| s as i32),
-                        page_size: i32::try_from((limit - shown).min(100)).unwrap_or(100),
-                        page_token: token.clone(),
-                        state_machine_version: 0,
-                        needs_attention,
-                        name_prefix: name.clone().unwrap_or_default(),
-                        error: error.clone().unwrap_or_default(),
-                        current_state: at_state.clone().unwrap_or_default(),
-                    })
-                    .await
-                    .map_err(describe_status)?
-                    .into_inner();
-                for e in &page.executions {
-                    let _ = writeln!(
-                        out,
-                        "{:<38} {:<10} {:<16} {:<28} {}",
-                        e.execution_name,
-                        status_name(e.status),
-                        format!("{}:{}", e.state_machine_name, e.state_machine_version),
-                        time_text(e.start_time.as_ref()),
-                        e.current_state
-                    );
-                    if !e.attention.is_empty() {
-                        let _ = writeln!(out, "  needs an operator: it {}", e.attention);
-                    }
-                }
-                shown += page.executions.len();
-                if page.next_page_token.is_empty() || page.executions.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
-        }
+        WorkflowCommand::List(list) => list_executions(&mut client, &mut out, list).await?,
         WorkflowCommand::Describe { execution } => {
             let e = client
                 .describe_execution(pb::DescribeExecutionRequest {
@@ -312,6 +257,73 @@ async fn execute(args: WorkflowArgs) -> Result<(), String> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `ferrymesh workflow list`: executions newest first, a page at a time.
+async fn list_executions(
+    client: &mut WorkflowServiceClient<tonic::transport::Channel>,
+    out: &mut impl std::io::Write,
+    ListArgs {
+        state_machine,
+        status,
+        limit,
+        needs_attention,
+        name,
+        error,
+        at_state,
+    }: ListArgs,
+) -> Result<(), String> {
+    let status = status.map(|s| match s {
+        Status::Running => pb::ExecutionStatus::Running,
+        Status::Succeeded => pb::ExecutionStatus::Succeeded,
+        Status::Failed => pb::ExecutionStatus::Failed,
+        Status::TimedOut => pb::ExecutionStatus::TimedOut,
+        Status::Aborted => pb::ExecutionStatus::Aborted,
+    });
+    let mut token = String::new();
+    let mut shown = 0;
+    let _ = writeln!(
+        out,
+        "{:<38} {:<10} {:<16} {:<28} CURRENT STATE",
+        "EXECUTION", "STATUS", "STATE MACHINE", "STARTED"
+    );
+    while shown < limit {
+        let page = client
+            .list_executions(pb::ListExecutionsRequest {
+                state_machine_name: state_machine.clone().unwrap_or_default(),
+                status: status.map_or(0, |s| s as i32),
+                page_size: i32::try_from((limit - shown).min(100)).unwrap_or(100),
+                page_token: token.clone(),
+                state_machine_version: 0,
+                needs_attention,
+                name_prefix: name.clone().unwrap_or_default(),
+                error: error.clone().unwrap_or_default(),
+                current_state: at_state.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(describe_status)?
+            .into_inner();
+        for e in &page.executions {
+            let _ = writeln!(
+                out,
+                "{:<38} {:<10} {:<16} {:<28} {}",
+                e.execution_name,
+                status_name(e.status),
+                format!("{}:{}", e.state_machine_name, e.state_machine_version),
+                time_text(e.start_time.as_ref()),
+                e.current_state
+            );
+            if !e.attention.is_empty() {
+                let _ = writeln!(out, "  needs an operator: it {}", e.attention);
+            }
+        }
+        shown += page.executions.len();
+        if page.next_page_token.is_empty() || page.executions.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
     }
     Ok(())
 }

@@ -17,4 +17,5 @@ kit_testing::on_sqlite_and_postgres!(
     developers_serve_themselves_through_the_portal,
     the_same_email_registered_at_once_is_one_developer,
     developers_revoke_their_own_keys_and_read_their_invoice,
+    a_developer_cannot_revoke_their_last_usable_key,
 );

@@ -670,6 +670,49 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
         .unwrap_err();
     assert_status(&status, Code::InvalidArgument, "YYYY-MM");
 
+    // Operators list developers, a page at a time.
+    let mut admin = api.admin();
+    let first = admin
+        .list_developers(pb::ListDevelopersRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.developers.len(), 1);
+    assert!(!first.next_page_token.is_empty());
+    let second = admin
+        .list_developers(pb::ListDevelopersRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.developers.len(), 1);
+    assert_ne!(
+        first.developers[0].developer_id,
+        second.developers[0].developer_id
+    );
+    let status = api
+        .portal()
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &bob.secret))
+        .await;
+    assert!(status.is_ok(), "bob's key is untouched");
+}
+
+pub(crate) async fn a_developer_cannot_revoke_their_last_usable_key(api: &ApiKeys) {
+    let ann = api
+        .portal()
+        .register_developer(pb::RegisterDeveloperRequest {
+            email: "ann@example.com".into(),
+            name: "Ann".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ann_key = ann.key.clone().unwrap();
     // Her only key cannot be revoked: registering is once per email, so
     // she could never sign in again. The refusal says what to do instead.
     let revoke = |key_id: String, secret: String| {
@@ -732,35 +775,4 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
         matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
         "{status:?}"
     );
-
-    // Operators list developers, a page at a time.
-    let mut admin = api.admin();
-    let first = admin
-        .list_developers(pb::ListDevelopersRequest {
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(first.developers.len(), 1);
-    assert!(!first.next_page_token.is_empty());
-    let second = admin
-        .list_developers(pb::ListDevelopersRequest {
-            page_size: 1,
-            page_token: first.next_page_token,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(second.developers.len(), 1);
-    assert_ne!(
-        first.developers[0].developer_id,
-        second.developers[0].developer_id
-    );
-    let status = api
-        .portal()
-        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &bob.secret))
-        .await;
-    assert!(status.is_ok(), "bob's key is untouched");
 }

@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use std::time::Duration;
 
-use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::domain::{LineStatus, Order, OrderQuery, OrderStatus, OrdersError, PlaceOrder, PricedLine};
 use crate::pb::ferrymesh::catalog::v1::GetProductRequest;
@@ -20,13 +20,11 @@ use crate::pb::ferrymesh::workflow::v1::{
     DescribeExecutionRequest, ExecutionStatus, GetExecutionGraphRequest, GetExecutionGraphResponse,
     StartExecutionRequest,
 };
+use crate::saga;
 use crate::store::Store;
 use kit::client::Upstream;
 use kit_values::Violations;
 use kit_values::{Amount, NANOS_PER_UNIT, now_micros};
-
-/// The state machine that fulfils an order.
-pub const SAGA: &str = "place-order";
 
 /// The services orders calls.
 #[derive(Debug, Clone)]
@@ -49,6 +47,8 @@ pub struct Core {
     /// Ids of orders whose status changed here, for this replica's watchers
     /// (a watcher also reads the store, for changes made by other replicas).
     changes: broadcast::Sender<String>,
+    /// Whether workflow has the saga as defined here.
+    saga_registered: AtomicBool,
 }
 
 /// How often a watcher reads the store for changes other replicas made
@@ -65,6 +65,7 @@ impl Core {
             payments: PaymentsServiceClient::new(upstreams.payments),
             workflow: WorkflowServiceClient::new(upstreams.workflow),
             changes,
+            saga_registered: AtomicBool::new(false),
         }
     }
 
@@ -75,27 +76,69 @@ impl Core {
             return Err(OrdersError::MixedCurrencies(format!("{totals:?}")));
         };
         let money = total.to_pb();
-        let input = json!({
-            "order_id": order.order_id,
-            "customer_email": order.customer_email,
-            "items": order.lines.iter().map(|l| json!({"sku": l.product_id, "quantity": l.quantity})).collect::<Vec<_>>(),
-            "shipment_items": order.lines.iter().map(|l| json!({
-                "sku": l.product_id, "quantity": l.quantity, "unit_weight_grams": l.unit_weight_grams
-            })).collect::<Vec<_>>(),
-            "amount": {"currency_code": money.currency_code, "units": money.units.to_string(), "nanos": money.nanos},
-            "card_token": order.card_token,
-            "address": order.address,
-        });
-        Ok(input.to_string())
+        let input = saga::Input {
+            order_id: &order.order_id,
+            customer_email: &order.customer_email,
+            items: order
+                .lines
+                .iter()
+                .map(|l| saga::Item {
+                    sku: &l.product_id,
+                    quantity: l.quantity,
+                })
+                .collect(),
+            shipment_items: order
+                .lines
+                .iter()
+                .map(|l| saga::ShipmentItem {
+                    sku: &l.product_id,
+                    quantity: l.quantity,
+                    unit_weight_grams: l.unit_weight_grams,
+                })
+                .collect(),
+            amount: saga::Amount {
+                currency_code: money.currency_code,
+                units: money.units.to_string(),
+                nanos: money.nanos,
+            },
+            card_token: &order.card_token,
+            address: &order.address,
+        };
+        serde_json::to_string(&input)
+            .map_err(|e| OrdersError::Corrupt(format!("the saga's input could not be written: {e}")))
+    }
+
+    /// Registers the saga with workflow, once per process (before the first
+    /// start, and by the background starter until it is).
+    pub async fn ensure_saga(&self) -> Result<(), OrdersError> {
+        if self.saga_registered.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut workflow = self.workflow.clone();
+        let version = saga::register(&mut workflow).await.map_err(|status| {
+            OrdersError::WorkflowUnavailable(format!(
+                "registering the saga: {:?}: {}",
+                status.code(),
+                status.message()
+            ))
+        })?;
+        self.saga_registered.store(true, Ordering::Release);
+        tracing::info!(
+            state_machine = saga::NAME,
+            version,
+            "saga registered with workflow"
+        );
+        Ok(())
     }
 
     /// Starts the order's saga (idempotent by the execution name) and notes it.
     pub async fn start_saga(&self, order: &Order) -> Result<(), OrdersError> {
+        self.ensure_saga().await?;
         let input = Self::saga_input(order)?;
         let mut workflow = self.workflow.clone();
         let started = workflow
             .start_execution(StartExecutionRequest {
-                state_machine_name: SAGA.into(),
+                state_machine_name: saga::NAME.into(),
                 execution_name: order.execution_name.clone(),
                 input,
                 state_machine_version: 0,

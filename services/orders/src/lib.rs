@@ -7,6 +7,7 @@ mod api;
 pub mod core;
 pub mod domain;
 pub mod migrations;
+pub mod saga;
 pub mod store;
 
 use std::sync::Arc;

@@ -472,7 +472,7 @@ impl ParseContext<'_> {
         let kind = match type_name {
             "Task" => {
                 let resource = f.get("Resource").and_then(Value::as_str).ok_or_else(|| {
-                    e("needs Resource naming a gRPC method, e.g. \"grpc:ferrymesh.payments.v1.PaymentsService/Charge\"".into())
+                    e("needs Resource naming a gRPC method, e.g. \"grpc:ferrymesh.catalog.v1.CatalogService/GetProduct\"".into())
                 })?;
                 let method = self.methods.resolve(resource).map_err(e)?;
                 let timeout = match f.get("TimeoutSeconds") {

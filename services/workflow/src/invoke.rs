@@ -51,7 +51,7 @@ impl Methods for ContractMethods {
     fn resolve(&self, resource: &str) -> Result<String, String> {
         let Some(name) = resource.strip_prefix("grpc:") else {
             return Err(format!(
-                "Resource {resource:?} must name a gRPC method as \"grpc:package.Service/Method\", e.g. \"grpc:ferrymesh.payments.v1.PaymentsService/Charge\""
+                "Resource {resource:?} must name a gRPC method as \"grpc:package.Service/Method\", e.g. \"grpc:ferrymesh.catalog.v1.CatalogService/GetProduct\""
             ));
         };
         let path = format!("/{name}");
@@ -75,7 +75,7 @@ pub struct GrpcInvoker {
 }
 
 impl GrpcInvoker {
-    /// `endpoints` maps a package (`ferrymesh.payments.v1`) to its address.
+    /// `endpoints` maps a package (`ferrymesh.catalog.v1`) to its address.
     pub fn new(
         pool: DescriptorPool,
         endpoints: &[(String, String)],

@@ -1,7 +1,8 @@
 //! The workflow service: durable state machines in the Amazon States
 //! Language whose Tasks call the mesh's gRPC methods by name, with versioned
-//! definitions, execution history, redrive, drawn graphs, and the built-in
-//! place-order saga.
+//! definitions, execution history, redrive and drawn graphs. It knows no
+//! domain: a service that owns a state machine registers it through
+//! CreateStateMachine.
 
 #![forbid(unsafe_code)]
 
@@ -18,7 +19,6 @@ pub mod lease;
 pub mod listing;
 pub mod migrations;
 pub mod path;
-pub mod saga;
 pub mod store;
 
 use std::sync::Arc;
@@ -48,13 +48,10 @@ pub struct Config {
     #[command(flatten)]
     pub server: kit::ServerArgs,
     /// Where a contract package is served, as PACKAGE=URL, e.g.
-    /// ferrymesh.payments.v1=http://127.0.0.1:50053; repeat for each package
+    /// ferrymesh.catalog.v1=http://127.0.0.1:50051; repeat for each package
     /// a Task may call (in the environment, separate them with `;`).
     #[arg(long = "endpoint", value_name = "PACKAGE=URL", value_parser = parse_endpoint, value_delimiter = ';')]
     pub endpoints: Vec<(String, String)>,
-    /// Do not register the built-in place-order saga.
-    #[arg(long)]
-    pub no_saga: bool,
     /// This replica's name in the executions' leases [default: the host and
     /// the port it serves]; unique among the replicas sharing a database.
     #[arg(long, value_parser = parse_replica)]
@@ -76,7 +73,7 @@ fn parse_replica(text: &str) -> Result<String, String> {
 
 fn parse_endpoint(text: &str) -> Result<(String, String), String> {
     let (package, url) = text.split_once('=').ok_or_else(|| {
-        format!("endpoint `{text}` must be PACKAGE=URL, e.g. ferrymesh.payments.v1=http://127.0.0.1:50053")
+        format!("endpoint `{text}` must be PACKAGE=URL, e.g. ferrymesh.catalog.v1=http://127.0.0.1:50051")
     })?;
     if package.is_empty() || !package.contains('.') {
         return Err(format!("endpoint `{text}` names no package before `=`"));
@@ -111,12 +108,20 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     service_with(db, invoker, &config).await
 }
 
-/// The service over an open, migrated database and a task invoker: publishes
-/// Who may call workflow under mutual TLS: orders, starting, reading and
-/// drawing the place-order saga; the gateway, for the console's operations
+/// Who may call workflow under mutual TLS (a deployment's call table, by
+/// workload name): the service that owns the saga, registering it and
+/// starting, reading and drawing its executions; the gateway, for the console's operations
 /// view, and only for calls that carry the admin token (the gateway checks
 /// it): reading executions and redriving them.
 pub const CALLERS: kit::authz::Callers = &[
+    (
+        "orders",
+        "ferrymesh.workflow.v1.WorkflowService/CreateStateMachine",
+    ),
+    (
+        "orders",
+        "ferrymesh.workflow.v1.WorkflowService/UpdateStateMachine",
+    ),
     ("orders", "ferrymesh.workflow.v1.WorkflowService/StartExecution"),
     (
         "orders",
@@ -150,7 +155,9 @@ pub const CALLERS: kit::authz::Callers = &[
     ),
 ];
 
-/// the saga (unless told not to) and resumes every RUNNING execution.
+/// The service over an open, migrated database and a task invoker: resumes
+/// every RUNNING execution this replica holds and takes its share of the
+/// executions of replicas that went away.
 pub async fn service_with(
     db: kit_store::Db,
     invoker: Arc<dyn engine::Invoker>,
@@ -172,20 +179,6 @@ pub async fn service_with(
         Box::new(move |text| asl::parse(text, parse_methods.as_ref()).map_err(|e| e.to_string())),
     );
     let api = api::WorkflowApi::new(engine.clone(), methods);
-    if !config.no_saga {
-        // A new saga definition becomes a new version; running executions keep theirs.
-        let row = match api
-            .publish(saga::NAME, &saga::definition(), saga::DESCRIPTION, false)
-            .await
-        {
-            Err(api::WorkflowError::NotFound { .. }) => {
-                api.publish(saga::NAME, &saga::definition(), saga::DESCRIPTION, true)
-                    .await?
-            }
-            other => other?,
-        };
-        tracing::info!(state_machine = saga::NAME, version = row.version, "saga ready");
-    }
     let resumed = lease::resume_own(&engine).await?;
     if resumed > 0 {
         tracing::info!(executions = resumed, "resumed running executions");

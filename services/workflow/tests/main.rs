@@ -20,5 +20,6 @@ kit_testing::on_sqlite_and_postgres!(
     a_replica_that_lost_the_lease_records_nothing_and_the_execution_goes_on,
     replicas_starting_together_migrate_one_database_once,
     an_execution_that_failed_where_nothing_planned_it_needs_an_operator,
+    executions_are_grouped_and_found_by_name_error_and_state,
     an_execution_committed_but_never_launched_here_is_taken_up,
 );

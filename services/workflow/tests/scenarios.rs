@@ -489,19 +489,16 @@ pub(crate) async fn history_and_lists_page(wf: &Workflow) {
         .await
         .unwrap_err();
     kit_testing::assert_invalid(&status, "status", "is not an ExecutionStatus");
-    // The saga is registered at start.
-    let saga = wf
+    // The engine brings no state machine of its own: the saga is orders'.
+    let status = wf
         .client()
         .get_state_machine(pb::GetStateMachineRequest {
             name: "place-order".into(),
             version: 0,
         })
         .await
-        .unwrap()
-        .into_inner()
-        .state_machine
-        .unwrap();
-    assert_eq!(saga.version, 1);
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
 }
 
 pub(crate) async fn a_bad_journal_write_does_not_hold_back_the_others(wf: &Workflow) {
@@ -682,23 +679,26 @@ pub(crate) async fn replicas_starting_together_migrate_one_database_once(wf: &Wo
     fresh.cleanup().await;
 }
 
+/// Looks `product` up; the scripted catalog refuses "refused" (a failure
+/// nothing planned) and answers "gone" for "gone" (the planned Fail state).
+fn look_up(product: &str) -> serde_json::Value {
+    json!({
+        "StartAt": "Look up",
+        "States": {
+            "Look up": {"Type": "Task", "Resource": "grpc:ferrymesh.catalog.v1.CatalogService/GetProduct",
+                        "Parameters": {"product_id": product}, "Next": "Gone?"},
+            "Gone?": {"Type": "Choice", "Choices": [
+                {"Variable": "$.product.product_id", "StringEquals": "gone", "Next": "Gone"}],
+                "Default": "Done"},
+            "Gone": {"Type": "Fail", "Error": "ProductGone", "Cause": "planned"},
+            "Done": {"Type": "Succeed"}
+        }
+    })
+}
+
 pub(crate) async fn an_execution_that_failed_where_nothing_planned_it_needs_an_operator(wf: &Workflow) {
-    let definition = |product: &str| {
-        json!({
-            "StartAt": "Look up",
-            "States": {
-                "Look up": {"Type": "Task", "Resource": "grpc:ferrymesh.catalog.v1.CatalogService/GetProduct",
-                            "Parameters": {"product_id": product}, "Next": "Gone?"},
-                "Gone?": {"Type": "Choice", "Choices": [
-                    {"Variable": "$.product.product_id", "StringEquals": "gone", "Next": "Gone"}],
-                    "Default": "Done"},
-                "Gone": {"Type": "Fail", "Error": "ProductGone", "Cause": "planned"},
-                "Done": {"Type": "Succeed"}
-            }
-        })
-    };
-    wf.create("unplanned", &definition("refused")).await.unwrap();
-    wf.create("planned", &definition("gone")).await.unwrap();
+    wf.create("unplanned", &look_up("refused")).await.unwrap();
+    wf.create("planned", &look_up("gone")).await.unwrap();
     wf.start_execution("unplanned", "att-1", json!({})).await.unwrap();
     wf.start_execution("planned", "att-2", json!({})).await.unwrap();
     let unplanned = wf.finished("att-1").await;
@@ -734,72 +734,6 @@ pub(crate) async fn an_execution_that_failed_where_nothing_planned_it_needs_an_o
     assert_eq!(listed(true).await, vec!["att-1".to_string()]);
     assert_eq!(listed(false).await.len(), 2);
 
-    // Two more planned failures: the summary counts them apart from the
-    // one that needs an operator, which comes first.
-    for name in ["att-2b", "att-2c"] {
-        wf.start_execution("planned", name, json!({})).await.unwrap();
-        wf.finished(name).await;
-    }
-    let summary = wf
-        .client()
-        .summarize_executions(pb::SummarizeExecutionsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(summary.total, 4);
-    let groups: Vec<_> = summary
-        .groups
-        .iter()
-        .map(|g| {
-            (
-                g.needs_attention,
-                g.error.as_str(),
-                g.current_state.as_str(),
-                g.count,
-            )
-        })
-        .collect();
-    assert_eq!(
-        groups,
-        vec![
-            (true, "FAILED_PRECONDITION", "Look up", 1),
-            (false, "ProductGone", "Gone", 3)
-        ]
-    );
-    // Found by the start of a name, by error, by state; '_' is no wildcard.
-    let found = |request: pb::ListExecutionsRequest| {
-        let mut client = wf.client();
-        async move {
-            let mut names: Vec<String> = client
-                .list_executions(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .executions
-                .into_iter()
-                .map(|e| e.execution_name)
-                .collect();
-            names.sort();
-            names
-        }
-    };
-    let by = |name_prefix: &str, error: &str, current_state: &str| pb::ListExecutionsRequest {
-        name_prefix: name_prefix.into(),
-        error: error.into(),
-        current_state: current_state.into(),
-        ..Default::default()
-    };
-    assert_eq!(found(by("att-2", "", "")).await, ["att-2", "att-2b", "att-2c"]);
-    assert_eq!(found(by("att-2b", "", "")).await, ["att-2b"]);
-    assert!(found(by("att_", "", "")).await.is_empty());
-    assert_eq!(found(by("", "ProductGone", "")).await.len(), 3);
-    assert_eq!(found(by("att", "", "Look up")).await, ["att-1"]);
-    let refused = wf
-        .client()
-        .list_executions(by("att 1", "", ""))
-        .await
-        .unwrap_err();
-    kit_testing::assert_status(&refused, tonic::Code::InvalidArgument, "name_prefix");
     // Redriven, it no longer waits for anyone (it fails again, and says so again).
     let redriven = wf
         .client()
@@ -875,4 +809,77 @@ pub(crate) async fn an_execution_committed_but_never_launched_here_is_taken_up(w
     // Its own replica finds it not running and takes it up again.
     let ended = wf.finished("orphan-1").await;
     assert_eq!(ended.status, pb::ExecutionStatus::Succeeded as i32, "{ended:?}");
+}
+
+pub(crate) async fn executions_are_grouped_and_found_by_name_error_and_state(wf: &Workflow) {
+    wf.create("unplanned", &look_up("refused")).await.unwrap();
+    wf.create("planned", &look_up("gone")).await.unwrap();
+    wf.start_execution("unplanned", "att-1", json!({})).await.unwrap();
+    wf.finished("att-1").await;
+    // Three planned failures: the summary counts them apart from the one
+    // that needs an operator, which comes first.
+    for name in ["att-2", "att-2b", "att-2c"] {
+        wf.start_execution("planned", name, json!({})).await.unwrap();
+        wf.finished(name).await;
+    }
+    let summary = wf
+        .client()
+        .summarize_executions(pb::SummarizeExecutionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.total, 4);
+    let groups: Vec<_> = summary
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.needs_attention,
+                g.error.as_str(),
+                g.current_state.as_str(),
+                g.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (true, "FAILED_PRECONDITION", "Look up", 1),
+            (false, "ProductGone", "Gone", 3)
+        ]
+    );
+    // Found by the start of a name, by error, by state; '_' is no wildcard.
+    let found = |request: pb::ListExecutionsRequest| {
+        let mut client = wf.client();
+        async move {
+            let mut names: Vec<String> = client
+                .list_executions(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .executions
+                .into_iter()
+                .map(|e| e.execution_name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let by = |name_prefix: &str, error: &str, current_state: &str| pb::ListExecutionsRequest {
+        name_prefix: name_prefix.into(),
+        error: error.into(),
+        current_state: current_state.into(),
+        ..Default::default()
+    };
+    assert_eq!(found(by("att-2", "", "")).await, ["att-2", "att-2b", "att-2c"]);
+    assert_eq!(found(by("att-2b", "", "")).await, ["att-2b"]);
+    assert!(found(by("att_", "", "")).await.is_empty());
+    assert_eq!(found(by("", "ProductGone", "")).await.len(), 3);
+    assert_eq!(found(by("att", "", "Look up")).await, ["att-1"]);
+    let refused = wf
+        .client()
+        .list_executions(by("att 1", "", ""))
+        .await
+        .unwrap_err();
+    kit_testing::assert_status(&refused, tonic::Code::InvalidArgument, "name_prefix");
 }

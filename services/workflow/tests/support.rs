@@ -74,7 +74,6 @@ impl Workflow {
             let config = workflow::Config {
                 server: args.clone(),
                 endpoints: Vec::new(),
-                no_saga: false,
                 replica: None,
                 lease_seconds: 2,
             };

@@ -1,4 +1,7 @@
-//! The place-order saga, a built-in state machine: reserve stock, charge the
+//! The place-order saga, orders' own state machine, run by the generic
+//! workflow engine: orders registers it (CreateStateMachine; a changed
+//! definition becomes a new version, running executions keep theirs) before
+//! it starts the first one, and builds its typed input. Reserve stock, charge the
 //! card (by token), create the shipment, confirm the order, commit the
 //! stock. A failure compensates in reverse (cancel the shipment, refund,
 //! release the stock) and marks the order FAILED with the reason. Before
@@ -12,8 +15,96 @@
 //! because a reservation still held can be released and a committed one
 //! cannot; past the pivot the saga only retries.
 
+use serde::Serialize;
+
+use crate::pb::ferrymesh::workflow::v1::workflow_service_client::WorkflowServiceClient;
+use crate::pb::ferrymesh::workflow::v1::{CreateStateMachineRequest, UpdateStateMachineRequest};
+use kit::client::Upstream;
+use kit_values::PostalAddress;
+
 /// The saga's name.
 pub const NAME: &str = "place-order";
+
+/// The saga's input: what its states read (`$.items` to reserve,
+/// `$.shipment_items` to ship, `$.amount` and `$.card_token` to charge...).
+#[derive(Debug, Serialize)]
+pub struct Input<'a> {
+    /// The order, and the execution's name.
+    pub order_id: &'a str,
+    /// Whose order.
+    pub customer_email: &'a str,
+    /// What Reserve stock holds.
+    pub items: Vec<Item<'a>>,
+    /// What Create shipment sends.
+    pub shipment_items: Vec<ShipmentItem<'a>>,
+    /// What Charge card takes.
+    pub amount: Amount,
+    /// The card, only as a token.
+    pub card_token: &'a str,
+    /// Where it ships.
+    pub address: &'a PostalAddress,
+}
+
+/// A line to reserve.
+#[derive(Debug, Serialize)]
+pub struct Item<'a> {
+    /// The product.
+    pub sku: &'a str,
+    /// How many.
+    pub quantity: i32,
+}
+
+/// A line to ship, with its weight.
+#[derive(Debug, Serialize)]
+pub struct ShipmentItem<'a> {
+    /// The product.
+    pub sku: &'a str,
+    /// How many.
+    pub quantity: i32,
+    /// Grams each.
+    pub unit_weight_grams: i32,
+}
+
+/// Money in the contracts' JSON form (units as a string, as int64 is).
+#[derive(Debug, Serialize)]
+pub struct Amount {
+    /// ISO 4217.
+    pub currency_code: String,
+    /// Whole units.
+    pub units: String,
+    /// Billionths.
+    pub nanos: i32,
+}
+
+/// Registers the saga with workflow: created the first time, published as
+/// a new version when this definition differs from the latest, nothing
+/// when it is the same. Answers the version in force.
+pub async fn register(workflow: &mut WorkflowServiceClient<Upstream>) -> Result<i32, tonic::Status> {
+    let definition = definition();
+    let created = workflow
+        .create_state_machine(CreateStateMachineRequest {
+            name: NAME.into(),
+            definition: definition.clone(),
+            description: DESCRIPTION.into(),
+        })
+        .await;
+    let machine = match created {
+        Ok(answer) => answer.into_inner().state_machine,
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            workflow
+                .update_state_machine(UpdateStateMachineRequest {
+                    name: NAME.into(),
+                    definition,
+                    description: DESCRIPTION.into(),
+                })
+                .await?
+                .into_inner()
+                .state_machine
+        }
+        Err(status) => return Err(status),
+    };
+    Ok(machine.map_or(0, |m| m.version))
+}
 
 /// What the saga is for.
 pub const DESCRIPTION: &str =
