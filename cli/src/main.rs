@@ -10,6 +10,7 @@ mod load;
 mod mesh;
 mod trace_cmd;
 mod up;
+mod up_flags;
 mod up_ready;
 mod workflow_cmd;
 
