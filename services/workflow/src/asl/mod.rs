@@ -325,7 +325,6 @@ fn collect_raised(map: &Map<String, Value>, out: &mut BTreeSet<String>) {
     }
 }
 
-
 /// Checks the transitions of one machine: targets exist, every state is
 /// reachable from StartAt, and some path ends.
 fn check_graph(machine: &Machine, prefix: &str) -> Result<(), DefinitionError> {
