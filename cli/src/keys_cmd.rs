@@ -110,6 +110,28 @@ struct InvoiceArgs {
     month: Option<String>,
 }
 
+/// Flags of `usage`.
+#[derive(Debug, Clone, clap::Args)]
+struct UsageArgs {
+    /// The developer.
+    developer_id: String,
+    /// How many days back, today included.
+    #[arg(long, default_value_t = 7)]
+    days: i64,
+}
+
+/// Flags of `rotate`.
+#[derive(Debug, Clone, clap::Args)]
+struct RotateArgs {
+    /// The key's id.
+    key_id: String,
+    /// The new key's id.
+    new_key_id: String,
+    /// How long the old key keeps working.
+    #[arg(long, default_value = "24h", value_parser = kit::duration::parse_duration)]
+    grace: Duration,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 enum KeysCommand {
     /// Create a usage plan.
@@ -130,23 +152,9 @@ enum KeysCommand {
         key_id: String,
     },
     /// Replace a key; the old one works for the grace period.
-    Rotate {
-        /// The key's id.
-        key_id: String,
-        /// The new key's id.
-        new_key_id: String,
-        /// How long the old key keeps working.
-        #[arg(long, default_value = "24h", value_parser = kit::duration::parse_duration)]
-        grace: Duration,
-    },
+    Rotate(RotateArgs),
     /// A developer's calls per method and day.
-    Usage {
-        /// The developer.
-        developer_id: String,
-        /// How many days back, today included.
-        #[arg(long, default_value_t = 7)]
-        days: i64,
-    },
+    Usage(UsageArgs),
     /// A developer's invoice for a month.
     Invoice(InvoiceArgs),
 }
@@ -324,56 +332,8 @@ async fn execute(args: KeysArgs) -> Result<(), String> {
                 .unwrap_or_default();
             println!("{}", show_key(&key));
         }
-        KeysCommand::Rotate {
-            key_id,
-            new_key_id,
-            grace,
-        } => {
-            let rotated = client
-                .rotate_api_key(admin.request(pb::RotateApiKeyRequest {
-                    key_id,
-                    new_key_id,
-                    grace_period: Some(prost_types::Duration {
-                        seconds: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
-                        nanos: 0,
-                    }),
-                }))
-                .await
-                .map_err(status)?
-                .into_inner();
-            println!("{}", show_key(&rotated.old_key.unwrap_or_default()));
-            println!("{}", show_key(&rotated.new_key.unwrap_or_default()));
-            if !rotated.secret.is_empty() {
-                println!("the new key's secret, shown this once:\n{}", rotated.secret);
-            }
-        }
-        KeysCommand::Usage { developer_id, days } => {
-            let now = kit_values::now_micros();
-            let day = 86_400_000_000;
-            let today = now - now.rem_euclid(day);
-            let usage = client
-                .get_usage(admin.request(pb::GetUsageRequest {
-                    developer_id,
-                    key_id: String::new(),
-                    start_time: Some(kit_values::timestamp(today - (days.clamp(1, 366) - 1) * day)),
-                    end_time: Some(kit_values::timestamp(today + day)),
-                    granularity: pb::UsageGranularity::Day as i32,
-                }))
-                .await
-                .map_err(status)?
-                .into_inner();
-            println!("{:<10}  {:>10}  METHOD", "DAY", "CALLS");
-            for b in &usage.buckets {
-                let start = b.window_start.map_or(0, |t| t.seconds * 1_000_000);
-                println!(
-                    "{:<10}  {:>10}  {}",
-                    &kit_values::rfc3339(start)[..10],
-                    b.count,
-                    b.method
-                );
-            }
-            println!("{:<10}  {:>10}", "total", usage.total);
-        }
+        KeysCommand::Rotate(args) => rotate(&admin, args).await?,
+        KeysCommand::Usage(args) => usage(&admin, args).await?,
         KeysCommand::Invoice(args) => invoice(&admin, args).await?,
     }
     Ok(())
@@ -552,6 +512,67 @@ async fn invoice(admin: &Admin, InvoiceArgs { developer_id, month }: InvoiceArgs
         invoice.billable_calls,
         money(&invoice.total.unwrap_or_default())
     );
+    Ok(())
+}
+
+async fn usage(admin: &Admin, UsageArgs { developer_id, days }: UsageArgs) -> Result<(), String> {
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let mut client = admin.client.clone();
+    let now = kit_values::now_micros();
+    let day = 86_400_000_000;
+    let today = now - now.rem_euclid(day);
+    let usage = client
+        .get_usage(admin.request(pb::GetUsageRequest {
+            developer_id,
+            key_id: String::new(),
+            start_time: Some(kit_values::timestamp(today - (days.clamp(1, 366) - 1) * day)),
+            end_time: Some(kit_values::timestamp(today + day)),
+            granularity: pb::UsageGranularity::Day as i32,
+        }))
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!("{:<10}  {:>10}  METHOD", "DAY", "CALLS");
+    for b in &usage.buckets {
+        let start = b.window_start.map_or(0, |t| t.seconds * 1_000_000);
+        println!(
+            "{:<10}  {:>10}  {}",
+            &kit_values::rfc3339(start)[..10],
+            b.count,
+            b.method
+        );
+    }
+    println!("{:<10}  {:>10}", "total", usage.total);
+    Ok(())
+}
+
+async fn rotate(
+    admin: &Admin,
+    RotateArgs {
+        key_id,
+        new_key_id,
+        grace,
+    }: RotateArgs,
+) -> Result<(), String> {
+    let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
+    let mut client = admin.client.clone();
+    let rotated = client
+        .rotate_api_key(admin.request(pb::RotateApiKeyRequest {
+            key_id,
+            new_key_id,
+            grace_period: Some(prost_types::Duration {
+                seconds: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        }))
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!("{}", show_key(&rotated.old_key.unwrap_or_default()));
+    println!("{}", show_key(&rotated.new_key.unwrap_or_default()));
+    if !rotated.secret.is_empty() {
+        println!("the new key's secret, shown this once:\n{}", rotated.secret);
+    }
     Ok(())
 }
 

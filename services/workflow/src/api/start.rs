@@ -8,39 +8,7 @@ impl WorkflowApi {
         &self,
         request: pb::StartExecutionRequest,
     ) -> Result<execution::Model, WorkflowError> {
-        let mut v = Violations::new();
-        check_name("state_machine_name", &request.state_machine_name, &mut v);
-        check_name("execution_name", &request.execution_name, &mut v);
-        if request.state_machine_version < 0 {
-            v.add(
-                "state_machine_version",
-                "must be 0 (the latest) or a version number",
-            );
-        }
-        let input_text = if request.input.trim().is_empty() {
-            "{}"
-        } else {
-            request.input.as_str()
-        };
-        if input_text.len() > MAX_INPUT_BYTES {
-            v.add(
-                "input",
-                format!("is {} bytes; at most {MAX_INPUT_BYTES}", input_text.len()),
-            );
-        }
-        let input: Option<Value> = match serde_json::from_str::<Value>(input_text) {
-            Ok(value @ Value::Object(_)) => Some(value),
-            Ok(_) => {
-                v.add("input", "must be a JSON object, e.g. {\"order_id\": \"ord-1\"}");
-                None
-            }
-            Err(e) => {
-                v.add("input", format!("is not JSON: {e}"));
-                None
-            }
-        };
-        v.into_result(())?;
-        let input = input.unwrap_or_default();
+        let input = check_start(&request)?;
         let store = self.engine.store();
         let machine_row = store
             .machine(&request.state_machine_name, request.state_machine_version)
@@ -154,18 +122,65 @@ impl WorkflowApi {
             return Ok(row);
         }
         let existing = self.fresh(&request.execution_name).await?;
-        let same_input = serde_json::from_str::<Value>(&existing.input).ok().as_ref() == Some(&input);
-        if existing.state_machine == machine_row.name && same_input {
-            return Ok(existing);
-        }
-        Err(WorkflowError::Exists(format!(
-            "execution {:?} already exists with {}; choose another name",
-            request.execution_name,
-            if existing.state_machine != machine_row.name {
-                format!("state machine {:?}", existing.state_machine)
-            } else {
-                "another input".to_string()
-            }
-        )))
+        same_or_refused(existing, &request.execution_name, &machine_row.name, &input)
     }
+}
+
+/// The request's names, version and input, checked; the input as JSON.
+fn check_start(request: &pb::StartExecutionRequest) -> Result<Value, WorkflowError> {
+    let mut v = Violations::new();
+    check_name("state_machine_name", &request.state_machine_name, &mut v);
+    check_name("execution_name", &request.execution_name, &mut v);
+    if request.state_machine_version < 0 {
+        v.add(
+            "state_machine_version",
+            "must be 0 (the latest) or a version number",
+        );
+    }
+    let input_text = if request.input.trim().is_empty() {
+        "{}"
+    } else {
+        request.input.as_str()
+    };
+    if input_text.len() > MAX_INPUT_BYTES {
+        v.add(
+            "input",
+            format!("is {} bytes; at most {MAX_INPUT_BYTES}", input_text.len()),
+        );
+    }
+    let input: Option<Value> = match serde_json::from_str::<Value>(input_text) {
+        Ok(value @ Value::Object(_)) => Some(value),
+        Ok(_) => {
+            v.add("input", "must be a JSON object, e.g. {\"order_id\": \"ord-1\"}");
+            None
+        }
+        Err(e) => {
+            v.add("input", format!("is not JSON: {e}"));
+            None
+        }
+    };
+    v.into_result(())?;
+    Ok(input.unwrap_or_default())
+}
+
+/// A start that found an execution of that name already: the same one
+/// (same state machine, same input) is answered; anything else is refused.
+fn same_or_refused(
+    existing: execution::Model,
+    name: &str,
+    machine: &str,
+    input: &Value,
+) -> Result<execution::Model, WorkflowError> {
+    let same_input = serde_json::from_str::<Value>(&existing.input).ok().as_ref() == Some(input);
+    if existing.state_machine == machine && same_input {
+        return Ok(existing);
+    }
+    Err(WorkflowError::Exists(format!(
+        "execution {name:?} already exists with {}; choose another name",
+        if existing.state_machine != machine {
+            format!("state machine {:?}", existing.state_machine)
+        } else {
+            "another input".to_string()
+        }
+    )))
 }
