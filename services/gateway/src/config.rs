@@ -291,54 +291,10 @@ pub fn parse(
     };
     let file: File = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
     let mut errors = Vec::new();
-    let public: Vec<MethodPattern> = file
-        .public
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match MethodPattern::parse(p) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(format!("public[{i}]: {e}"));
-                None
-            }
-        })
-        .collect();
-    let anonymous: Vec<MethodPattern> = file
-        .anonymous
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match MethodPattern::parse(p) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(format!("anonymous[{i}]: {e}"));
-                None
-            }
-        })
-        .collect();
-    let operator: Vec<MethodPattern> = file
-        .operator
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match MethodPattern::parse(p) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(format!("operator[{i}]: {e}"));
-                None
-            }
-        })
-        .collect();
-    let unmetered: Vec<MethodPattern> = file
-        .unmetered
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match MethodPattern::parse(p) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(format!("unmetered[{i}]: {e}"));
-                None
-            }
-        })
-        .collect();
+    let public = patterns("public", &file.public, &mut errors);
+    let anonymous = patterns("anonymous", &file.anonymous, &mut errors);
+    let operator = patterns("operator", &file.operator, &mut errors);
+    let unmetered = patterns("unmetered", &file.unmetered, &mut errors);
     let (anonymous_rate, anonymous_burst) = bucket_settings(
         "anonymous",
         file.limits.anonymous_rate,
@@ -394,85 +350,9 @@ pub fn parse(
             ));
             continue;
         }
-        let mut routes = HashMap::new();
-        for (package, url) in &stage.routes {
-            if MethodPattern::parse(&format!("{package}.*")).is_err() {
-                errors.push(format!("stages.{name}.routes: {package:?} is not a package name"));
-                continue;
-            }
-            match upstreams(url) {
-                Ok(u) => {
-                    routes.insert(package.clone(), u);
-                }
-                Err(e) => errors.push(format!("stages.{name}.routes.{package:?}: {e}")),
-            }
-        }
-        let mut variables = Vec::new();
-        for (var, value) in &stage.variables {
-            let header = HeaderName::from_bytes(format!("x-stage-var-{var}").as_bytes());
-            let value = HeaderValue::from_str(value);
-            match (header, value) {
-                (Ok(h), Ok(v)) if !var.is_empty() && var.len() <= 64 => variables.push((h, v)),
-                _ => errors.push(format!(
-                    "stages.{name}.variables.{var}: names are lowercase letters, digits and '-', values printable ASCII"
-                )),
-            }
-        }
-        let mut stage_canaries = HashMap::new();
-        for (i, c) in stage.canaries.iter().enumerate() {
-            let field = format!("stages.{name}.canaries[{i}]");
-            if !routes.contains_key(&c.package) {
-                errors.push(format!(
-                    "{field}.package: {:?} has no route in this stage to be the canary of",
-                    c.package
-                ));
-                continue;
-            }
-            if !(c.percent.is_finite() && (0.0..=100.0).contains(&c.percent)) {
-                errors.push(format!("{field}.percent: must be 0 to 100, got {}", c.percent));
-                continue;
-            }
-            if !(c.max_error_rate.is_finite() && (0.0..=1.0).contains(&c.max_error_rate)) {
-                errors.push(format!(
-                    "{field}.max_error_rate: must be 0 to 1, got {}",
-                    c.max_error_rate
-                ));
-                continue;
-            }
-            let window = duration(
-                &format!("{field}.window"),
-                Some(&c.window),
-                Duration::from_secs(30),
-                &mut errors,
-            );
-            let upstream = match upstreams(&c.upstream) {
-                Ok(u) => u,
-                Err(e) => {
-                    errors.push(format!("{field}.upstream: {e}"));
-                    continue;
-                }
-            };
-            let canary = canaries.canary(
-                name,
-                &c.package,
-                upstream,
-                c.percent,
-                c.max_error_rate,
-                window,
-                c.min_calls.max(1),
-            );
-            stage_canaries.insert(c.package.clone(), canary);
-        }
         stages.insert(
             name.clone(),
-            Stage {
-                // Checked above: lowercase letters, digits and '-'.
-                header: HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("")),
-                name: name.as_str().into(),
-                routes,
-                variables,
-                canaries: stage_canaries,
-            },
+            build_stage(name, stage, upstreams, canaries, &mut errors),
         );
     }
     if !stages.contains_key(&file.default_stage) {
@@ -498,6 +378,108 @@ pub fn parse(
         limits,
         stages,
     })
+}
+
+/// The method patterns of a list, each bad one named with its index.
+fn patterns(field: &str, items: &[String], errors: &mut Vec<String>) -> Vec<MethodPattern> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match MethodPattern::parse(p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("{field}[{i}]: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// One stage: its routes, variables and canaries, each problem named.
+fn build_stage(
+    name: &str,
+    stage: &StageFile,
+    upstreams: &mut dyn FnMut(&str) -> Result<Arc<Upstream>, String>,
+    canaries: &CanaryRegistry,
+    errors: &mut Vec<String>,
+) -> Stage {
+    let mut routes = HashMap::new();
+    for (package, url) in &stage.routes {
+        if MethodPattern::parse(&format!("{package}.*")).is_err() {
+            errors.push(format!("stages.{name}.routes: {package:?} is not a package name"));
+            continue;
+        }
+        match upstreams(url) {
+            Ok(u) => {
+                routes.insert(package.clone(), u);
+            }
+            Err(e) => errors.push(format!("stages.{name}.routes.{package:?}: {e}")),
+        }
+    }
+    let mut variables = Vec::new();
+    for (var, value) in &stage.variables {
+        let header = HeaderName::from_bytes(format!("x-stage-var-{var}").as_bytes());
+        let value = HeaderValue::from_str(value);
+        match (header, value) {
+            (Ok(h), Ok(v)) if !var.is_empty() && var.len() <= 64 => variables.push((h, v)),
+            _ => errors.push(format!(
+                "stages.{name}.variables.{var}: names are lowercase letters, digits and '-', values printable ASCII"
+            )),
+        }
+    }
+    let mut stage_canaries = HashMap::new();
+    for (i, c) in stage.canaries.iter().enumerate() {
+        let field = format!("stages.{name}.canaries[{i}]");
+        if !routes.contains_key(&c.package) {
+            errors.push(format!(
+                "{field}.package: {:?} has no route in this stage to be the canary of",
+                c.package
+            ));
+            continue;
+        }
+        if !(c.percent.is_finite() && (0.0..=100.0).contains(&c.percent)) {
+            errors.push(format!("{field}.percent: must be 0 to 100, got {}", c.percent));
+            continue;
+        }
+        if !(c.max_error_rate.is_finite() && (0.0..=1.0).contains(&c.max_error_rate)) {
+            errors.push(format!(
+                "{field}.max_error_rate: must be 0 to 1, got {}",
+                c.max_error_rate
+            ));
+            continue;
+        }
+        let window = duration(
+            &format!("{field}.window"),
+            Some(&c.window),
+            Duration::from_secs(30),
+            errors,
+        );
+        let upstream = match upstreams(&c.upstream) {
+            Ok(u) => u,
+            Err(e) => {
+                errors.push(format!("{field}.upstream: {e}"));
+                continue;
+            }
+        };
+        let canary = canaries.canary(
+            name,
+            &c.package,
+            upstream,
+            c.percent,
+            c.max_error_rate,
+            window,
+            c.min_calls.max(1),
+        );
+        stage_canaries.insert(c.package.clone(), canary);
+    }
+    Stage {
+        // Checked above: lowercase letters, digits and '-'.
+        header: HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("")),
+        name: name.into(),
+        routes,
+        variables,
+        canaries: stage_canaries,
+    }
 }
 
 pub use crate::local_mesh::{OPERATOR_METHODS, PUBLIC_METHODS, local_mesh};
