@@ -98,9 +98,14 @@ fn variables_read(service: &str) -> BTreeSet<String> {
         .map(str::to_string)
         .collect();
     assert!(read.len() > 10, "no variables in {service} --help:\n{help}");
-    let kit = root().join("services/kit/src");
-    for file in std::fs::read_dir(kit).unwrap() {
-        let source = std::fs::read_to_string(file.unwrap().path()).unwrap();
+    // Every file of the kit, its modules' folders too.
+    let mut paths = vec![root().join("services/kit/src")];
+    while let Some(path) = paths.pop() {
+        if path.is_dir() {
+            paths.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
         for word in source.split(|c: char| !(c.is_ascii_uppercase() || c == '_')) {
             if word.starts_with("OTEL_") && word.len() > 5 {
                 read.insert(word.to_string());
