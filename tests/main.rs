@@ -27,6 +27,7 @@ mod saga;
 mod saga_outage;
 mod security;
 mod security_abuse;
+mod shape;
 mod shutdown;
 mod support;
 mod tracing_export;

@@ -150,26 +150,29 @@ pub(crate) fn mesh(urls: &Urls, port_offset: u16, certs: &std::path::Path) -> Re
     let url = |given: &Option<String>, port: u16| {
         given
             .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", port + port_offset))
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", port.saturating_add(port_offset)))
     };
     let connect = |address: String| crate::mesh::connect_lazy(&address, certs);
     Ok(Mesh {
-        orders: opb::orders_service_client::OrdersServiceClient::new(connect(url(&urls.orders, 50055))?),
+        orders: opb::orders_service_client::OrdersServiceClient::new(connect(url(
+            &urls.orders,
+            orders::DEFAULT_PORT,
+        ))?),
         workflow: wpb::workflow_service_client::WorkflowServiceClient::new(connect(url(
             &urls.workflow,
-            50056,
+            workflow::DEFAULT_PORT,
         ))?),
         inventory: ipb::inventory_service_client::InventoryServiceClient::new(connect(url(
             &urls.inventory,
-            50052,
+            inventory::DEFAULT_PORT,
         ))?),
         payments: ppb::payments_service_client::PaymentsServiceClient::new(connect(url(
             &urls.payments,
-            50053,
+            payments::DEFAULT_PORT,
         ))?),
         shipping: spb::shipping_service_client::ShippingServiceClient::new(connect(url(
             &urls.shipping,
-            50054,
+            shipping::DEFAULT_PORT,
         ))?),
     })
 }

@@ -11,6 +11,7 @@ mod mesh;
 mod trace_cmd;
 mod up;
 mod up_flags;
+mod up_process;
 mod up_ready;
 mod workflow_cmd;
 
@@ -145,7 +146,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { service, args } => {
-            up::follow_parent();
+            up_process::follow_parent();
             mesh::serve(&service, args)
         }
         Command::Up(args) => in_runtime(up::run(args)),

@@ -3,6 +3,19 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+/// What a service is to the rest of the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Behind the gateway: mutual TLS under `up --tls`, traced, its metrics
+    /// scraped by the console.
+    Backend,
+    /// The way in: its clients connect plaintext; `up` writes its routes
+    /// and gives it the console's targets. Started last.
+    Gateway,
+    /// Takes OTLP plaintext, as collectors do; its own spans are not traced.
+    TraceSink,
+}
+
 /// One service of the mesh.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MeshService {
@@ -10,6 +23,8 @@ pub(crate) struct MeshService {
     pub(crate) name: &'static str,
     /// Its default port.
     pub(crate) port: u16,
+    /// What it is to the others.
+    pub(crate) role: Role,
     /// Whether it keeps a database.
     pub(crate) has_database: bool,
     /// The services it calls: (its flag naming the address, the service).
@@ -22,6 +37,7 @@ const fn service(name: &'static str, port: u16, run: fn(Vec<OsString>) -> ExitCo
     MeshService {
         name,
         port,
+        role: Role::Backend,
         has_database: true,
         calls: &[],
         run,
@@ -71,6 +87,7 @@ pub(crate) const SERVICES: &[MeshService] = &[
     }),
     // Last: it is the way in, so it opens when everything behind it serves.
     MeshService {
+        role: Role::Gateway,
         has_database: false,
         calls: &[("--apikeys-url", "apikeys")],
         ..service("gateway", gateway::DEFAULT_PORT, gateway::main)
@@ -79,11 +96,29 @@ pub(crate) const SERVICES: &[MeshService] = &[
 
 /// The trace sink `up --trace-sink` starts first, so it takes the first spans.
 pub(crate) const TRACE_SINK: MeshService = MeshService {
+    role: Role::TraceSink,
     has_database: false,
     ..service("tracesink", tracesink::DEFAULT_PORT, |argv| {
         kit::server::main::<tracesink::Config, _, _>(argv, tracesink::service)
     })
 };
+
+impl MeshService {
+    /// Whether it answers only mutual TLS under `up --tls`.
+    pub(crate) fn serves_mesh_tls(&self) -> bool {
+        self.role == Role::Backend
+    }
+
+    /// Whether its telemetry is exported (the sink's own is not).
+    pub(crate) fn traced(&self) -> bool {
+        self.role != Role::TraceSink
+    }
+
+    /// Whether the console scrapes its metrics.
+    pub(crate) fn scraped(&self) -> bool {
+        self.role != Role::TraceSink
+    }
+}
 
 /// Where a service serves its metrics, given its gRPC port: the port + 1000.
 pub(crate) fn admin_port(port: u16) -> Option<u16> {

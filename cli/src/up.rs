@@ -2,22 +2,20 @@
 //! prefixed, stopped together.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::UpArgs;
-use crate::mesh::{MeshService, SERVICES};
-use crate::up_flags::{export_environment, serves_mesh_tls, tls_flags, upstream_flags};
+use crate::mesh::{MeshService, Role, SERVICES};
+use crate::up_flags::{export_environment, tls_flags, upstream_flags};
+use crate::up_process::{Spawn, stop, supervise};
 
 struct Started {
     service: MeshService,
@@ -26,214 +24,52 @@ struct Started {
     spec: Spawn,
 }
 
+/// Each service and the address it gets.
+type Plan = Vec<(MeshService, SocketAddr)>;
+
 pub(crate) async fn run(args: UpArgs) -> ExitCode {
+    match start(&args).await {
+        Ok(started) => supervise_until_signal(started).await,
+        Err(error) => {
+            eprintln!("ferrymesh: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts every service and waits until each is SERVING; on a failure,
+/// stops what started.
+async fn start(args: &UpArgs) -> Result<Vec<Started>, String> {
     let sink = args.trace_sink.then_some(&crate::mesh::TRACE_SINK);
-    let plan: Vec<(MeshService, SocketAddr)> = sink
+    let plan: Plan = sink
         .into_iter()
         .chain(SERVICES.iter())
         .map(|s| {
-            (
-                *s,
-                SocketAddr::from((Ipv4Addr::LOCALHOST, s.port.saturating_add(args.port_offset))),
-            )
+            let port = s.port.saturating_add(args.port_offset);
+            (*s, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         })
         .collect();
-
-    // Check every port first, so a clash is reported before anything starts.
-    // Each service's metrics are on its port + 1000.
-    let taken: Vec<String> = plan
-        .iter()
-        .flat_map(|(s, addr)| {
-            let admin = crate::mesh::admin_port(addr.port()).map(|p| SocketAddr::new(addr.ip(), p));
-            std::iter::once((s, *addr)).chain(admin.map(|a| (s, a)))
-        })
-        .filter(|(_, addr)| TcpListener::bind(addr).is_err())
-        .map(|(s, addr)| format!("{} needs {addr}", s.name))
-        .collect();
-    if !taken.is_empty() {
-        eprintln!(
-            "ferrymesh: port taken: {}. Stop whatever listens there, or pass --port-offset N.",
-            taken.join("; ")
-        );
-        return ExitCode::FAILURE;
-    }
-    if let Err(error) = std::fs::create_dir_all(&args.data_dir) {
-        eprintln!(
-            "ferrymesh: cannot create data directory {}: {error}",
-            args.data_dir.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let databases = match crate::up_ready::postgres_databases(&args, &plan).await {
-        Ok(databases) => databases,
-        Err(error) => {
-            eprintln!("ferrymesh: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(error) => {
-            eprintln!("ferrymesh: cannot find its own executable: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let certs = args.data_dir.join("certs");
-    if args.tls
-        && let Err(error) = crate::certs_cmd::init_default(&certs)
-    {
-        eprintln!("ferrymesh: cannot make the mesh's certificates: {error}");
-        return ExitCode::FAILURE;
-    }
-    let scheme = if args.tls { "https" } else { "http" };
-
-    // The gateway's routes point at this mesh's ports, so its file is
-    // written afresh each time, unless one was passed.
-    let gateway_config = args.data_dir.join("gateway.toml");
-    let own_config = args
-        .pass
-        .iter()
-        .any(|(s, f)| s == "gateway" && f.starts_with("--config"));
-    if !own_config {
-        let addresses: Vec<(&str, String)> = crate::mesh::GATEWAY_ROUTES
-            .iter()
-            .filter_map(|(package, service)| {
-                let (_, addr) = plan.iter().find(|(s, _)| s.name == *service)?;
-                Some((*package, format!("{scheme}://{addr}")))
-            })
-            .collect();
-        if let Err(error) = std::fs::write(&gateway_config, gateway::config::local_mesh(&addresses)) {
-            eprintln!(
-                "ferrymesh: cannot write the gateway's configuration {}: {error}",
-                gateway_config.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    }
-
-    // Every service's output also goes to DATA_DIR/logs/NAME.log, begun
-    // afresh by each `up`, for the console's search by correlation id.
-    let logs_dir = args.data_dir.join("logs");
-    if let Err(error) = std::fs::create_dir_all(&logs_dir) {
-        eprintln!("ferrymesh: cannot create {}: {error}", logs_dir.display());
-        return ExitCode::FAILURE;
-    }
-    for (service, _) in &plan {
-        let _ = std::fs::remove_file(logs_dir.join(format!("{}.log", service.name)));
-    }
-    let exports = export_environment(&args, &plan);
-    // The audit's report port, bound before anything starts.
-    let audit_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9190u16.saturating_add(args.port_offset)));
-    let audit_listener = match args.audit_every {
-        None => None,
-        Some(_) => match crate::audit_serve::bind_in_up(audit_addr).await {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                eprintln!("ferrymesh: {error}; pass --port-offset N");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
+    check_ports(&plan)?;
+    let setup = Setup::prepare(args, &plan).await?;
     let mut started: Vec<Started> = Vec::new();
     for (service, addr) in &plan {
-        let own = (service.name == "gateway" && !own_config)
-            .then(|| format!("--config={}", gateway_config.display()));
-        // The console's operations view: every service's admin port, and the logs.
-        let console: Vec<String> = if service.name == "gateway" {
-            plan.iter()
-                .filter(|(s, _)| s.name != "tracesink")
-                .map(|(s, addr)| {
-                    let admin = std::net::SocketAddr::new(addr.ip(), addr.port().saturating_add(1000));
-                    format!("--metrics-target={}=http://{admin}/metrics", s.name)
-                })
-                .chain([format!("--logs-dir={}", logs_dir.display())])
-                .chain(
-                    audit_listener
-                        .as_ref()
-                        .map(|_| format!("--audit-url=http://{audit_addr}")),
-                )
-                .collect()
-        } else {
-            Vec::new()
-        };
-        // The sink passes spans on to the collector; its own are not traced.
-        let forward = match (service.name, &args.otlp_endpoint) {
-            ("tracesink", Some(url)) => Some(format!("--forward={url}")),
-            _ => None,
-        };
-        let spec = Spawn {
-            exe: exe.clone(),
-            service: *service,
-            addr: *addr,
-            data_dir: args.data_dir.clone(),
-            log_format: match args.log_format {
-                kit::LogFormat::Human => "human",
-                kit::LogFormat::Json => "json",
-            },
-            environment: if service.name == "tracesink" {
-                Vec::new()
-            } else {
-                exports.clone()
-            },
-            upstreams: upstream_flags(service, &plan, scheme)
-                .into_iter()
-                .chain(
-                    databases
-                        .get(service.name)
-                        .map(|url| format!("--database-url={url}")),
-                )
-                .chain(tls_flags(args.tls, &certs, service.name))
-                .chain(own)
-                .chain(console)
-                .chain(forward)
-                .chain(
-                    args.pass
-                        .iter()
-                        .filter(|(s, _)| s == service.name)
-                        .map(|(_, f)| f.clone()),
-                )
-                .collect(),
-        };
-        let child = match spec.spawn() {
-            Ok(child) => child,
+        let spec = setup.spawn_spec(args, &plan, service, *addr);
+        match spec.spawn() {
+            Ok(child) => started.push(Started {
+                service: *service,
+                addr: *addr,
+                child,
+                spec,
+            }),
             Err(error) => {
-                eprintln!("ferrymesh: cannot start {}: {error}", service.name);
                 stop_all(started).await;
-                return ExitCode::FAILURE;
-            }
-        };
-        started.push(Started {
-            service: *service,
-            addr: *addr,
-            child,
-            spec,
-        });
-    }
-
-    let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
-    // Under --tls the services answer health over TLS only; `up` asks as the operator.
-    let operator = match args.tls {
-        false => None,
-        true => match kit::tls::MeshTls::load(kit::tls::TlsArgs::from_dir(&certs, kit::authz::OPERATOR)) {
-            Ok(tls) => Some(std::sync::Arc::new(tls)),
-            Err(error) => {
-                eprintln!("ferrymesh: {error}");
-                stop_all(started).await;
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    for s in &mut started {
-        let tls = operator.as_ref().filter(|_| serves_mesh_tls(s.service.name));
-        match wait_serving(s, deadline, tls).await {
-            Ok(()) => {}
-            Err(reason) => {
-                eprintln!("ferrymesh: {} did not become SERVING: {reason}", s.service.name);
-                stop_all(started).await;
-                return ExitCode::FAILURE;
+                return Err(format!("cannot start {}: {error}", service.name));
             }
         }
+    }
+    if let Err(error) = wait_all_serving(args, &setup, &mut started).await {
+        stop_all(started).await;
+        return Err(error);
     }
     let ready: Vec<crate::up_ready::Ready> = started
         .iter()
@@ -248,22 +84,180 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
                 .map(str::to_string),
         })
         .collect();
-    crate::up_ready::print(&ready, &args);
-    if let (Some(listener), Some(every)) = (audit_listener, args.audit_every) {
-        let at = |port: u16| {
-            Some(format!(
-                "{scheme}://127.0.0.1:{}",
-                port.saturating_add(args.port_offset)
-            ))
+    crate::up_ready::print(&ready, args);
+    setup.start_audit(args, &plan);
+    Ok(started)
+}
+
+/// Checks every port first, so a clash is reported before anything
+/// starts. Each service's metrics are on its admin port.
+fn check_ports(plan: &Plan) -> Result<(), String> {
+    let taken: Vec<String> = plan
+        .iter()
+        .flat_map(|(s, addr)| {
+            let admin = crate::mesh::admin_port(addr.port()).map(|p| SocketAddr::new(addr.ip(), p));
+            std::iter::once((s, *addr)).chain(admin.map(|a| (s, a)))
+        })
+        .filter(|(_, addr)| TcpListener::bind(addr).is_err())
+        .map(|(s, addr)| format!("{} needs {addr}", s.name))
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "port taken: {}. Stop whatever listens there, or pass --port-offset N.",
+        taken.join("; ")
+    ))
+}
+
+/// What `up` makes before it starts a service, and what every service's
+/// command line is made from.
+struct Setup {
+    exe: std::path::PathBuf,
+    certs: std::path::PathBuf,
+    scheme: &'static str,
+    /// The gateway's configuration `up` wrote, unless one was passed.
+    gateway_config: Option<std::path::PathBuf>,
+    logs_dir: std::path::PathBuf,
+    /// Service name to database URL, with `--postgres`.
+    databases: std::collections::HashMap<&'static str, String>,
+    /// Where telemetry goes (`OTEL_*`).
+    exports: Vec<(String, String)>,
+    /// The audit's report port, bound before anything starts.
+    audit: Option<(tokio::net::TcpListener, SocketAddr)>,
+}
+
+impl Setup {
+    async fn prepare(args: &UpArgs, plan: &Plan) -> Result<Setup, String> {
+        std::fs::create_dir_all(&args.data_dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", args.data_dir.display()))?;
+        let databases = crate::up_ready::postgres_databases(args, plan).await?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find its own executable: {e}"))?;
+        let certs = args.data_dir.join("certs");
+        if args.tls {
+            crate::certs_cmd::init_default(&certs)
+                .map_err(|e| format!("cannot make the mesh's certificates: {e}"))?;
+        }
+        let scheme = if args.tls { "https" } else { "http" };
+        let gateway_config = write_gateway_config(args, plan, scheme)?;
+        // Every service's output also goes to DATA_DIR/logs/NAME.log, begun
+        // afresh by each `up`, for the console's search by correlation id.
+        let logs_dir = args.data_dir.join("logs");
+        std::fs::create_dir_all(&logs_dir)
+            .map_err(|e| format!("cannot create {}: {e}", logs_dir.display()))?;
+        for (service, _) in plan {
+            let _ = std::fs::remove_file(logs_dir.join(format!("{}.log", service.name)));
+        }
+        let audit = match args.audit_every {
+            None => None,
+            Some(_) => {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9190u16.saturating_add(args.port_offset)));
+                let listener = crate::audit_serve::bind_in_up(addr)
+                    .await
+                    .map_err(|e| format!("{e}; pass --port-offset N"))?;
+                Some((listener, addr))
+            }
+        };
+        Ok(Setup {
+            exe,
+            certs,
+            scheme,
+            gateway_config,
+            logs_dir,
+            databases,
+            exports: export_environment(args, plan),
+            audit,
+        })
+    }
+
+    /// One service's command line and environment.
+    fn spawn_spec(&self, args: &UpArgs, plan: &Plan, service: &MeshService, addr: SocketAddr) -> Spawn {
+        let gateway = if service.role == Role::Gateway {
+            self.gateway_flags(plan)
+        } else {
+            Vec::new()
+        };
+        // The sink passes spans on to the collector.
+        let forward = match (service.role, &args.otlp_endpoint) {
+            (Role::TraceSink, Some(url)) => Some(format!("--forward={url}")),
+            _ => None,
+        };
+        let flags = upstream_flags(service, plan, self.scheme)
+            .into_iter()
+            .chain(
+                self.databases
+                    .get(service.name)
+                    .map(|url| format!("--database-url={url}")),
+            )
+            .chain(tls_flags(args.tls, &self.certs, service))
+            .chain(gateway)
+            .chain(forward)
+            .chain(
+                args.pass
+                    .iter()
+                    .filter(|(s, _)| s == service.name)
+                    .map(|(_, f)| f.clone()),
+            )
+            .collect();
+        Spawn {
+            exe: self.exe.clone(),
+            service: *service,
+            addr,
+            data_dir: args.data_dir.clone(),
+            log_format: match args.log_format {
+                kit::LogFormat::Human => "human",
+                kit::LogFormat::Json => "json",
+            },
+            environment: if service.traced() {
+                self.exports.clone()
+            } else {
+                Vec::new()
+            },
+            upstreams: flags,
+        }
+    }
+
+    /// The gateway's configuration, and the console's operations view:
+    /// every scraped service's admin port, the logs, the audit.
+    fn gateway_flags(&self, plan: &Plan) -> Vec<String> {
+        let config = self
+            .gateway_config
+            .as_ref()
+            .map(|path| format!("--config={}", path.display()));
+        let metrics = plan.iter().filter(|(s, _)| s.scraped()).filter_map(|(s, addr)| {
+            let admin = SocketAddr::new(addr.ip(), crate::mesh::admin_port(addr.port())?);
+            Some(format!("--metrics-target={}=http://{admin}/metrics", s.name))
+        });
+        config
+            .into_iter()
+            .chain(metrics)
+            .chain([format!("--logs-dir={}", self.logs_dir.display())])
+            .chain(
+                self.audit
+                    .as_ref()
+                    .map(|(_, addr)| format!("--audit-url=http://{addr}")),
+            )
+            .collect()
+    }
+
+    /// With `--audit-every`, the audit runs in `up` and serves its report.
+    fn start_audit(self, args: &UpArgs, plan: &Plan) {
+        let (Some((listener, audit_addr)), Some(every)) = (self.audit, args.audit_every) else {
+            return;
+        };
+        let at = |name: &str| {
+            plan.iter()
+                .find(|(s, _)| s.name == name)
+                .map(|(_, addr)| format!("{}://{addr}", self.scheme))
         };
         let urls = crate::audit_cmd::Urls {
-            orders: at(50055),
-            workflow: at(50056),
-            inventory: at(50052),
-            payments: at(50053),
-            shipping: at(50054),
+            orders: at("orders"),
+            workflow: at("workflow"),
+            inventory: at("inventory"),
+            payments: at("payments"),
+            shipping: at("shipping"),
         };
-        match crate::audit_cmd::mesh(&urls, args.port_offset, &certs) {
+        match crate::audit_cmd::mesh(&urls, args.port_offset, &self.certs) {
             Ok(mesh) => {
                 crate::audit_serve::start_in_up(listener, mesh, every);
                 println!(
@@ -273,8 +267,60 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
             Err(error) => eprintln!("ferrymesh: the audit cannot start: {error}"),
         }
     }
+}
 
-    // From here a service that dies is started again, as Kubernetes would.
+/// The gateway's routes point at this mesh's ports, so its file is written
+/// afresh each time, unless one was passed. Where it is.
+fn write_gateway_config(
+    args: &UpArgs,
+    plan: &Plan,
+    scheme: &str,
+) -> Result<Option<std::path::PathBuf>, String> {
+    let own_config = args
+        .pass
+        .iter()
+        .any(|(s, f)| s == "gateway" && f.starts_with("--config"));
+    if own_config {
+        return Ok(None);
+    }
+    let path = args.data_dir.join("gateway.toml");
+    let addresses: Vec<(&str, String)> = crate::mesh::GATEWAY_ROUTES
+        .iter()
+        .filter_map(|(package, service)| {
+            let (_, addr) = plan.iter().find(|(s, _)| s.name == *service)?;
+            Some((*package, format!("{scheme}://{addr}")))
+        })
+        .collect();
+    std::fs::write(&path, gateway::config::local_mesh(&addresses))
+        .map_err(|e| format!("cannot write the gateway's configuration {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// Waits until every service answers SERVING. Under --tls the services
+/// answer health over TLS only; `up` asks as the operator.
+async fn wait_all_serving(args: &UpArgs, setup: &Setup, started: &mut [Started]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(args.ready_timeout);
+    let operator = match args.tls {
+        false => None,
+        true => {
+            let files = kit::tls::TlsArgs::from_dir(&setup.certs, kit::authz::OPERATOR);
+            Some(Arc::new(
+                kit::tls::MeshTls::load(files).map_err(|e| e.to_string())?,
+            ))
+        }
+    };
+    for s in started {
+        let tls = operator.as_ref().filter(|_| s.service.serves_mesh_tls());
+        wait_serving(s, deadline, tls)
+            .await
+            .map_err(|reason| format!("{} did not become SERVING: {reason}", s.service.name))?;
+    }
+    Ok(())
+}
+
+/// From here a service that dies is started again, as Kubernetes would;
+/// Ctrl-C (or SIGTERM) stops them all, the gateway first.
+async fn supervise_until_signal(started: Vec<Started>) -> ExitCode {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let supervisors: Vec<_> = started
         .into_iter()
@@ -292,208 +338,6 @@ pub(crate) async fn run(args: UpArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// How to start one service's process, again if it dies.
-struct Spawn {
-    exe: std::path::PathBuf,
-    service: MeshService,
-    addr: SocketAddr,
-    data_dir: std::path::PathBuf,
-    log_format: &'static str,
-    upstreams: Vec<String>,
-    /// Where telemetry goes (`OTEL_*`).
-    environment: Vec<(String, String)>,
-}
-
-impl Spawn {
-    fn spawn(&self) -> std::io::Result<Child> {
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("serve")
-            .arg(self.service.name)
-            .arg("--listen")
-            .arg(self.addr.to_string())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--log-format")
-            .arg(self.log_format)
-            .args(&self.upstreams)
-            .envs(self.environment.iter().map(|(k, v)| (k, v)))
-            // The service stops itself if `up` dies without stopping it.
-            .env(UP_PID, std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Own process group: Ctrl-C reaches `up` alone, which then stops
-            // the services in order instead of all at once.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(
-                self.data_dir
-                    .join("logs")
-                    .join(format!("{}.log", self.service.name)),
-            )
-            .ok()
-            .map(|f| Arc::new(std::sync::Mutex::new(f)));
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(prefix_lines(self.service.name, out, log.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(prefix_lines(self.service.name, err, log));
-        }
-        eprintln!(
-            "ferrymesh: started {} (pid {})",
-            self.service.name,
-            child.id().unwrap_or_default()
-        );
-        Ok(child)
-    }
-}
-
-/// Names the `up` process a service was started by, so it can follow it.
-pub(crate) const UP_PID: &str = "FERRYMESH_UP_PID";
-
-/// In a service started by `up`: asks the kernel for SIGTERM when `up`
-/// dies (even by SIGKILL), so no service outlives the mesh it belongs to.
-/// Exits at once if `up` is already gone. (The kernel watches the thread
-/// that spawned the child; `up` spawns from its Tokio workers, which live
-/// as long as `up` does.)
-pub(crate) fn follow_parent() {
-    let Some(up) = std::env::var(UP_PID).ok().and_then(|p| p.parse::<i32>().ok()) else {
-        return;
-    };
-    #[cfg(target_os = "linux")]
-    if let Err(error) = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM) {
-        eprintln!("ferrymesh: cannot follow `up` (pid {up}): {error}");
-    }
-    // `up` may have died before the request above took effect.
-    if nix::unistd::getppid().as_raw() != up {
-        eprintln!("ferrymesh: `up` (pid {up}) is gone; not starting");
-        std::process::exit(1);
-    }
-}
-
-/// Longest pause before restarting a service that keeps dying.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A service that ran this long before dying starts again at once-ish.
-const STABLE_AFTER: Duration = Duration::from_secs(60);
-
-enum Event {
-    Exited(std::io::Result<std::process::ExitStatus>),
-    Shutdown,
-}
-
-/// Keeps one service running: restarts it with growing pauses (1s, 2s, 4s,
-/// ... 30s; back to 1s after it ran a minute) until shutdown, then stops it.
-/// Whether it stopped cleanly.
-async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch::Receiver<bool>) -> bool {
-    let name = spec.service.name;
-    let mut backoff = Duration::from_secs(1);
-    let mut since = Instant::now();
-    loop {
-        let event = tokio::select! {
-            status = child.wait() => Event::Exited(status),
-            _ = shutdown.changed() => Event::Shutdown,
-        };
-        match event {
-            Event::Shutdown => return stop(name, child).await,
-            Event::Exited(status) => {
-                if *shutdown.borrow() {
-                    return status.map(|s| s.success()).unwrap_or(false);
-                }
-                if since.elapsed() > STABLE_AFTER {
-                    backoff = Duration::from_secs(1);
-                }
-                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                eprintln!(
-                    "ferrymesh: {name} exited ({status}); restarting it in {}s",
-                    backoff.as_secs()
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return false,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                loop {
-                    match spec.spawn() {
-                        Ok(again) => {
-                            child = again;
-                            since = Instant::now();
-                            break;
-                        }
-                        Err(error) => {
-                            eprintln!(
-                                "ferrymesh: cannot restart {name}: {error}; trying again in {}s",
-                                backoff.as_secs()
-                            );
-                            tokio::select! {
-                                () = tokio::time::sleep(backoff) => {}
-                                _ = shutdown.changed() => return false,
-                            }
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// SIGTERM, then wait up to 40 seconds, then SIGKILL. Whether it exited 0.
-async fn stop(name: &str, mut child: Child) -> bool {
-    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    }
-    match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
-        Ok(Ok(status)) if status.success() => true,
-        Ok(Ok(status)) => {
-            eprintln!("ferrymesh: {name} exited with {status}");
-            false
-        }
-        Ok(Err(error)) => {
-            eprintln!("ferrymesh: waiting for {name} failed: {error}");
-            false
-        }
-        Err(_) => {
-            eprintln!("ferrymesh: {name} did not stop in 40s; killing it");
-            let _ = child.kill().await;
-            false
-        }
-    }
-}
-
-/// Copies a child's output to ours, each line prefixed by the service name.
-/// With `log`, each line is also appended there. Bytes that are not UTF-8
-/// pass as replacement characters: stopping at them would leave the child's
-/// pipe unread, and a service writing to a full pipe stalls.
-async fn prefix_lines(
-    name: &'static str,
-    stream: impl AsyncRead + Unpin,
-    log: Option<Arc<std::sync::Mutex<std::fs::File>>>,
-) {
-    use std::io::Write as _;
-    let mut reader = BufReader::new(stream);
-    let mut bytes = Vec::new();
-    loop {
-        bytes.clear();
-        match reader.read_until(b'\n', &mut bytes).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        let line = text.trim_end_matches(['\n', '\r']);
-        eprintln!("{name:>9} | {line}");
-        if let Some(log) = &log
-            && let Ok(mut file) = log.lock()
-        {
-            let _ = writeln!(file, "{line}");
-        }
     }
 }
 

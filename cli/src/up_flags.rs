@@ -13,7 +13,7 @@ use crate::mesh::MeshService;
 pub(crate) fn export_environment(args: &UpArgs, plan: &[(MeshService, SocketAddr)]) -> Vec<(String, String)> {
     let sink = plan
         .iter()
-        .find(|(s, _)| s.name == "tracesink")
+        .find(|(s, _)| s.role == crate::mesh::Role::TraceSink)
         .map(|(_, addr)| format!("http://{addr}"));
     let mut out: Vec<(&str, String)> = Vec::new();
     match (&sink, &args.otlp_endpoint) {
@@ -63,20 +63,14 @@ pub(crate) fn upstream_flags(
     out
 }
 
-/// Whether a service answers only mutual TLS under `up --tls`: not the
-/// gateway, whose clients connect plaintext (its certificate is for its
-/// upstreams), nor the trace sink.
-pub(crate) fn serves_mesh_tls(service: &str) -> bool {
-    service != "gateway" && service != "tracesink"
-}
-
-/// A service's own certificate, key and the CA, under `up --tls`; the trace
-/// sink takes OTLP plaintext, as collectors do by default.
-pub(crate) fn tls_flags(tls: bool, certs: &std::path::Path, service: &str) -> Vec<String> {
-    if !tls || service == "tracesink" {
+/// A service's own certificate, key and the CA, under `up --tls`: the
+/// gateway's is for its upstreams; the trace sink takes OTLP plaintext, as
+/// collectors do by default.
+pub(crate) fn tls_flags(tls: bool, certs: &std::path::Path, service: &MeshService) -> Vec<String> {
+    if !tls || service.role == crate::mesh::Role::TraceSink {
         return Vec::new();
     }
-    let files = kit::tls::TlsArgs::from_dir(certs, service);
+    let files = kit::tls::TlsArgs::from_dir(certs, service.name);
     let path = |p: Option<std::path::PathBuf>| p.unwrap_or_default().display().to_string();
     vec![
         format!("--tls-cert={}", path(files.tls_cert)),

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::asl::{Kind, Machine, transitions};
+use crate::events::EventKind;
 use crate::store::event;
 
 /// What happened in a state.
@@ -91,15 +92,16 @@ pub fn build(machine: &Machine, events: &[event::Model], execution_failed: bool)
         if !names.contains(state) {
             continue;
         }
-        if e.kind.ends_with("StateEntered") {
+        let kind = EventKind::parse(&e.kind);
+        if kind.is_some_and(EventKind::is_state_entered) {
             *entered.entry(state).or_default() += 1;
             order.push(state);
-        } else if e.kind.ends_with("StateExited") {
+        } else if kind.is_some_and(EventKind::is_state_exited) {
             exited.insert(state);
             if e.details.contains("\"caught\"") {
                 caught.insert(state);
             }
-        } else if e.kind == "TaskRetryScheduled" {
+        } else if kind == Some(EventKind::TaskRetryScheduled) {
             *retries.entry(state).or_default() += 1;
         }
     }

@@ -11,6 +11,7 @@ pub mod asl;
 pub mod choice;
 pub mod engine;
 pub mod errors;
+pub mod events;
 pub mod graph;
 pub mod graph_svg;
 pub mod intrinsic;

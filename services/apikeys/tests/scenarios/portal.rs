@@ -150,8 +150,7 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
     };
     let ann = register("ann@example.com").await;
     let bob = register("bob@example.com").await;
-    let ann_key = ann.key.unwrap();
-    let bob_key = bob.key.unwrap();
+    let bob_key = bob.key.clone().unwrap();
 
     // Someone else's key is NOT_FOUND, as a missing one; bob's key still works.
     let status = api
@@ -180,8 +179,22 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    invoices_are_the_callers_own(api, &ann, &bob).await;
+    operators_list_developers_by_page(api).await;
+    let status = api
+        .portal()
+        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &bob.secret))
+        .await;
+    assert!(status.is_ok(), "bob's key is untouched");
+}
 
-    // The invoice of the month, for the caller only; a bad period says what to write.
+/// The invoice of the month, for the caller only; a bad period says what to write.
+async fn invoices_are_the_callers_own(
+    api: &ApiKeys,
+    ann: &pb::RegisterDeveloperResponse,
+    bob: &pb::RegisterDeveloperResponse,
+) {
+    let ann_key = ann.key.as_ref().unwrap();
     api.admin()
         .record_usage(pb::RecordUsageRequest {
             batch_id: "ann-1".into(),
@@ -227,8 +240,10 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
         .await
         .unwrap_err();
     assert_status(&status, Code::InvalidArgument, "YYYY-MM");
+}
 
-    // Operators list developers, a page at a time.
+/// Operators list developers, a page at a time.
+async fn operators_list_developers_by_page(api: &ApiKeys) {
     let mut admin = api.admin();
     let first = admin
         .list_developers(pb::ListDevelopersRequest {
@@ -253,11 +268,6 @@ pub(crate) async fn developers_revoke_their_own_keys_and_read_their_invoice(api:
         first.developers[0].developer_id,
         second.developers[0].developer_id
     );
-    let status = api
-        .portal()
-        .list_my_keys(with_key(pb::ListMyKeysRequest {}, &bob.secret))
-        .await;
-    assert!(status.is_ok(), "bob's key is untouched");
 }
 
 pub(crate) async fn a_developer_cannot_revoke_their_last_usable_key(api: &ApiKeys) {

@@ -39,7 +39,13 @@ pub(crate) async fn usage_and_invoices_count_every_call_once(api: &ApiKeys) {
     other.records.pop();
     let status = api.admin().record_usage(other).await.unwrap_err();
     assert_status(&status, Code::AlreadyExists, "usage batch `batch-1`");
+    usage_reads_back(api, now).await;
+    invoice_weighs_and_prices(api, now).await;
+    bad_usage_input_is_refused(api, now).await;
+}
 
+/// The 49 calls by minute, by key and by day; a range too long is refused.
+async fn usage_reads_back(api: &ApiKeys, now: i64) {
     let usage = |granularity: pb::UsageGranularity, key: &str| {
         let mut admin = api.admin();
         let request = pb::GetUsageRequest {
@@ -81,7 +87,10 @@ pub(crate) async fn usage_and_invoices_count_every_call_once(api: &ApiKeys) {
         .await
         .unwrap_err();
     assert_invalid(&status, "end_time", "at most 1 day");
+}
 
+/// The month's invoice: weights, the free calls, the price.
+async fn invoice_weighs_and_prices(api: &ApiKeys, now: i64) {
     let period = {
         let text = kit_values::rfc3339(now);
         text[..7].to_string()
@@ -113,7 +122,9 @@ pub(crate) async fn usage_and_invoices_count_every_call_once(api: &ApiKeys) {
         (total.currency_code.as_str(), total.units, total.nanos),
         ("USD", 0, 137_500_000)
     );
+}
 
+async fn bad_usage_input_is_refused(api: &ApiKeys, now: i64) {
     let status = api
         .admin()
         .get_invoice(pb::GetInvoiceRequest {

@@ -11,6 +11,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::asl::{self, Methods};
 use crate::engine::{Cursor, Engine};
+use crate::events::EventKind;
 use crate::graph::{self, Progress};
 use crate::pb::ferrymesh::workflow::v1 as pb;
 use crate::pb::ferrymesh::workflow::v1::workflow_service_server::WorkflowService;
@@ -212,7 +213,7 @@ impl WorkflowApi {
     async fn append(
         &self,
         name: &str,
-        kind: &str,
+        kind: EventKind,
         details: Value,
         mut update: Update,
     ) -> Result<Applied, WorkflowError> {
@@ -228,7 +229,7 @@ impl WorkflowApi {
                     id: 0,
                     owner: String::new(),
                     epoch: 0,
-                    kind: kind.to_string(),
+                    kind: kind.as_str().to_string(),
                     micros: now_micros(),
                     state_name: String::new(),
                     details: details.to_string(),
@@ -481,7 +482,7 @@ impl WorkflowService for WorkflowApi {
             };
             self.append(
                 &row.name,
-                "ExecutionAborted",
+                EventKind::ExecutionAborted,
                 json!({"Error": error, "Cause": r.cause}),
                 Update {
                     status: Some(status::ABORTED),
@@ -520,7 +521,7 @@ impl WorkflowService for WorkflowApi {
         let applied = self
             .append(
                 &row.name,
-                "ExecutionRedriven",
+                EventKind::ExecutionRedriven,
                 json!({"state": cursor.state, "redriveCount": row.redrive_count + 1}),
                 Update {
                     status: Some(status::RUNNING),

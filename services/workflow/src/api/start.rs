@@ -68,10 +68,10 @@ impl WorkflowApi {
             epoch: 1,
             attention: String::new(),
         };
-        let event = |id: i64, kind: String, state: &str, details: Value| event::Model {
+        let event = |id: i64, kind: EventKind, state: &str, details: Value| event::Model {
             execution: request.execution_name.clone(),
             id,
-            kind,
+            kind: kind.as_str().to_string(),
             micros: now,
             state_name: state.to_string(),
             details: details.to_string(),
@@ -82,13 +82,13 @@ impl WorkflowApi {
         let events = vec![
             event(
                 1,
-                "ExecutionStarted".into(),
+                EventKind::ExecutionStarted,
                 "",
                 json!({"input": input, "stateMachine": machine_row.name, "version": machine_row.version}),
             ),
             event(
                 2,
-                format!("{}StateEntered", start.kind.type_name()),
+                EventKind::entered(&start.kind),
                 &start.name,
                 json!({"input": input}),
             ),

@@ -76,246 +76,38 @@ impl ParseContext<'_> {
         prefix: &str,
     ) -> Result<State, DefinitionError> {
         let type_name = f.get("Type").and_then(Value::as_str).unwrap_or_default();
-        let allowed: &[&str] = match type_name {
-            "Task" => &[
-                "Resource",
-                "Parameters",
-                "ResultSelector",
-                "ResultPath",
-                "TimeoutSeconds",
-                "Retry",
-                "Catch",
-            ],
-            "Pass" => &["Result", "ResultPath", "Parameters"],
-            "Choice" => &["Choices", "Default"],
-            "Wait" => &["Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
-            "Succeed" => &[],
-            "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
-            "Parallel" => &[
-                "Branches",
-                "Parameters",
-                "ResultSelector",
-                "ResultPath",
-                "Retry",
-                "Catch",
-            ],
-            "Map" => &[
-                "ItemsPath",
-                "ItemSelector",
-                "Parameters",
-                "ItemProcessor",
-                "Iterator",
-                "MaxConcurrency",
-                "ResultSelector",
-                "ResultPath",
-                "Retry",
-                "Catch",
-            ],
-            "" => return Err(at(full, "has no Type")),
-            other => {
-                return Err(at(
-                    full,
-                    format!(
-                        "Type {other:?} is not a state type; use Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map"
-                    ),
-                ));
-            }
-        };
+        let allowed = allowed_fields(type_name).map_err(|problem| at(full, problem))?;
         for key in f.keys() {
             if !COMMON_FIELDS.contains(&key.as_str()) && !allowed.contains(&key.as_str()) {
                 return Err(at(full, format!("{key:?} is not a field of a {type_name} state")));
             }
         }
+        let fields = Fields { f, full };
         let e = |problem: String| at(full, problem);
-        let terminal_type = matches!(type_name, "Succeed" | "Fail" | "Choice");
-        let next = match (f.get("Next"), f.get("End")) {
-            _ if terminal_type => {
-                if f.contains_key("Next") || f.contains_key("End") {
-                    return Err(e(format!("a {type_name} state takes neither Next nor End")));
-                }
-                None
-            }
-            (Some(Value::String(next)), None) => Some(next.clone()),
-            (None, Some(Value::Bool(true))) => None,
-            (Some(_), Some(_)) => return Err(e("has both Next and End; keep one".into())),
-            _ => return Err(e("needs Next (a state name) or \"End\": true".into())),
-        };
+        let next = fields.next(type_name)?;
         let input_path = DataPath::parse(f.get("InputPath")).map_err(|p| e(format!("InputPath {p}")))?;
         let output_path = DataPath::parse(f.get("OutputPath")).map_err(|p| e(format!("OutputPath {p}")))?;
         if matches!(type_name, "Fail") && (f.contains_key("InputPath") || f.contains_key("OutputPath")) {
             return Err(e("a Fail state takes no InputPath or OutputPath".into()));
         }
-        let template = |key: &str| -> Result<Option<Template>, DefinitionError> {
-            f.get(key)
-                .map(|v| Template::parse(v).map_err(|p| e(format!("{key}: {p}"))))
-                .transpose()
-        };
+        let nested = |suffix: &str| format!("{prefix}{name}/{suffix}");
         let kind = match type_name {
-            "Task" => {
-                let resource = f.get("Resource").and_then(Value::as_str).ok_or_else(|| {
-                    e("needs Resource naming a gRPC method, e.g. \"grpc:ferrymesh.catalog.v1.CatalogService/GetProduct\"".into())
-                })?;
-                let method = self.methods.resolve(resource).map_err(e)?;
-                let timeout = match f.get("TimeoutSeconds") {
-                    None => DEFAULT_TASK_TIMEOUT,
-                    Some(v) => positive_seconds(v).map_err(|p| e(format!("TimeoutSeconds {p}")))?,
-                };
-                Kind::Task(Box::new(Task {
-                    resource: resource.to_string(),
-                    method,
-                    parameters: template("Parameters")?,
-                    timeout,
-                    handlers: self.handlers(f, full)?,
-                }))
-            }
+            "Task" => self.task(&fields)?,
             "Pass" => Kind::Pass {
                 result: f.get("Result").cloned(),
-                parameters: template("Parameters")?,
+                parameters: fields.template("Parameters")?,
                 result_path: ResultPath::parse(f.get("ResultPath"))
                     .map_err(|p| e(format!("ResultPath {p}")))?,
             },
-            "Choice" => {
-                let Some(Value::Array(raw)) = f.get("Choices") else {
-                    return Err(e("needs Choices, a non-empty array of rules".into()));
-                };
-                if raw.is_empty() {
-                    return Err(e("Choices is empty".into()));
-                }
-                let mut choices = Vec::with_capacity(raw.len());
-                for (i, rule) in raw.iter().enumerate() {
-                    let next = rule
-                        .get("Next")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| e(format!("Choices[{i}] needs Next")))?;
-                    let parsed = Rule::parse(rule, true).map_err(|p| e(format!("Choices[{i}]: {p}")))?;
-                    choices.push((parsed, next.to_string()));
-                }
-                let default = match f.get("Default") {
-                    None => None,
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(_) => return Err(e("Default must name a state".into())),
-                };
-                Kind::Choice { choices, default }
-            }
-            "Wait" => {
-                let set: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
-                    .into_iter()
-                    .filter(|k| f.contains_key(*k))
-                    .collect();
-                if set.len() != 1 {
-                    return Err(e(
-                        "needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath".into(),
-                    ));
-                }
-                let path = |key: &str| -> Result<Path, DefinitionError> {
-                    match f.get(key) {
-                        Some(Value::String(s)) => Path::parse(s).map_err(|p| e(format!("{key}: {p}"))),
-                        _ => Err(e(format!("{key} must be a path string"))),
-                    }
-                };
-                Kind::Wait(match set[0] {
-                    "Seconds" => WaitFor::Seconds(
-                        f.get("Seconds")
-                            .and_then(Value::as_f64)
-                            .filter(|s| (0.0..=31_536_000.0).contains(s))
-                            .ok_or_else(|| e("Seconds must be a number from 0 to 31536000".into()))?,
-                    ),
-                    "SecondsPath" => WaitFor::SecondsPath(path("SecondsPath")?),
-                    "Timestamp" => WaitFor::Timestamp(
-                        f.get("Timestamp")
-                            .and_then(Value::as_str)
-                            .filter(|t| {
-                                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                                    .is_ok()
-                            })
-                            .ok_or_else(|| {
-                                e("Timestamp must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".into())
-                            })?
-                            .to_string(),
-                    ),
-                    _ => WaitFor::TimestampPath(path("TimestampPath")?),
-                })
-            }
+            "Choice" => fields.choice()?,
+            "Wait" => Kind::Wait(fields.wait()?),
             "Succeed" => Kind::Succeed,
-            "Fail" => {
-                let text_or_path = |plain: &str, by_path: &str| -> Result<Option<Text>, DefinitionError> {
-                    match (f.get(plain), f.get(by_path)) {
-                        (Some(_), Some(_)) => Err(e(format!("takes {plain} or {by_path}, not both"))),
-                        (Some(Value::String(s)), None) => Ok(Some(Text::Literal(s.clone()))),
-                        (Some(_), None) => Err(e(format!("{plain} must be a string"))),
-                        (None, Some(Value::String(s))) => Expr::parse(s)
-                            .map(|x| Some(Text::Computed(x)))
-                            .map_err(|p| e(format!("{by_path}: {p}"))),
-                        (None, Some(_)) => {
-                            Err(e(format!("{by_path} must be a path or an intrinsic function")))
-                        }
-                        (None, None) => Ok(None),
-                    }
-                };
-                Kind::Fail {
-                    error: text_or_path("Error", "ErrorPath")?,
-                    cause: text_or_path("Cause", "CausePath")?,
-                }
-            }
-            "Parallel" => {
-                let Some(Value::Array(raw)) = f.get("Branches") else {
-                    return Err(e("needs Branches, a non-empty array of state machines".into()));
-                };
-                if raw.is_empty() {
-                    return Err(e("Branches is empty".into()));
-                }
-                let mut branches = Vec::with_capacity(raw.len());
-                for (i, branch) in raw.iter().enumerate() {
-                    let Value::Object(map) = branch else {
-                        return Err(e(format!(
-                            "Branches[{i}] must be an object with StartAt and States"
-                        )));
-                    };
-                    branches.push(self.machine(map, &format!("{prefix}{name}/{i}/"))?);
-                }
-                Kind::Parallel(Box::new(Parallel {
-                    branches,
-                    parameters: template("Parameters")?,
-                    handlers: self.handlers(f, full)?,
-                }))
-            }
-            _ => {
-                let raw = match (f.get("ItemProcessor"), f.get("Iterator")) {
-                    (Some(Value::Object(p)), None) | (None, Some(Value::Object(p))) => p,
-                    _ => return Err(e("needs ItemProcessor, an object with StartAt and States".into())),
-                };
-                if let Some(Value::Object(config)) = raw.get("ProcessorConfig")
-                    && config
-                        .get("Mode")
-                        .and_then(Value::as_str)
-                        .is_some_and(|m| m != "INLINE")
-                {
-                    return Err(e("only the INLINE processing mode is supported".into()));
-                }
-                let items_path =
-                    DataPath::parse(f.get("ItemsPath")).map_err(|p| e(format!("ItemsPath {p}")))?;
-                let item_selector = match (template("ItemSelector")?, template("Parameters")?) {
-                    (Some(_), Some(_)) => return Err(e("takes ItemSelector or Parameters, not both".into())),
-                    (a, b) => a.or(b),
-                };
-                let max_concurrency = match f.get("MaxConcurrency") {
-                    None => 0,
-                    Some(v) => v
-                        .as_u64()
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| *n <= 1000)
-                        .ok_or_else(|| {
-                            e("MaxConcurrency must be a whole number from 0 (no limit) to 1000".into())
-                        })?,
-                };
-                Kind::Map(Box::new(MapState {
-                    items_path,
-                    item_selector,
-                    processor: self.machine(raw, &format!("{prefix}{name}/"))?,
-                    max_concurrency,
-                    handlers: self.handlers(f, full)?,
-                }))
-            }
+            "Fail" => Kind::Fail {
+                error: fields.text_or_path("Error", "ErrorPath")?,
+                cause: fields.text_or_path("Cause", "CausePath")?,
+            },
+            "Parallel" => self.parallel(&fields, &nested)?,
+            _ => self.map(&fields, &nested)?,
         };
         Ok(State {
             name: name.to_string(),
@@ -324,6 +116,91 @@ impl ParseContext<'_> {
             output_path,
             next,
         })
+    }
+
+    fn task(&self, fields: &Fields<'_>) -> Result<Kind, DefinitionError> {
+        let (f, e) = (fields.f, |problem: String| fields.at(problem));
+        let resource = f.get("Resource").and_then(Value::as_str).ok_or_else(|| {
+            e("needs Resource naming a gRPC method, e.g. \"grpc:ferrymesh.catalog.v1.CatalogService/GetProduct\"".into())
+        })?;
+        let method = self.methods.resolve(resource).map_err(e)?;
+        let timeout = match f.get("TimeoutSeconds") {
+            None => DEFAULT_TASK_TIMEOUT,
+            Some(v) => positive_seconds(v).map_err(|p| e(format!("TimeoutSeconds {p}")))?,
+        };
+        Ok(Kind::Task(Box::new(Task {
+            resource: resource.to_string(),
+            method,
+            parameters: fields.template("Parameters")?,
+            timeout,
+            handlers: self.handlers(f, fields.full)?,
+        })))
+    }
+
+    /// A Parallel state; `nested(i)` names its branch `i`'s prefix.
+    fn parallel(
+        &self,
+        fields: &Fields<'_>,
+        nested: &dyn Fn(&str) -> String,
+    ) -> Result<Kind, DefinitionError> {
+        let (f, e) = (fields.f, |problem: String| fields.at(problem));
+        let Some(Value::Array(raw)) = f.get("Branches") else {
+            return Err(e("needs Branches, a non-empty array of state machines".into()));
+        };
+        if raw.is_empty() {
+            return Err(e("Branches is empty".into()));
+        }
+        let mut branches = Vec::with_capacity(raw.len());
+        for (i, branch) in raw.iter().enumerate() {
+            let Value::Object(map) = branch else {
+                return Err(e(format!(
+                    "Branches[{i}] must be an object with StartAt and States"
+                )));
+            };
+            branches.push(self.machine(map, &nested(&format!("{i}/")))?);
+        }
+        Ok(Kind::Parallel(Box::new(Parallel {
+            branches,
+            parameters: fields.template("Parameters")?,
+            handlers: self.handlers(f, fields.full)?,
+        })))
+    }
+
+    /// An inline Map state; `nested("")` names its processor's prefix.
+    fn map(&self, fields: &Fields<'_>, nested: &dyn Fn(&str) -> String) -> Result<Kind, DefinitionError> {
+        let (f, e) = (fields.f, |problem: String| fields.at(problem));
+        let raw = match (f.get("ItemProcessor"), f.get("Iterator")) {
+            (Some(Value::Object(p)), None) | (None, Some(Value::Object(p))) => p,
+            _ => return Err(e("needs ItemProcessor, an object with StartAt and States".into())),
+        };
+        if let Some(Value::Object(config)) = raw.get("ProcessorConfig")
+            && config
+                .get("Mode")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m != "INLINE")
+        {
+            return Err(e("only the INLINE processing mode is supported".into()));
+        }
+        let items_path = DataPath::parse(f.get("ItemsPath")).map_err(|p| e(format!("ItemsPath {p}")))?;
+        let item_selector = match (fields.template("ItemSelector")?, fields.template("Parameters")?) {
+            (Some(_), Some(_)) => return Err(e("takes ItemSelector or Parameters, not both".into())),
+            (a, b) => a.or(b),
+        };
+        let max_concurrency = match f.get("MaxConcurrency") {
+            None => 0,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n <= 1000)
+                .ok_or_else(|| e("MaxConcurrency must be a whole number from 0 (no limit) to 1000".into()))?,
+        };
+        Ok(Kind::Map(Box::new(MapState {
+            items_path,
+            item_selector,
+            processor: self.machine(raw, &nested(""))?,
+            max_concurrency,
+            handlers: self.handlers(f, fields.full)?,
+        })))
     }
 
     fn handlers(&self, f: &Map<String, Value>, full: &str) -> Result<Handlers, DefinitionError> {
@@ -469,4 +346,162 @@ fn positive_seconds(v: &Value) -> Result<Duration, String> {
         .filter(|s| *s > 0.0 && *s <= 31_536_000.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| "must be a number of seconds from more than 0 to 31536000".to_string())
+}
+
+/// The fields a state of `type_name` may have besides the common ones.
+fn allowed_fields(type_name: &str) -> Result<&'static [&'static str], String> {
+    Ok(match type_name {
+        "Task" => &[
+            "Resource",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "TimeoutSeconds",
+            "Retry",
+            "Catch",
+        ],
+        "Pass" => &["Result", "ResultPath", "Parameters"],
+        "Choice" => &["Choices", "Default"],
+        "Wait" => &["Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
+        "Succeed" => &[],
+        "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
+        "Parallel" => &[
+            "Branches",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+        ],
+        "Map" => &[
+            "ItemsPath",
+            "ItemSelector",
+            "Parameters",
+            "ItemProcessor",
+            "Iterator",
+            "MaxConcurrency",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+        ],
+        "" => return Err("has no Type".into()),
+        other => {
+            return Err(format!(
+                "Type {other:?} is not a state type; use Task, Pass, Choice, Wait, Succeed, Fail, Parallel or Map"
+            ));
+        }
+    })
+}
+
+/// One state's fields, with the problems they have named at the state.
+struct Fields<'a> {
+    f: &'a Map<String, Value>,
+    full: &'a str,
+}
+
+impl Fields<'_> {
+    fn at(&self, problem: String) -> DefinitionError {
+        at(self.full, problem)
+    }
+
+    fn template(&self, key: &str) -> Result<Option<Template>, DefinitionError> {
+        self.f
+            .get(key)
+            .map(|v| Template::parse(v).map_err(|p| self.at(format!("{key}: {p}"))))
+            .transpose()
+    }
+
+    /// Next, or `None` for End (and for the types that end by themselves).
+    fn next(&self, type_name: &str) -> Result<Option<String>, DefinitionError> {
+        let f = self.f;
+        if matches!(type_name, "Succeed" | "Fail" | "Choice") {
+            if f.contains_key("Next") || f.contains_key("End") {
+                return Err(self.at(format!("a {type_name} state takes neither Next nor End")));
+            }
+            return Ok(None);
+        }
+        match (f.get("Next"), f.get("End")) {
+            (Some(Value::String(next)), None) => Ok(Some(next.clone())),
+            (None, Some(Value::Bool(true))) => Ok(None),
+            (Some(_), Some(_)) => Err(self.at("has both Next and End; keep one".into())),
+            _ => Err(self.at("needs Next (a state name) or \"End\": true".into())),
+        }
+    }
+
+    fn choice(&self) -> Result<Kind, DefinitionError> {
+        let Some(Value::Array(raw)) = self.f.get("Choices") else {
+            return Err(self.at("needs Choices, a non-empty array of rules".into()));
+        };
+        if raw.is_empty() {
+            return Err(self.at("Choices is empty".into()));
+        }
+        let mut choices = Vec::with_capacity(raw.len());
+        for (i, rule) in raw.iter().enumerate() {
+            let next = rule
+                .get("Next")
+                .and_then(Value::as_str)
+                .ok_or_else(|| self.at(format!("Choices[{i}] needs Next")))?;
+            let parsed = Rule::parse(rule, true).map_err(|p| self.at(format!("Choices[{i}]: {p}")))?;
+            choices.push((parsed, next.to_string()));
+        }
+        let default = match self.f.get("Default") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(self.at("Default must name a state".into())),
+        };
+        Ok(Kind::Choice { choices, default })
+    }
+
+    fn wait(&self) -> Result<WaitFor, DefinitionError> {
+        let f = self.f;
+        let set: Vec<&str> = ["Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
+            .into_iter()
+            .filter(|k| f.contains_key(*k))
+            .collect();
+        if set.len() != 1 {
+            return Err(self.at("needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath".into()));
+        }
+        let path = |key: &str| -> Result<Path, DefinitionError> {
+            match f.get(key) {
+                Some(Value::String(s)) => Path::parse(s).map_err(|p| self.at(format!("{key}: {p}"))),
+                _ => Err(self.at(format!("{key} must be a path string"))),
+            }
+        };
+        Ok(match set[0] {
+            "Seconds" => WaitFor::Seconds(
+                f.get("Seconds")
+                    .and_then(Value::as_f64)
+                    .filter(|s| (0.0..=31_536_000.0).contains(s))
+                    .ok_or_else(|| self.at("Seconds must be a number from 0 to 31536000".into()))?,
+            ),
+            "SecondsPath" => WaitFor::SecondsPath(path("SecondsPath")?),
+            "Timestamp" => WaitFor::Timestamp(
+                f.get("Timestamp")
+                    .and_then(Value::as_str)
+                    .filter(|t| {
+                        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok()
+                    })
+                    .ok_or_else(|| {
+                        self.at("Timestamp must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z".into())
+                    })?
+                    .to_string(),
+            ),
+            _ => WaitFor::TimestampPath(path("TimestampPath")?),
+        })
+    }
+
+    /// A Fail state's Error or Cause: literal, or by path.
+    fn text_or_path(&self, plain: &str, by_path: &str) -> Result<Option<Text>, DefinitionError> {
+        match (self.f.get(plain), self.f.get(by_path)) {
+            (Some(_), Some(_)) => Err(self.at(format!("takes {plain} or {by_path}, not both"))),
+            (Some(Value::String(s)), None) => Ok(Some(Text::Literal(s.clone()))),
+            (Some(_), None) => Err(self.at(format!("{plain} must be a string"))),
+            (None, Some(Value::String(s))) => Expr::parse(s)
+                .map(|x| Some(Text::Computed(x)))
+                .map_err(|p| self.at(format!("{by_path}: {p}"))),
+            (None, Some(_)) => Err(self.at(format!("{by_path} must be a path or an intrinsic function"))),
+            (None, None) => Ok(None),
+        }
+    }
 }

@@ -4,12 +4,12 @@
 use super::*;
 
 impl Run {
-    pub(super) fn event(&self, kind: &str, state: &str, details: Value, retry: u32) {
+    pub(super) fn event(&self, kind: EventKind, state: &str, details: Value, retry: u32) {
         let id = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let row = event::Model {
             execution: self.name.clone(),
             id,
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             micros: now_micros(),
             state_name: state.to_string(),
             details: details.to_string(),
@@ -89,7 +89,7 @@ impl Run {
         &self,
         cursor: &Cursor,
         to: &'static str,
-        kind: &str,
+        kind: EventKind,
         output: Option<Value>,
         failure: Option<Failure>,
         attention: Option<String>,
@@ -156,7 +156,7 @@ impl Run {
         self.finish(
             cursor,
             status::FAILED,
-            "ExecutionFailed",
+            EventKind::ExecutionFailed,
             None,
             Some(failure),
             attention,

@@ -19,12 +19,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::asl::{Handlers, Kind, Machine, State, Text, WaitFor};
 use crate::errors::Failure;
+use crate::events::EventKind;
 use crate::path::{excerpt, kind_of};
 use crate::store::{Applied, Fence, Journal, Store, Update, Write, event, execution, status};
 use kit_values::now_micros;
 
+mod fanout;
 mod journal;
 mod states;
+mod task;
 
 /// A task call the engine asks for.
 #[derive(Debug, Clone)]
@@ -134,16 +137,6 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").finish_non_exhaustive()
     }
-}
-
-/// The `StateEntered` event type of a state type.
-fn entered_kind(kind: &Kind) -> String {
-    format!("{}StateEntered", kind.type_name())
-}
-
-/// The `StateExited` event type of a state type.
-fn exited_kind(kind: &Kind) -> String {
-    format!("{}StateExited", kind.type_name())
 }
 
 impl Engine {
@@ -350,7 +343,7 @@ impl Engine {
         };
         if resumed {
             run.event(
-                "ExecutionResumed",
+                EventKind::ExecutionResumed,
                 "",
                 json!({"state": cursor.state, "owner": self.owner, "epoch": row.epoch}),
                 0,
@@ -374,7 +367,7 @@ impl Engine {
                     outcome = step => outcome,
                     () = until_stopped(run.stop.clone()) => return Ok(()),
                     () = sleep_opt(left) => {
-                        return run.finish(&cursor, status::TIMED_OUT, "ExecutionTimedOut", None,
+                        return run.finish(&cursor, status::TIMED_OUT, EventKind::ExecutionTimedOut, None,
                             Some(Failure::new("States.Timeout", "the execution ran past its TimeoutSeconds")), None).await;
                     }
                 };
@@ -385,7 +378,7 @@ impl Engine {
                             .ok_or_else(|| format!("state {next:?} is not in the definition"))?;
                         let entered = cursor.entered.entry(next.clone()).or_insert(0);
                         *entered += 1;
-                        run.event(&entered_kind(&next_state.kind), &next, json!({"input": output}), 0);
+                        run.event(EventKind::entered(&next_state.kind), &next, json!({"input": output}), 0);
                         run.transitions.fetch_add(1, Ordering::Relaxed);
                         cursor.state = next;
                         cursor.input = output;
@@ -393,7 +386,7 @@ impl Engine {
                         cursor.wake_micros = None;
                     }
                     Ok(Outcome { next: None, output }) => {
-                        return run.finish(&cursor, status::SUCCEEDED, "ExecutionSucceeded", Some(output), None, None).await;
+                        return run.finish(&cursor, status::SUCCEEDED, EventKind::ExecutionSucceeded, Some(output), None, None).await;
                     }
                     Err(Halt::Failed(failure)) => {
                         if matches!(state.kind, crate::asl::Kind::Fail { .. }) {
