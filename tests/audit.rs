@@ -48,6 +48,56 @@ async fn console_audit(
     }
 }
 
+/// The console's operations view: every service SERVING with its version
+/// (gRPC health and the build-info gauge), and the orders just placed in
+/// its RED histograms, buckets in order up to +Inf.
+async fn console_reads_health_and_red_metrics(offset: u16, token: &str) {
+    let get = |view: &str| {
+        let url = format!("http://127.0.0.1:{}/console/api/ops/{view}", 8080 + offset);
+        async move {
+            let body = crate::support::http_get_as(&url, Some(token)).await;
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        }
+    };
+    let mesh = get("mesh").await;
+    let services = mesh["services"].as_array().unwrap();
+    assert!(services.len() >= 8, "{mesh}");
+    for service in services {
+        assert_eq!(service["serving"], service["replicas"], "{service}");
+        let instance = &service["instances"][0];
+        assert_eq!(instance["health"], "SERVING", "{service}");
+        assert!(
+            instance["version"].as_str().is_some_and(|v| !v.is_empty()),
+            "{service}"
+        );
+    }
+    let metrics = get("metrics").await;
+    let placed = metrics["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["service"] == "orders"
+                && s["method"].as_str().unwrap().ends_with("/PlaceOrder")
+                && s["code"] == "0"
+        })
+        .unwrap_or_else(|| panic!("no PlaceOrder series: {metrics}"));
+    assert!(placed["count"].as_f64().unwrap() >= 5.0, "{placed}");
+    assert!(placed["sum_ms"].as_f64().unwrap() > 0.0, "{placed}");
+    let buckets = placed["buckets"].as_array().unwrap();
+    let last = buckets.last().unwrap();
+    assert_eq!(
+        (&last[0], &last[1]),
+        (&serde_json::json!("+Inf"), &placed["count"]),
+        "{placed}"
+    );
+    let bounds: Vec<f64> = buckets[..buckets.len() - 1]
+        .iter()
+        .map(|b| b[0].as_f64().unwrap())
+        .collect();
+    assert!(bounds.windows(2).all(|w| w[0] < w[1]), "{placed}");
+}
+
 #[tokio::test]
 async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
     let data = tempfile::tempdir().unwrap();
@@ -88,6 +138,7 @@ async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
     let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
     let shown = console_audit(mesh.offset, token.trim(), |r| r["orders"] == 5).await;
     assert_eq!(shown["clean"], true, "{shown}");
+    console_reads_health_and_red_metrics(mesh.offset, token.trim()).await;
 
     // Behind the services' backs: a confirmed order's stock is held again,
     // and another's shipment is cancelled.

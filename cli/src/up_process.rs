@@ -113,7 +113,7 @@ enum Event {
 /// Whether it stopped cleanly.
 pub(crate) async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch::Receiver<bool>) -> bool {
     let name = spec.service.name;
-    let mut backoff = Duration::from_secs(1);
+    let mut delays = kit::backoff::Doubling::new(Duration::from_secs(1), MAX_BACKOFF);
     let mut since = Instant::now();
     loop {
         let event = tokio::select! {
@@ -127,18 +127,18 @@ pub(crate) async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch
                     return status.map(|s| s.success()).unwrap_or(false);
                 }
                 if since.elapsed() > STABLE_AFTER {
-                    backoff = Duration::from_secs(1);
+                    delays.reset();
                 }
+                let pause = delays.next_delay();
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 eprintln!(
                     "ferrymesh: {name} exited ({status}); restarting it in {}s",
-                    backoff.as_secs()
+                    pause.as_secs()
                 );
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => return false,
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 loop {
                     match spec.spawn() {
                         Ok(again) => {
@@ -147,15 +147,15 @@ pub(crate) async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch
                             break;
                         }
                         Err(error) => {
+                            let pause = delays.next_delay();
                             eprintln!(
                                 "ferrymesh: cannot restart {name}: {error}; trying again in {}s",
-                                backoff.as_secs()
+                                pause.as_secs()
                             );
                             tokio::select! {
-                                () = tokio::time::sleep(backoff) => {}
+                                () = tokio::time::sleep(pause) => {}
                                 _ = shutdown.changed() => return false,
                             }
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
                         }
                     }
                 }

@@ -34,8 +34,8 @@ pub static EVERY_DESCRIPTOR_SET: &[u8] =
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -61,7 +61,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 
 /// What every layer of the stack shares.
 pub struct Shared {
-    routes: RwLock<Arc<Routes>>,
+    routes: arc_swap::ArcSwap<Routes>,
     generation: AtomicU64,
     keys: Arc<KeyCache>,
     quotas: Arc<Quotas>,
@@ -80,10 +80,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// The configuration in force.
     pub fn routes(&self) -> Arc<Routes> {
-        match self.routes.read() {
-            Ok(r) => r.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.routes.load_full()
     }
 
     /// Changes on every configuration reload.
@@ -142,7 +139,7 @@ pub async fn serve(
         quotas.clone(),
     ));
     let shared = Arc::new(Shared {
-        routes: RwLock::new(Arc::new(routes)),
+        routes: arc_swap::ArcSwap::from_pointee(routes),
         generation: AtomicU64::new(1),
         keys: keys.clone(),
         quotas: quotas.clone(),
@@ -288,9 +285,7 @@ fn spawn_background(
                     Ok(_) | Err(_) => match read_config(&path, &canaries, tls.as_ref()) {
                         Ok((text, routes)) => {
                             shared.keys.set_ttl(routes.limits.key_cache_ttl);
-                            if let Ok(mut r) = shared.routes.write() {
-                                *r = Arc::new(routes);
-                            }
+                            shared.routes.store(Arc::new(routes));
                             shared.generation.fetch_add(1, Ordering::Relaxed);
                             config_text = text;
                             tracing::info!(file = %path.display(), "configuration reloaded");

@@ -506,7 +506,7 @@ impl Service<Request<Body>> for Forward {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
-    use std::sync::{Arc, Mutex, RwLock};
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
@@ -534,7 +534,7 @@ mod tests {
         );
         let quotas = Arc::new(Quotas::default());
         Arc::new(Shared {
-            routes: RwLock::new(Arc::new(routes)),
+            routes: arc_swap::ArcSwap::from_pointee(routes),
             generation: AtomicU64::new(1),
             keys: Arc::new(KeyCache::new(client, Duration::from_secs(30), quotas.clone())),
             quotas,

@@ -141,7 +141,7 @@ impl Targets {
 pub struct Pool<T> {
     targets: Targets,
     make: MakeConnections<T>,
-    members: std::sync::RwLock<Arc<Vec<Arc<Member<T>>>>>,
+    members: arc_swap::ArcSwap<Vec<Arc<Member<T>>>>,
     /// When the addresses were last resolved, as [`now_ms`]; 0 for never.
     resolved: AtomicU64,
     resolving: tokio::sync::Mutex<()>,
@@ -178,7 +178,7 @@ impl<T: Send + Sync + 'static> Pool<T> {
         Pool {
             targets,
             make: Box::new(make),
-            members: std::sync::RwLock::new(Arc::new(Vec::new())),
+            members: arc_swap::ArcSwap::from_pointee(Vec::new()),
             resolved: AtomicU64::new(0),
             resolving: tokio::sync::Mutex::new(()),
         }
@@ -190,7 +190,7 @@ impl<T: Send + Sync + 'static> Pool<T> {
     }
 
     fn current(&self) -> Arc<Vec<Arc<Member<T>>>> {
-        self.members.read().map(|m| m.clone()).unwrap_or_default()
+        self.members.load_full()
     }
 
     /// The instances now.
@@ -249,10 +249,8 @@ impl<T: Send + Sync + 'static> Pool<T> {
             tracing::info!(upstream = %self.targets.list[0].authority, instances = %addresses.join(","), "upstream instances");
         }
         // A name that resolves to nothing for now keeps the last instances.
-        if (!next.is_empty() || old.is_empty())
-            && let Ok(mut m) = self.members.write()
-        {
-            *m = Arc::new(next);
+        if !next.is_empty() || old.is_empty() {
+            self.members.store(Arc::new(next));
         }
         self.resolved.store(now_ms() + 1, Ordering::Relaxed);
     }
@@ -414,33 +412,7 @@ where
     }
 }
 
-/// Waits between attempts: 10 ms, doubling, at most 250 ms.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    until: Instant,
-}
-
-impl Backoff {
-    /// Attempts may go on for `window`.
-    pub fn new(window: Duration) -> Backoff {
-        Backoff {
-            next: Duration::from_millis(10),
-            until: Instant::now() + window,
-        }
-    }
-
-    /// Waits before the next attempt; `false` when the window is over.
-    pub async fn wait(&mut self) -> bool {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        tokio::time::sleep(self.next.min(left)).await;
-        self.next = (self.next * 2).min(Duration::from_millis(250));
-        true
-    }
-}
+pub use crate::backoff::Backoff;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authz;
+pub mod backoff;
 pub mod balance;
 pub mod client;
 pub mod config;

@@ -160,9 +160,9 @@ impl Core {
     /// Starts the sagas of accepted orders whose start did not go through
     /// (workflow was down or slow); runs until the process ends.
     pub async fn start_pending_sagas(&self) {
-        let mut delay = Duration::from_millis(500);
+        let mut delays = kit::backoff::Doubling::new(Duration::from_millis(500), Duration::from_secs(5));
         loop {
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(delays.peek()).await;
             let waiting = match self.store.sagas_not_started(now_micros() - 1_000_000, 200).await {
                 Ok(waiting) => waiting,
                 Err(e) => {
@@ -180,11 +180,11 @@ impl Core {
                 tracing::info!(order_id = %order.order_id, "saga started late");
             }
             // Back off while workflow is away; come back quickly once it answers.
-            delay = if failed {
-                (delay * 2).min(Duration::from_secs(5))
+            if failed {
+                delays.next_delay();
             } else {
-                Duration::from_millis(500)
-            };
+                delays.reset();
+            }
         }
     }
 

@@ -257,7 +257,7 @@ impl Journal {
 /// away), then reports it to the writer, whose execution stops here and
 /// resumes at the next start.
 async fn commit_alone(db: &Db, job: &Job) -> Result<Applied, String> {
-    let mut delay = Duration::from_millis(50);
+    let mut delays = kit::backoff::Doubling::new(Duration::from_millis(50), Duration::from_secs(2));
     for attempt in 1..=8 {
         match commit(db, std::slice::from_ref(job)).await {
             Ok(applied) => return Ok(applied.first().copied().unwrap_or(Applied::No)),
@@ -265,10 +265,7 @@ async fn commit_alone(db: &Db, job: &Job) -> Result<Applied, String> {
                 tracing::error!(execution = %job.write.execution, error = %e, "journal write failed");
                 return Err(e.to_string());
             }
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
+            Err(_) => tokio::time::sleep(delays.next_delay()).await,
         }
     }
     Err("journal write failed".into())

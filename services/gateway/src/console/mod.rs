@@ -32,7 +32,7 @@ use tonic::body::Body;
 use crate::Shared;
 
 use assets::ASSETS;
-use ops::{query_value, scrape};
+use ops::{fetch_text, query_value};
 use reference::{routed, served};
 
 /// What the operations view may read besides the contracts.
@@ -180,7 +180,7 @@ impl Console {
         let Some(url) = &self.sources.audit_url else {
             return json!({"configured": false});
         };
-        match scrape(&format!("{}/report", url.trim_end_matches('/'))).await {
+        match fetch_text(&format!("{}/report", url.trim_end_matches('/'))).await {
             Ok(text) => match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(mut report)) => {
                     report.insert("configured".into(), Value::Bool(true));

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, header};
+use http::Request;
 use http_body_util::{BodyExt, Full};
-use prost::Message;
 use serde_json::{Value, json};
+
+use prometheus_parse::Value as Sampled;
 
 use super::Console;
 
@@ -24,9 +25,12 @@ impl Console {
             let rows =
                 futures_util::future::join_all(instances.iter().map(|(addr, metrics_url)| async move {
                     let (health, scraped) = tokio::join!(health(*addr), scrape(metrics_url));
-                    let version = scraped.as_deref().ok().and_then(|text| {
-                        text.lines()
-                            .find_map(|l| label_of(l.strip_prefix("ferrymesh_build_info")?, "version"))
+                    let version = scraped.as_ref().ok().and_then(|samples| {
+                        samples
+                            .iter()
+                            .find(|s| s.metric == "ferrymesh_build_info")
+                            .and_then(|s| s.labels.get("version"))
+                            .map(str::to_string)
                     });
                     json!({
                         "address": addr.to_string(),
@@ -65,37 +69,28 @@ impl Console {
             }))
             .await;
         for (name, texts) in scraped {
-            for text in texts {
-                let Ok(text) = text else {
+            for sample in texts.into_iter().flatten().flatten() {
+                let Some(part) = sample.metric.strip_prefix("rpc_server_duration_milliseconds") else {
                     continue;
                 };
-                for line in text.lines() {
-                    let Some(rest) = line.strip_prefix("rpc_server_duration_milliseconds_") else {
-                        continue;
-                    };
-                    let Some((head, value)) = rest.rsplit_once(' ') else {
-                        continue;
-                    };
-                    let Ok(value) = value.parse::<f64>() else {
-                        continue;
-                    };
-                    let (kind, labels) = head.split_once('{').unwrap_or((head, ""));
-                    let method = format!(
-                        "{}/{}",
-                        label_of(labels, "rpc_service").unwrap_or_default(),
-                        label_of(labels, "rpc_method").unwrap_or_default()
-                    );
-                    let code = label_of(labels, "rpc_grpc_status_code").unwrap_or_else(|| "0".into());
-                    let entry = series.entry((name.clone(), method, code)).or_default();
-                    match kind {
-                        "count" => entry.count += value,
-                        "sum" => entry.sum += value,
-                        "bucket" => {
-                            let le = label_of(labels, "le").unwrap_or_default();
-                            *entry.buckets.entry(le).or_default() += value;
+                let labels = &sample.labels;
+                let method = format!(
+                    "{}/{}",
+                    labels.get("rpc_service").unwrap_or_default(),
+                    labels.get("rpc_method").unwrap_or_default()
+                );
+                let code = labels.get("rpc_grpc_status_code").unwrap_or("0").to_string();
+                let entry = series.entry((name.clone(), method, code)).or_default();
+                match (part, &sample.value) {
+                    ("_count", Sampled::Untyped(v) | Sampled::Counter(v)) => entry.count += v,
+                    ("_sum", Sampled::Untyped(v) | Sampled::Counter(v)) => entry.sum += v,
+                    ("", Sampled::Histogram(buckets)) => {
+                        for bucket in buckets {
+                            // Bounds are not negative, so their bits sort as they do.
+                            *entry.buckets.entry(bucket.less_than.to_bits()).or_default() += bucket.count;
                         }
-                        _ => {}
                     }
+                    _ => {}
                 }
             }
         }
@@ -105,12 +100,7 @@ impl Console {
         let rows: Vec<Value> = series
             .into_iter()
             .map(|((service, method, code), s)| {
-                let mut buckets: Vec<(f64, f64)> = s
-                    .buckets
-                    .iter()
-                    .map(|(le, n)| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, *n))
-                    .collect();
-                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let buckets: Vec<(f64, f64)> = s.buckets.iter().map(|(le, n)| (f64::from_bits(*le), *n)).collect();
                 json!({
                     "service": service,
                     "method": method,
@@ -141,7 +131,8 @@ impl Console {
 struct Series {
     count: f64,
     sum: f64,
-    buckets: BTreeMap<String, f64>,
+    /// By upper bound (its bits), summed over instances.
+    buckets: BTreeMap<u64, f64>,
 }
 
 /// How much of each log's end is searched.
@@ -197,20 +188,11 @@ fn find_lines(dir: &std::path::Path, wanted: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `key`'s value in a query string (percent-decoded for the characters an id may hold).
+/// `key`'s value in a query string, percent-decoded.
 pub(super) fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| v.replace("%2D", "-").replace("%2d", "-"))
-    })
-}
-
-/// A label's value in `{a="1",b="2"}`.
-fn label_of(labels: &str, key: &str) -> Option<String> {
-    let labels = labels.trim_start_matches('{').trim_end_matches('}');
-    let at = labels.find(&format!("{key}=\""))? + key.len() + 2;
-    let rest = &labels[at..];
-    Some(rest[..rest.find('"')?].to_string())
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Every address `url`'s host resolves to, each with its own metrics URL.
@@ -243,23 +225,24 @@ type Client = hyper_util::client::legacy::Client<
 >;
 
 thread_local! {
-    /// Clients per worker thread (each runs its own runtime), without TLS:
+    /// A client per worker thread (each runs its own runtime), without TLS:
     /// /metrics over HTTP/1.1, which every admin port answers (the
-    /// gateway's too), and gRPC health over HTTP/2.
+    /// gateway's too).
     static METRICS: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
-    static GRPC: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build_http();
 }
 
-fn client() -> Client {
-    GRPC.with(Clone::clone)
+/// The samples at a Prometheus endpoint.
+async fn scrape(url: &str) -> Result<Vec<prometheus_parse::Sample>, String> {
+    let text = fetch_text(url).await?;
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .map(|scrape| scrape.samples)
+        .map_err(|e| e.to_string())
 }
 
-pub(super) async fn scrape(url: &str) -> Result<String, String> {
+/// The body at `url` over HTTP/1.1, as text.
+pub(super) async fn fetch_text(url: &str) -> Result<String, String> {
     let request = Request::get(url)
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
@@ -297,32 +280,19 @@ async fn health(addr: SocketAddr) -> &'static str {
 
 /// The status at `addr`, or `None` when nothing there answers gRPC health.
 async fn health_at(addr: SocketAddr) -> Option<&'static str> {
-    let request = match Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
-        .header(header::CONTENT_TYPE, "application/grpc")
-        .header("te", "trailers")
-        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
-    {
-        Ok(r) => r,
-        Err(_) => return None,
-    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
     let answered = tokio::time::timeout(Duration::from_secs(2), async {
-        let response = client().request(request).await.ok()?;
-        let grpc = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if !grpc {
-            return None;
-        }
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        let message = body.get(5..)?;
-        tonic_health::pb::HealthCheckResponse::decode(message).ok()
+        let channel = endpoint.connect().await.ok()?;
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let request = tonic_health::pb::HealthCheckRequest::default();
+        client.check(request).await.ok().map(tonic::Response::into_inner)
     })
     .await;
     match answered {
         Ok(Some(answer)) => Some(match answer.status() {
-            tonic_health::pb::health_check_response::ServingStatus::Serving => "SERVING",
-            tonic_health::pb::health_check_response::ServingStatus::NotServing => "NOT_SERVING",
+            ServingStatus::Serving => "SERVING",
+            ServingStatus::NotServing => "NOT_SERVING",
             _ => "UNKNOWN",
         }),
         Ok(None) | Err(_) => None,
@@ -334,10 +304,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_are_read() {
-        let labels = r#"{rpc_grpc_status_code="0",rpc_method="GetProduct",le="+Inf"}"#;
-        assert_eq!(label_of(labels, "rpc_method").as_deref(), Some("GetProduct"));
-        assert_eq!(label_of(labels, "le").as_deref(), Some("+Inf"));
-        assert_eq!(label_of(labels, "nope"), None);
+    fn query_values_are_percent_decoded() {
+        let query = "x=1&correlation_id=a%2Db%20c%2Bd&y=2";
+        assert_eq!(query_value(query, "correlation_id").as_deref(), Some("a-b c+d"));
+        assert_eq!(query_value(query, "nope"), None);
     }
 }

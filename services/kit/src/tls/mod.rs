@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -165,7 +165,7 @@ struct Loaded {
 /// A service's TLS material, current as of the last read of its files.
 pub struct MeshTls {
     args: TlsArgs,
-    current: RwLock<Arc<Loaded>>,
+    current: arc_swap::ArcSwap<Loaded>,
     /// A fingerprint of the files' bytes at the last attempt, loaded or not.
     seen: Mutex<u64>,
 }
@@ -233,7 +233,7 @@ impl MeshTls {
         let (loaded, seen) = build(&args)?;
         Ok(MeshTls {
             args,
-            current: RwLock::new(Arc::new(loaded)),
+            current: arc_swap::ArcSwap::from_pointee(loaded),
             seen: Mutex::new(seen),
         })
     }
@@ -256,11 +256,7 @@ impl MeshTls {
             *seen = print;
         }
         let loaded = assemble(&self.args, &files)?;
-        let mut current = self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *current = Arc::new(loaded);
+        self.current.store(Arc::new(loaded));
         Ok(true)
     }
 
@@ -269,10 +265,7 @@ impl MeshTls {
     }
 
     fn loaded(&self) -> Arc<Loaded> {
-        self.current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.current.load_full()
     }
 
     /// A certificate and key for clients outside the mesh (the gateway's
