@@ -75,7 +75,6 @@ pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     service_with(db, upstreams, &config.server).await
 }
 
-/// The service over an open, migrated database and the services it calls;
 /// Who may call orders under mutual TLS: the gateway the customer-facing
 /// services, the workflow's saga only fulfilment (confirm, fail).
 pub const CALLERS: kit::authz::Callers = &[
@@ -84,6 +83,7 @@ pub const CALLERS: kit::authz::Callers = &[
     ("workflow", "ferrymesh.orders.v2.OrderFulfillmentService/*"),
 ];
 
+/// The service over an open, migrated database and the services it calls;
 /// starts the background starter of sagas that could not start at once.
 pub async fn service_with(
     db: kit_store::Db,
