@@ -30,7 +30,12 @@ fn generated() -> String {
     for (callee, callers) in tables() {
         for (caller, pattern) in callers {
             let method = pattern.rsplit_once('.').map_or(*pattern, |(_, m)| m);
-            calls.entry(caller).or_default().entry(callee).or_default().push(method);
+            calls
+                .entry(caller)
+                .or_default()
+                .entry(callee)
+                .or_default()
+                .push(method);
         }
     }
     let mut out = String::new();
@@ -67,7 +72,10 @@ fn the_architecture_page_draws_the_mesh_from_the_call_tables() {
     let path = root().join("docs/src/architecture.md");
     let page = std::fs::read_to_string(&path).unwrap();
     let (Some(begin), Some(end)) = (page.find(BEGIN), page.find(END)) else {
-        panic!("{} has no generated mesh between {BEGIN} and {END}", path.display());
+        panic!(
+            "{} has no generated mesh between {BEGIN} and {END}",
+            path.display()
+        );
     };
     let shown = &page[begin..end + END.len()];
     let wanted = generated();

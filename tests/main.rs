@@ -10,6 +10,7 @@ mod bounded_input;
 mod chaos;
 mod console;
 mod contracts;
+mod contributing;
 mod docs;
 mod fixture;
 mod gateway;
