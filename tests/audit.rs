@@ -9,8 +9,8 @@ use std::time::Duration;
 use orders::pb::ferrymesh::orders::v2 as opb;
 use sea_orm::ConnectionTrait;
 
-use crate::saga::{DECLINED, GOOD, Mesh};
 use crate::support::ferrymesh;
+use crate::support::mesh::{DECLINED, GOOD, Mesh};
 
 /// Runs the audit against the mesh at `offset`: its exit code and its JSON report.
 async fn audit(offset: u16) -> (i32, serde_json::Value) {
@@ -31,7 +31,10 @@ async fn console_audit(
     token: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let url = format!("http://127.0.0.1:{}/console/api/ops/audit", 8080 + offset);
+    let url = format!(
+        "http://127.0.0.1:{}/console/api/ops/audit",
+        crate::support::port("gateway", offset)
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let body = crate::support::http_get_as(&url, Some(token)).await;
@@ -53,7 +56,10 @@ async fn console_audit(
 /// its RED histograms, buckets in order up to +Inf.
 async fn console_reads_health_and_red_metrics(offset: u16, token: &str) {
     let get = |view: &str| {
-        let url = format!("http://127.0.0.1:{}/console/api/ops/{view}", 8080 + offset);
+        let url = format!(
+            "http://127.0.0.1:{}/console/api/ops/{view}",
+            crate::support::port("gateway", offset)
+        );
         async move {
             let body = crate::support::http_get_as(&url, Some(token)).await;
             serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -192,7 +198,7 @@ async fn the_audit_passes_a_clean_mesh_and_names_each_planted_inconsistency() {
     })
     .await;
     assert_eq!(shown["violations"], report["violations"], "{shown}");
-    let gauges = crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", 9190 + mesh.offset)).await;
+    let gauges = crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", mesh.port("audit"))).await;
     assert!(gauges.contains("ferrymesh_audit_violations 2"), "{gauges}");
     assert!(gauges.contains("ferrymesh_audit_orders 5"), "{gauges}");
     // And in words, for a person.

@@ -22,7 +22,7 @@ use rand::Rng;
 use sea_orm::EntityTrait;
 
 use crate::fixture::Fixture;
-use crate::saga::{DECLINED, FLAKY, GOOD, NO_FUNDS};
+use crate::support::mesh::{DECLINED, FLAKY, GOOD, NO_FUNDS};
 use crate::support::{ferrymesh, pid_of};
 
 /// How many orders, how fast: 300 at 20 a second unless the environment says.
@@ -34,16 +34,16 @@ fn scale() -> (usize, f64) {
     )
 }
 
-/// Each participant and its port before the offset.
-const VICTIMS: &[(&str, u16)] = &[
-    ("catalog", 50051),
-    ("inventory", 50052),
-    ("payments", 50053),
-    ("shipping", 50054),
-    ("orders", 50055),
-    ("workflow", 50056),
-    ("apikeys", 50057),
-    ("gateway", 8080),
+/// Each participant (its port from the harness).
+const VICTIMS: &[&str] = &[
+    "catalog",
+    "inventory",
+    "payments",
+    "shipping",
+    "orders",
+    "workflow",
+    "apikeys",
+    "gateway",
 ];
 
 /// The card and country of order `i`, and the status it must end in.
@@ -68,14 +68,14 @@ async fn place(f: &Fixture, secret: &str, i: usize) -> String {
     let item = if i.is_multiple_of(3) { "canvas-tote" } else { "mug" };
     let started = Instant::now();
     loop {
-        let mut request = crate::saga::order_request(
+        let mut request = crate::support::mesh::order_request(
             &format!("chaos-{i}"),
             &[(item, 1 + (i % 2) as i32)],
             card,
             country,
         );
         request.customer_email = String::new();
-        let channel = crate::saga::channel_as(f.gateway.port(), None);
+        let channel = crate::support::mesh::channel_as(f.gateway.port(), None);
         let answer = opb::orders_service_client::OrdersServiceClient::new(channel)
             .place_order(crate::gateway::with_key(request, secret))
             .await;
@@ -117,7 +117,7 @@ async fn every_participant_killed_at_random_on_postgres_and_every_order_ends_rig
     let prefix = format!("fm_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     chaos(Some((&server, &prefix)), own.as_ref()).await;
     let admin = sea_orm::Database::connect(&server).await.unwrap();
-    for (service, _) in VICTIMS.iter().filter(|(s, _)| *s != "gateway") {
+    for service in VICTIMS.iter().filter(|s| **s != "gateway") {
         sea_orm::ConnectionTrait::execute_unprepared(
             &admin,
             &format!("DROP DATABASE IF EXISTS \"{prefix}_{service}\" WITH (FORCE)"),
@@ -170,20 +170,20 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
         let twice = |killed: &[&str]| {
             VICTIMS
                 .iter()
-                .all(|(name, _)| killed.iter().filter(|k| *k == name).count() >= 2)
+                .all(|name| killed.iter().filter(|k| *k == name).count() >= 2)
         };
         while (round < 2 || !twice(&killed) || !done.load(std::sync::atomic::Ordering::Relaxed)) && round < 12
         {
-            let mut order: Vec<&(&str, u16)> = VICTIMS.iter().collect();
+            let mut order: Vec<&&str> = VICTIMS.iter().collect();
             {
                 let mut rng = rand::rng();
                 for i in (1..order.len()).rev() {
                     order.swap(i, rng.random_range(0..=i));
                 }
             }
-            for (name, port) in order {
+            for name in order {
                 tokio::time::sleep(every).await;
-                let listen = format!("127.0.0.1:{}", port + offset);
+                let listen = format!("127.0.0.1:{}", crate::support::port(name, offset));
                 // One still waiting out `up`'s restart backoff is passed
                 // over this round (killing it the moment it is back would
                 // keep it down); the rounds go on until each fell twice.
@@ -216,7 +216,7 @@ async fn chaos(postgres: Option<(&str, &str)>, own: Option<&crate::own_postgres:
     let (placed, ()) = tokio::join!(placing, crash);
     placing_done.store(true, std::sync::atomic::Ordering::Relaxed);
     let killed = killer.await.unwrap();
-    for (name, _) in VICTIMS {
+    for name in VICTIMS {
         let times = killed.iter().filter(|k| *k == name).count();
         assert!(times >= 2, "{name} was killed {times} times: {killed:?}");
     }

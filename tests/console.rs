@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use catalog::pb::ferrymesh::catalog::v1 as cpb;
 
 use crate::gateway::Gateway;
-use crate::saga::Mesh;
+use crate::support::mesh::Mesh;
 use crate::support::{root, serve};
 
 /// What a browser gets back from one HTTP/1.1 request.
@@ -464,7 +464,7 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
         &[("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
     )
     .await;
-    let base = format!("http://127.0.0.1:{}", 8080 + mesh.offset);
+    let base = format!("http://127.0.0.1:{}", mesh.port("gateway"));
     let token = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
     // An operator's day: hundreds of executions, most of them ordinary,
     // among which the browser must find one order's in two actions.
@@ -544,8 +544,11 @@ async fn a_newcomer_and_an_operator_use_the_console_in_a_browser() {
             .any(|l| l.contains("ERROR") && l.contains("needs an operator") && l.contains("Release stock")),
         "no ERROR line for the refused compensation"
     );
-    let metrics =
-        crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", 51056 + mesh.offset)).await;
+    let metrics = crate::support::http_get(&format!(
+        "http://127.0.0.1:{}/metrics",
+        crate::support::admin_port("workflow", mesh.offset)
+    ))
+    .await;
     assert!(
         metrics
             .lines()

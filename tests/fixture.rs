@@ -12,7 +12,7 @@ use orders::pb::ferrymesh::orders::v2 as opb;
 use tonic::transport::Channel;
 
 use crate::protocols::{Outcome, Protocol, call};
-use crate::saga::{GOOD, Mesh, channel_as};
+use crate::support::mesh::{GOOD, Mesh, channel_as};
 
 pub(crate) const LIST_ORDERS: &str = "/ferrymesh.orders.v2.OrdersService/ListOrders";
 pub(crate) const GET_ORDER: &str = "/ferrymesh.orders.v2.OrdersService/GetOrder";
@@ -62,9 +62,9 @@ impl Fixture {
             .unwrap()
             .trim()
             .to_string();
-        let gateway = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
+        let gateway = format!("127.0.0.1:{}", mesh.port("gateway")).parse().unwrap();
         let apikeys = apb::api_keys_service_client::ApiKeysServiceClient::new(channel_as(
-            50057 + mesh.offset,
+            mesh.port("apikeys"),
             operator.as_ref(),
         ));
         Fixture {
@@ -228,7 +228,11 @@ impl Fixture {
 
     /// The gateway's metrics page.
     pub(crate) async fn gateway_metrics(&self) -> String {
-        crate::support::http_get(&format!("http://127.0.0.1:{}/metrics", 9080 + self.mesh.offset)).await
+        crate::support::http_get(&format!(
+            "http://127.0.0.1:{}/metrics",
+            crate::support::admin_port("gateway", self.mesh.offset)
+        ))
+        .await
     }
 }
 

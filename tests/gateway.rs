@@ -608,15 +608,16 @@ pub(crate) async fn register(gateway: SocketAddr, email: &str) -> String {
 async fn orders_through_the_gateway_stream_and_stay_with_their_customer() {
     use orders::pb::ferrymesh::orders::v2 as opb;
     let data = tempfile::tempdir().unwrap();
-    let mesh = crate::saga::Mesh::up(data.path(), &[]).await;
-    let gateway: SocketAddr = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
+    let mesh = crate::support::mesh::Mesh::up(data.path(), &[]).await;
+    let gateway: SocketAddr = format!("127.0.0.1:{}", mesh.port("gateway")).parse().unwrap();
     let ada = register(gateway, "ada@example.com").await;
     let bob = register(gateway, "bob@example.com").await;
     let orders = opb::orders_service_client::OrdersServiceClient::new(channel(gateway));
 
     // Ada places an order; the gateway says who she is, and a forged
     // identity header is replaced.
-    let mut request = crate::saga::order_request("gw-1", &[("mug", 1)], crate::saga::GOOD, "GB");
+    let mut request =
+        crate::support::mesh::order_request("gw-1", &[("mug", 1)], crate::support::mesh::GOOD, "GB");
     request.customer_email = String::new();
     let mut request = with_key(request, &ada);
     request
@@ -703,7 +704,7 @@ async fn orders_through_the_gateway_stream_and_stay_with_their_customer() {
     let status = orders
         .clone()
         .place_order(with_key(
-            crate::saga::order_request("gw-2", &[("mug", 1)], crate::saga::GOOD, "GB"),
+            crate::support::mesh::order_request("gw-2", &[("mug", 1)], crate::support::mesh::GOOD, "GB"),
             &bob,
         ))
         .await

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::gateway::register;
-use crate::saga::{Mesh, channel_as};
+use crate::support::mesh::{Mesh, channel_as};
 
 const GET_PRODUCT: &str = "/ferrymesh.catalog.v1.CatalogService/GetProduct";
 
@@ -417,7 +417,7 @@ async fn the_gateway_answers_or_resets_hostile_framing_and_serves_normal_calls_t
         ],
     )
     .await;
-    let gateway: SocketAddr = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
+    let gateway: SocketAddr = format!("127.0.0.1:{}", mesh.port("gateway")).parse().unwrap();
     let secret = register(gateway, "ada@example.com").await;
     normal_call(gateway, &secret).await;
     let mut client = h2_client(gateway).await;

@@ -593,7 +593,7 @@ async fn the_kind_configuration_runs_the_saga() {
         })
         .chain([(
             "http://jaeger:4317".to_string(),
-            format!("http://127.0.0.1:{}", 4317 + offset),
+            format!("http://127.0.0.1:{}", crate::support::port("tracesink", offset)),
         )])
         .collect();
     let moved = |value: &str| {
@@ -608,7 +608,7 @@ async fn the_kind_configuration_runs_the_saga() {
         "serve",
         "tracesink",
         "--listen",
-        &format!("127.0.0.1:{}", 4317 + offset),
+        &format!("127.0.0.1:{}", crate::support::port("tracesink", offset)),
         "--data-dir",
     ])
     .arg(dir.path().join("tracesink"));
@@ -665,7 +665,7 @@ async fn the_kind_configuration_runs_the_saga() {
     for (name, port, _) in services() {
         let probe = if name == "gateway" { port } else { port + 1000 } + offset;
         let mut health =
-            tonic_health::pb::health_client::HealthClient::new(crate::saga::channel_as(probe, None));
+            tonic_health::pb::health_client::HealthClient::new(crate::support::mesh::channel_as(probe, None));
         let status = health
             .check(tonic_health::pb::HealthCheckRequest::default())
             .await
@@ -676,13 +676,17 @@ async fn the_kind_configuration_runs_the_saga() {
     }
 
     // A newcomer registers through the gateway and places an order.
-    let gateway: std::net::SocketAddr = format!("127.0.0.1:{}", 8080 + offset).parse().unwrap();
+    let gateway: std::net::SocketAddr = format!("127.0.0.1:{}", crate::support::port("gateway", offset))
+        .parse()
+        .unwrap();
     let secret = crate::gateway::register(gateway, "ada@example.com").await;
-    let mut orders =
-        opb::orders_service_client::OrdersServiceClient::new(crate::saga::channel_as(gateway.port(), None));
+    let mut orders = opb::orders_service_client::OrdersServiceClient::new(crate::support::mesh::channel_as(
+        gateway.port(),
+        None,
+    ));
     let order = orders
         .place_order(crate::gateway::with_key(
-            crate::saga::order_request("kind-1", &[("mug", 1)], crate::saga::GOOD, "GB"),
+            crate::support::mesh::order_request("kind-1", &[("mug", 1)], crate::support::mesh::GOOD, "GB"),
             &secret,
         ))
         .await

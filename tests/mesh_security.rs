@@ -14,7 +14,7 @@ use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceC
 use orders::pb::ferrymesh::orders::v2 as opb;
 
 use crate::gateway::register;
-use crate::saga::{DECLINED, GOOD, Mesh, channel_as, order_request};
+use crate::support::mesh::{DECLINED, GOOD, Mesh, channel_as, order_request};
 use crate::support::{ferrymesh, grpcurl, http_get, serve, text};
 
 /// grpcurl off the test's runtime, which keeps reading the mesh's output.
@@ -65,8 +65,8 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
     let data = tempfile::tempdir().unwrap();
     let mesh = Mesh::up_with(data.path(), &[], &["--tls"], &[]).await;
     let certs = data.path().join("certs");
-    let port = |p: u16| format!("127.0.0.1:{}", p + mesh.offset);
-    let (catalog, payments) = (port(50051), port(50053));
+    let port = |service: &str| format!("127.0.0.1:{}", crate::support::port(service, mesh.offset));
+    let (catalog, payments) = (port("catalog"), port("payments"));
 
     // No client certificate: the handshake works (probes need it), the call does not.
     let mut anonymous = as_identity(&certs, "operator");
@@ -106,7 +106,7 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
     assert!(!out.contains("\"product\""), "{out}");
     // The kubelet's gRPC probe speaks no TLS: the admin port answers
     // health in plaintext, and nothing else of the service.
-    let admin = 51051 + mesh.offset;
+    let admin = crate::support::admin_port("catalog", mesh.offset);
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel_as(admin, None));
     let status = health
         .check(tonic_health::pb::HealthCheckRequest::default())
@@ -170,7 +170,11 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
     assert!(out.contains("PermissionDenied"), "{out}");
 
     // Each refusal is counted on payments' metrics page, by caller, and logged.
-    let metrics = http_get(&format!("http://127.0.0.1:{}/metrics", 51053 + mesh.offset)).await;
+    let metrics = http_get(&format!(
+        "http://127.0.0.1:{}/metrics",
+        crate::support::admin_port("payments", mesh.offset)
+    ))
+    .await;
     let refused = |caller: &str| {
         metrics
             .lines()
@@ -200,7 +204,8 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
         .filter(|l| l.starts_with("grpcurl -cacert "))
         .map(|l| {
             let mut line = l.replace(".ferrymesh/certs", &certs.display().to_string());
-            for p in [50051u16, 50053] {
+            for service in ["catalog", "payments"] {
+                let p = crate::support::port(service, 0);
                 line = line.replace(
                     &format!("127.0.0.1:{p} "),
                     &format!("127.0.0.1:{} ", p + mesh.offset),
@@ -242,7 +247,7 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
 
     // The whole saga through the gateway, every hop behind it over mutual
     // TLS: a good card confirms, a declined one compensates.
-    let gateway: SocketAddr = port(8080).parse().unwrap();
+    let gateway: SocketAddr = port("gateway").parse().unwrap();
     // order_request places orders for ada.
     let secret = register(gateway, "ada@example.com").await;
     for (key, card, wanted) in [
@@ -269,7 +274,7 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
             "workflow",
             "list",
             "--address",
-            &format!("https://{}", port(50056)),
+            &format!("https://{}", port("workflow")),
             "--certs",
         ])
         .arg(&certs)
@@ -286,7 +291,7 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
             "keys",
             "plans",
             "--address",
-            &format!("https://{}", port(50057)),
+            &format!("https://{}", port("apikeys")),
             "--certs",
         ])
         .arg(&certs)
@@ -300,11 +305,16 @@ async fn under_tls_strangers_are_refused_each_service_takes_only_its_callers_and
         String::from_utf8_lossy(&plans.stdout).contains("free"),
         "{plans:?}"
     );
-    let https = |p: u16| format!("https://{}", port(p));
+    let https = |service: &str| format!("https://{}", port(service));
     let load = ferrymesh()
         .args(["load", "place-order", "--rate", "5", "--duration", "1s", "--json"])
-        .args(["--orders-url", &https(50055), "--inventory-url", &https(50052)])
-        .args(["--workflow-url", &https(50056), "--certs"])
+        .args([
+            "--orders-url",
+            &https("orders"),
+            "--inventory-url",
+            &https("inventory"),
+        ])
+        .args(["--workflow-url", &https("workflow"), "--certs"])
         .arg(&certs)
         .output()
         .await
@@ -340,7 +350,7 @@ async fn a_certificate_rotated_on_disk_is_used_without_a_restart_or_a_failed_cal
     let data = tempfile::tempdir().unwrap();
     let mut mesh = Mesh::up_with(data.path(), &[], &["--tls"], &[]).await;
     let certs = data.path().join("certs");
-    let catalog = format!("127.0.0.1:{}", 50051 + mesh.offset);
+    let catalog = format!("127.0.0.1:{}", mesh.port("catalog"));
     let operator =
         Arc::new(kit::tls::MeshTls::load(kit::tls::TlsArgs::from_dir(&certs, "operator")).unwrap());
     let before = served_certificate(&catalog, &operator).await;
@@ -348,7 +358,7 @@ async fn a_certificate_rotated_on_disk_is_used_without_a_restart_or_a_failed_cal
 
     // Calls through the gateway to catalog (gateway's certificate, catalog's
     // certificate) and to orders (which calls catalog) all the while.
-    let gateway: SocketAddr = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
+    let gateway: SocketAddr = format!("127.0.0.1:{}", mesh.port("gateway")).parse().unwrap();
     let secret = register(gateway, "ada@example.com").await;
     let (done, calls, failures) = (
         Arc::new(AtomicBool::new(false)),

@@ -11,7 +11,7 @@ use crate::support::{Process, ferrymesh, free_port_offset, grpcurl, pid_of, text
 async fn up_serves_every_service_to_grpcurl_through_reflection_and_stops_cleanly() {
     let data = tempfile::tempdir().unwrap();
     let offset = free_port_offset();
-    let catalog = format!("127.0.0.1:{}", 50051 + offset);
+    let catalog = format!("127.0.0.1:{}", crate::support::port("catalog", offset));
     let mut command = ferrymesh();
     command
         .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
@@ -162,7 +162,7 @@ async fn up_serves_every_service_to_grpcurl_through_reflection_and_stops_cleanly
     );
 
     // orders serves both major versions, and prices from the catalog across processes.
-    let orders = format!("127.0.0.1:{}", 50055 + offset);
+    let orders = format!("127.0.0.1:{}", crate::support::port("orders", offset));
     let listed = text(&grpcurl(&["-plaintext", &orders, "list"]));
     assert!(
         listed.contains("ferrymesh.orders.v1.OrdersService\n")
@@ -228,7 +228,7 @@ async fn up_serves_every_service_to_grpcurl_through_reflection_and_stops_cleanly
 async fn up_names_the_service_whose_port_is_taken_and_exits_non_zero() {
     let data = tempfile::tempdir().unwrap();
     let offset = free_port_offset();
-    let taken = std::net::TcpListener::bind(("127.0.0.1", 50051 + offset)).unwrap();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", crate::support::port("catalog", offset))).unwrap();
     let mut command = ferrymesh();
     command
         .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
@@ -236,7 +236,10 @@ async fn up_names_the_service_whose_port_is_taken_and_exits_non_zero() {
     let mut up = Process::spawn(command);
     let status = up.wait_exit(Duration::from_secs(30)).await;
     assert!(!status.success());
-    let expected = format!("port taken: catalog needs 127.0.0.1:{}", 50051 + offset);
+    let expected = format!(
+        "port taken: catalog needs 127.0.0.1:{}",
+        crate::support::port("catalog", offset)
+    );
     assert!(up.output().contains(&expected), "{}", up.output());
     drop(taken);
 }
@@ -283,15 +286,15 @@ async fn the_readme_grpcurl_examples_work_when_pasted() {
         binaries.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let workflow_url = format!("http://127.0.0.1:{}", 50056 + offset);
-    let apikeys_url = format!("http://127.0.0.1:{}", 50057 + offset);
-    let sink_url = format!("http://127.0.0.1:{}", 4317 + offset);
+    let workflow_url = format!("http://127.0.0.1:{}", crate::support::port("workflow", offset));
+    let apikeys_url = format!("http://127.0.0.1:{}", crate::support::port("apikeys", offset));
+    let sink_url = format!("http://127.0.0.1:{}", crate::support::port("tracesink", offset));
     let mut order_id = String::new();
     // The key RegisterDeveloper printed, as the reader exports it.
     let mut api_key = String::new();
     for example in examples {
         let mut line = example.replace("ORDER_ID", &order_id);
-        for port in crate::support::MESH_PORTS {
+        for port in crate::support::mesh_ports() {
             for after in [" ", "/"] {
                 line = line.replace(
                     &format!("127.0.0.1:{port}{after}"),
@@ -413,7 +416,7 @@ async fn up_restarts_a_service_that_dies() {
     let data = tempfile::tempdir().unwrap();
     let (mut up, offset) = up_and_serving(data.path()).await;
 
-    let inventory = format!("127.0.0.1:{}", 50052 + offset);
+    let inventory = format!("127.0.0.1:{}", crate::support::port("inventory", offset));
     let pid = pid_of(&["serve", "inventory", &inventory]).expect("the inventory process");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
 
@@ -437,7 +440,7 @@ async fn up_restarts_a_service_that_dies() {
     }
     let again = pid_of(&["serve", "inventory", &inventory]).expect("inventory runs again");
     assert_ne!(again, pid, "a new process");
-    let catalog = format!("127.0.0.1:{}", 50051 + offset);
+    let catalog = format!("127.0.0.1:{}", crate::support::port("catalog", offset));
     assert!(
         pid_of(&["serve", "catalog", &catalog]).is_some(),
         "the others kept running"
@@ -455,8 +458,8 @@ async fn up_restarts_a_service_that_dies() {
 async fn services_stop_when_up_is_killed() {
     let data = tempfile::tempdir().unwrap();
     let (mut up, offset) = up_and_serving(data.path()).await;
-    let catalog = format!("127.0.0.1:{}", 50051 + offset);
-    let workflow = format!("127.0.0.1:{}", 50056 + offset);
+    let catalog = format!("127.0.0.1:{}", crate::support::port("catalog", offset));
+    let workflow = format!("127.0.0.1:{}", crate::support::port("workflow", offset));
     assert!(pid_of(&["serve", "catalog", &catalog]).is_some());
     up.signal(Signal::SIGKILL);
     up.wait_exit(Duration::from_secs(10)).await;

@@ -14,7 +14,7 @@ use orders::pb::ferrymesh::orders::v2 as opb;
 use tonic::transport::Channel;
 
 use crate::gateway::register;
-use crate::saga::{DECLINED, GOOD, Mesh, order_request};
+use crate::support::mesh::{DECLINED, GOOD, Mesh, order_request};
 use crate::support::{ferrymesh, http_get, metrics_url, serve};
 use crate::tracing_export::{Collector, Exported, attribute, hex_of, string, traced_gateway};
 
@@ -152,8 +152,8 @@ async fn one_trace_follows_an_order_through_every_service_and_the_sink_shows_it(
         ],
     )
     .await;
-    let gateway: SocketAddr = format!("127.0.0.1:{}", 8080 + mesh.offset).parse().unwrap();
-    let sink = format!("http://127.0.0.1:{}", 4317 + mesh.offset);
+    let gateway: SocketAddr = format!("127.0.0.1:{}", mesh.port("gateway")).parse().unwrap();
+    let sink = format!("http://127.0.0.1:{}", mesh.port("tracesink"));
     let secret = register(gateway, "ada@example.com").await;
 
     // A good order: gateway -> orders -> (catalog, payments, workflow ->

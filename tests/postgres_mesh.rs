@@ -8,7 +8,7 @@ use std::time::Duration;
 use orders::pb::ferrymesh::orders::v2 as opb;
 use sea_orm::ConnectionTrait;
 
-use crate::saga::{GOOD, Mesh};
+use crate::support::mesh::{GOOD, Mesh};
 
 const SERVICES_WITH_A_DATABASE: &[&str] = &[
     "catalog",

@@ -21,7 +21,7 @@ use orders::pb::ferrymesh::orders::v2::orders_service_client::OrdersServiceClien
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
 use crate::own_postgres::OwnPostgres;
-use crate::saga::{DECLINED, GOOD, order_request};
+use crate::support::mesh::{DECLINED, GOOD, order_request};
 use crate::support::{Process, ferrymesh};
 
 /// How long a replica may be silent before the others take over.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use orders::pb::ferrymesh::orders::v2 as opb;
 
-use crate::saga::{GOOD, Mesh, order_request};
 use crate::support::Apart;
+use crate::support::mesh::{GOOD, Mesh, order_request};
 
 #[tokio::test]
 async fn an_order_waits_out_a_shipping_outage_and_is_confirmed() {
@@ -52,7 +52,7 @@ async fn an_order_waits_out_a_shipping_outage_and_is_confirmed() {
     assert_eq!(last, opb::OrderStatus::Confirmed as i32, "{}", mesh.up.output());
     // One charge, not refunded; one shipment.
     let events = mesh.history(&order.order_id).await;
-    let paid = crate::saga::payment_id(&events).unwrap();
+    let paid = crate::support::mesh::payment_id(&events).unwrap();
     let payment = mesh
         .payments
         .clone()

@@ -9,7 +9,7 @@ use orders::pb::ferrymesh::orders::v2 as opb;
 
 use crate::fixture::{Fixture, GET_ORDER, LIST_ORDERS, PLACE_ORDER, REGISTER, order_json, orders_of};
 use crate::protocols::{Protocol, call, http1_chunked};
-use crate::saga::channel_as;
+use crate::support::mesh::channel_as;
 
 /// Finding 1: a request trailer naming the victim made ListOrders and
 /// GetOrder answer with the victim's orders, over HTTP/2 and over HTTP/1.1
@@ -87,13 +87,13 @@ async fn under_mtls_only_the_gateway_may_name_a_customer() {
     };
     let orders = |who: &str| {
         opb::orders_service_client::OrdersServiceClient::new(channel_as(
-            50055 + f.mesh.offset,
+            f.mesh.port("orders"),
             Some(&as_who(who)),
         ))
     };
     // Workflow may call FulfillmentService; naming a customer as it does is refused.
     let fulfillment = opb::order_fulfillment_service_client::OrderFulfillmentServiceClient::new(channel_as(
-        50055 + f.mesh.offset,
+        f.mesh.port("orders"),
         Some(&as_who("workflow")),
     ));
     let mut request = tonic::Request::new(opb::ConfirmOrderRequest {

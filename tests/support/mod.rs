@@ -1,5 +1,7 @@
 //! Processes, tools and ports for the end-to-end tests.
 
+pub(crate) mod mesh;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
@@ -65,12 +67,44 @@ pub(crate) fn ferrymesh() -> Command {
     command
 }
 
-/// Every default port of the mesh; `--port-offset` shifts them all.
-pub(crate) const MESH_PORTS: &[u16] = &[
-    8080, 50051, 50052, 50053, 50054, 50055, 50056, 50057, // gRPC
-    9080, 51051, 51052, 51053, 51054, 51055, 51056, 51057, // metrics (+1000)
-    4317, 5317, // the trace sink and its metrics
+/// Each service's default port, from its crate: the only place the tests
+/// learn where a service listens. `up --port-offset N` adds N to each.
+const SERVICE_PORTS: &[(&str, u16)] = &[
+    ("gateway", gateway::DEFAULT_PORT),
+    ("catalog", catalog::DEFAULT_PORT),
+    ("inventory", inventory::DEFAULT_PORT),
+    ("payments", payments::DEFAULT_PORT),
+    ("shipping", shipping::DEFAULT_PORT),
+    ("orders", orders::DEFAULT_PORT),
+    ("workflow", workflow::DEFAULT_PORT),
+    ("apikeys", apikeys::DEFAULT_PORT),
+    ("tracesink", tracesink::DEFAULT_PORT),
+    // Not a service: `up --audit-every`'s report.
+    ("audit", 9190),
 ];
+
+/// Where `service` of a mesh started with `--port-offset offset` listens.
+pub(crate) fn port(service: &str, offset: u16) -> u16 {
+    let (_, default) = SERVICE_PORTS
+        .iter()
+        .find(|(name, _)| *name == service)
+        .unwrap_or_else(|| panic!("no service {service} in the mesh"));
+    default + offset
+}
+
+/// Where `service` serves its metrics: its port + 1000.
+pub(crate) fn admin_port(service: &str, offset: u16) -> u16 {
+    port(service, offset) + 1000
+}
+
+/// Every port of the mesh: each service's, and its metrics' (+1000; the
+/// audit's report has none).
+pub(crate) fn mesh_ports() -> Vec<u16> {
+    SERVICE_PORTS
+        .iter()
+        .flat_map(|(name, p)| std::iter::once(*p).chain((*name != "audit").then_some(p + 1000)))
+        .collect()
+}
 
 /// The kernel's range for the local ports of outgoing connections.
 fn ephemeral_ports() -> (u16, u16) {
@@ -100,11 +134,12 @@ static HELD: Mutex<Vec<Flock<std::fs::File>>> = Mutex::new(Vec::new());
 /// and then nothing can listen on it for a minute.
 pub(crate) fn free_port_offset() -> u16 {
     let (low, high) = ephemeral_ports();
-    let highest = MESH_PORTS.iter().copied().max().unwrap_or(0);
+    let ports = mesh_ports();
+    let highest = ports.iter().copied().max().unwrap_or(0);
     let slots = |outside: bool| -> Vec<u16> {
         (1000..=u16::MAX - highest)
             .filter(|offset| offset % OFFSET_STRIDE == 0)
-            .filter(|offset| !outside || MESH_PORTS.iter().all(|p| !(low..=high).contains(&(p + offset))))
+            .filter(|offset| !outside || ports.iter().all(|p| !(low..=high).contains(&(p + offset))))
             .collect()
     };
     let locks = std::env::temp_dir().join("ferrymesh-test-ports");
@@ -120,7 +155,7 @@ pub(crate) fn free_port_offset() -> u16 {
             let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
                 continue;
             };
-            let all_free = MESH_PORTS
+            let all_free = ports
                 .iter()
                 .all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p + offset)).is_ok());
             if all_free {
@@ -348,8 +383,9 @@ pub(crate) fn pid_of(parts: &[&str]) -> Option<i32> {
 
 #[test]
 fn meshes_at_different_offsets_never_share_a_port() {
-    for a in MESH_PORTS {
-        for b in MESH_PORTS {
+    let ports = mesh_ports();
+    for a in &ports {
+        for b in &ports {
             if a != b {
                 assert_ne!(
                     a.abs_diff(*b) % OFFSET_STRIDE,
