@@ -7,7 +7,7 @@ mod scenarios;
 mod support;
 
 kit_testing::on_sqlite_and_postgres!(
-    crate::support::Catalog::start;
+    crate::support::start;
     lists_every_seeded_product_in_pages,
     page_size_zero_means_twenty,
     gets_a_product_with_its_price,

@@ -1,28 +1,16 @@
 //! Starts the catalog on a fresh database and gives a client for it.
 
 use catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient;
-use kit_testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestService};
 use tonic::transport::Channel;
 
 pub(crate) use kit_testing::assert_invalid;
 
-pub(crate) struct Catalog {
-    pub(crate) server: TestServer,
-    client: CatalogServiceClient<Channel>,
-}
+/// The catalog service under test and its client.
+pub(crate) type Catalog = TestService<CatalogServiceClient<Channel>>;
 
-impl Catalog {
-    pub(crate) async fn start(db: TestDatabase) -> Self {
-        let server = TestServer::start::<catalog::migrations::Migrator>(db, catalog::service_with).await;
-        let client = CatalogServiceClient::new(server.channel().await);
-        Catalog { server, client }
-    }
-
-    pub(crate) fn client(&self) -> CatalogServiceClient<Channel> {
-        self.client.clone()
-    }
-
-    pub(crate) async fn stop(self) {
-        self.server.stop().await;
-    }
+/// Starts catalog on `db`.
+pub(crate) async fn start(db: TestDatabase) -> Catalog {
+    TestService::start::<catalog::migrations::Migrator>(db, catalog::service_with, CatalogServiceClient::new)
+        .await
 }

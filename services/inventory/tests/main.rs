@@ -7,7 +7,7 @@ mod scenarios;
 mod support;
 
 kit_testing::on_sqlite_and_postgres!(
-    crate::support::Inventory::start;
+    crate::support::start;
     reserves_and_reports_stock,
     reservations_are_all_or_nothing,
     the_same_id_returns_the_first_result_and_other_items_are_refused,

@@ -9,7 +9,7 @@ use kit_testing::{assert_invalid, assert_status};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::support::{Inventory, reserve_request};
+use crate::support::{Inventory, InventoryCalls, reserve_request};
 
 pub(crate) async fn reserves_and_reports_stock(inventory: &Inventory) {
     let reservation = inventory

@@ -4,31 +4,32 @@ use inventory::pb::ferrymesh::inventory::v1::inventory_service_client::Inventory
 use inventory::pb::ferrymesh::inventory::v1::{
     GetStockRequest, ReservationItem, ReserveStockRequest, ReserveStockResponse, StockLevel,
 };
-use kit_testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestService};
 use sea_orm::EntityTrait;
 use tonic::transport::Channel;
 
-pub(crate) struct Inventory {
-    pub(crate) server: TestServer,
-    client: InventoryServiceClient<Channel>,
+/// The inventory service under test and its client.
+pub(crate) type Inventory = TestService<InventoryServiceClient<Channel>>;
+
+/// Starts inventory on `db`.
+pub(crate) async fn start(db: TestDatabase) -> Inventory {
+    TestService::start::<inventory::migrations::Migrator>(
+        db,
+        inventory::service_with,
+        InventoryServiceClient::new,
+    )
+    .await
 }
 
-impl Inventory {
-    pub(crate) async fn start(db: TestDatabase) -> Self {
-        let server = TestServer::start::<inventory::migrations::Migrator>(db, inventory::service_with).await;
-        let client = InventoryServiceClient::new(server.channel().await);
-        Inventory { server, client }
-    }
+/// What the scenarios ask inventory often.
+pub(crate) trait InventoryCalls {
+    async fn level(&self, sku: &str) -> StockLevel;
+    async fn reserve(&self, id: &str, items: &[(&str, i32)]) -> Result<ReserveStockResponse, tonic::Status>;
+    async fn stored(&self, sku: &str) -> inventory::store::stock::Model;
+}
 
-    pub(crate) fn client(&self) -> InventoryServiceClient<Channel> {
-        self.client.clone()
-    }
-
-    pub(crate) async fn stop(self) {
-        self.server.stop().await;
-    }
-
-    pub(crate) async fn level(&self, sku: &str) -> StockLevel {
+impl InventoryCalls for Inventory {
+    async fn level(&self, sku: &str) -> StockLevel {
         let request = GetStockRequest {
             skus: vec![sku.to_string()],
         };
@@ -41,11 +42,7 @@ impl Inventory {
             .remove(0)
     }
 
-    pub(crate) async fn reserve(
-        &self,
-        id: &str,
-        items: &[(&str, i32)],
-    ) -> Result<ReserveStockResponse, tonic::Status> {
+    async fn reserve(&self, id: &str, items: &[(&str, i32)]) -> Result<ReserveStockResponse, tonic::Status> {
         self.client()
             .reserve_stock(reserve_request(id, items))
             .await
@@ -53,7 +50,7 @@ impl Inventory {
     }
 
     /// The stock row as the database holds it, read past the service.
-    pub(crate) async fn stored(&self, sku: &str) -> inventory::store::stock::Model {
+    async fn stored(&self, sku: &str) -> inventory::store::stock::Model {
         let db = sea_orm::Database::connect(self.server.db.url.as_str())
             .await
             .unwrap();

@@ -209,6 +209,39 @@ impl TestServer {
     }
 }
 
+/// A service under test and a client for it: what each service's own
+/// tests start, hand to a scenario, and stop.
+#[derive(Debug)]
+pub struct TestService<C> {
+    /// The running server and its database.
+    pub server: TestServer,
+    client: C,
+}
+
+impl<C: Clone> TestService<C> {
+    /// Serves what `build` makes of `db` (migrated with `M`) and connects
+    /// `client` (e.g. `CatalogServiceClient::new`) to it.
+    pub async fn start<M: MigratorTrait>(
+        db: TestDatabase,
+        build: impl AsyncFnOnce(Db, &ServerArgs) -> Result<Service, kit::BoxError>,
+        client: impl FnOnce(tonic::transport::Channel) -> C,
+    ) -> Self {
+        let server = TestServer::start::<M>(db, build).await;
+        let client = client(server.channel().await);
+        TestService { server, client }
+    }
+
+    /// A client of its own for one caller.
+    pub fn client(&self) -> C {
+        self.client.clone()
+    }
+
+    /// Stops the server gracefully and drops its database.
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
 /// Asserts INVALID_ARGUMENT with a `BadRequest` violation for `field` whose
 /// description contains `says`, and a message that carries both.
 pub fn assert_invalid(status: &tonic::Status, field: &str, says: &str) {

@@ -7,7 +7,7 @@ mod scenarios;
 mod support;
 
 kit_testing::on_sqlite_and_postgres!(
-    crate::support::Payments::start;
+    crate::support::start;
     charges_a_card_and_keeps_only_brand_and_last_four,
     a_repeated_charge_has_the_effect_of_one,
     the_declined_card_is_refused_with_a_reason,

@@ -7,7 +7,9 @@ use sea_orm::EntityTrait;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::support::{DECLINED_CARD, FLAKY_CARD, GOOD_CARD, Payments, card, charge_request, usd};
+use crate::support::{
+    DECLINED_CARD, FLAKY_CARD, GOOD_CARD, Payments, PaymentsCalls, card, charge_request, usd,
+};
 
 pub(crate) async fn charges_a_card_and_keeps_only_brand_and_last_four(payments: &Payments) {
     let payment = payments

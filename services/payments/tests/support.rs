@@ -1,6 +1,6 @@
 //! Starts payments on a fresh database and gives a client for it.
 
-use kit_testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestService};
 use kit_values::pb::ferrymesh::common::v1::Money;
 use payments::pb::ferrymesh::payments::v1::payments_service_client::PaymentsServiceClient;
 use payments::pb::ferrymesh::payments::v1::{ChargeRequest, Payment, RefundRequest, RefundResponse};
@@ -8,34 +8,45 @@ use tonic::transport::Channel;
 
 pub(crate) use kit_testing::fixtures::{DECLINED_CARD, FLAKY_CARD, GOOD_CARD, card, usd};
 
-pub(crate) struct Payments {
-    pub(crate) server: TestServer,
-    client: PaymentsServiceClient<Channel>,
+/// The payments service under test and its client.
+pub(crate) type Payments = TestService<PaymentsServiceClient<Channel>>;
+
+/// Starts payments on `db`.
+pub(crate) async fn start(db: TestDatabase) -> Payments {
+    TestService::start::<payments::migrations::Migrator>(
+        db,
+        payments::service_with,
+        PaymentsServiceClient::new,
+    )
+    .await
 }
 
-impl Payments {
-    pub(crate) async fn start(db: TestDatabase) -> Self {
-        let server = TestServer::start::<payments::migrations::Migrator>(db, payments::service_with).await;
-        let client = PaymentsServiceClient::new(server.channel().await);
-        Payments { server, client }
-    }
+/// What the scenarios ask payments often.
+pub(crate) trait PaymentsCalls {
+    async fn charge(&self, request: ChargeRequest) -> Result<Payment, tonic::Status>;
+    async fn refund_owned(
+        &self,
+        refund_id: String,
+        payment_id: &str,
+        amount: Money,
+    ) -> Result<RefundResponse, tonic::Status>;
+    async fn refund(
+        &self,
+        refund_id: &str,
+        payment_id: &str,
+        amount: Money,
+    ) -> Result<RefundResponse, tonic::Status>;
+}
 
-    pub(crate) fn client(&self) -> PaymentsServiceClient<Channel> {
-        self.client.clone()
-    }
-
-    pub(crate) async fn stop(self) {
-        self.server.stop().await;
-    }
-
-    pub(crate) async fn charge(&self, request: ChargeRequest) -> Result<Payment, tonic::Status> {
+impl PaymentsCalls for Payments {
+    async fn charge(&self, request: ChargeRequest) -> Result<Payment, tonic::Status> {
         self.client()
             .charge(request)
             .await
             .map(|r| r.into_inner().payment.unwrap())
     }
 
-    pub(crate) async fn refund_owned(
+    async fn refund_owned(
         &self,
         refund_id: String,
         payment_id: &str,
@@ -44,7 +55,7 @@ impl Payments {
         self.refund(&refund_id, payment_id, amount).await
     }
 
-    pub(crate) async fn refund(
+    async fn refund(
         &self,
         refund_id: &str,
         payment_id: &str,

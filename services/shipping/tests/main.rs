@@ -7,7 +7,7 @@ mod scenarios;
 mod support;
 
 kit_testing::on_sqlite_and_postgres!(
-    crate::support::Shipping::start;
+    crate::support::start;
     quotes_follow_weight_and_zone,
     no_carrier_serves_antarctica,
     a_repeated_shipment_has_the_effect_of_one,

@@ -8,7 +8,7 @@ use shipping::pb::ferrymesh::shipping::v1::{
 };
 use tonic::Code;
 
-use crate::support::{Shipping, address, create_request, item};
+use crate::support::{Shipping, ShippingCalls, address, create_request, item};
 
 pub(crate) async fn quotes_follow_weight_and_zone(shipping: &Shipping) {
     let quote = |country: &str, items| {

@@ -1,32 +1,31 @@
 //! Starts shipping on a fresh database and gives a client for it.
 
 pub(crate) use kit_testing::fixtures::address;
-use kit_testing::{TestDatabase, TestServer};
+use kit_testing::{TestDatabase, TestService};
 use shipping::pb::ferrymesh::shipping::v1::shipping_service_client::ShippingServiceClient;
 use shipping::pb::ferrymesh::shipping::v1::{CreateShipmentRequest, Shipment, ShipmentItem};
 use tonic::transport::Channel;
 
-pub(crate) struct Shipping {
-    pub(crate) server: TestServer,
-    client: ShippingServiceClient<Channel>,
+/// The shipping service under test and its client.
+pub(crate) type Shipping = TestService<ShippingServiceClient<Channel>>;
+
+/// Starts shipping on `db`.
+pub(crate) async fn start(db: TestDatabase) -> Shipping {
+    TestService::start::<shipping::migrations::Migrator>(
+        db,
+        shipping::service_with,
+        ShippingServiceClient::new,
+    )
+    .await
 }
 
-impl Shipping {
-    pub(crate) async fn start(db: TestDatabase) -> Self {
-        let server = TestServer::start::<shipping::migrations::Migrator>(db, shipping::service_with).await;
-        let client = ShippingServiceClient::new(server.channel().await);
-        Shipping { server, client }
-    }
+/// What the scenarios ask shipping often.
+pub(crate) trait ShippingCalls {
+    async fn create(&self, request: CreateShipmentRequest) -> Result<Shipment, tonic::Status>;
+}
 
-    pub(crate) fn client(&self) -> ShippingServiceClient<Channel> {
-        self.client.clone()
-    }
-
-    pub(crate) async fn stop(self) {
-        self.server.stop().await;
-    }
-
-    pub(crate) async fn create(&self, request: CreateShipmentRequest) -> Result<Shipment, tonic::Status> {
+impl ShippingCalls for Shipping {
+    async fn create(&self, request: CreateShipmentRequest) -> Result<Shipment, tonic::Status> {
         self.client()
             .create_shipment(request)
             .await
