@@ -15,15 +15,8 @@ impl Store {
             Claim::Won(pending) => pending,
         };
         let now = kit_values::now_micros();
-        let inserted = pending
-            .txn()
-            .execute_raw(stmt(
-                self.backend(),
-                "INSERT INTO usage_plans (plan_id, settings, create_micros) VALUES (?, ?, ?) ON CONFLICT (plan_id) DO NOTHING",
-                vec![plan.plan_id.clone().into(), fingerprint.into(), now.into()],
-            ))
-            .await?;
-        if inserted.rows_affected() == 0 {
+        let inserted = insert_plan(pending.txn(), &plan.plan_id, fingerprint, now).await?;
+        if inserted == 0 {
             // Made by ensure_plan (the default plan) before anyone created it.
             return Err(ApiKeysError::Conflict {
                 kind: "usage plan",
@@ -39,35 +32,20 @@ impl Store {
     /// Creates the plan unless a plan with its id exists.
     pub async fn ensure_plan(&self, plan: &Plan) -> Result<(), ApiKeysError> {
         let settings = serde_json::to_string(plan).map_err(|e| corrupt("plan", e))?;
-        self.db
-            .write()
-            .execute_raw(stmt(
-                self.backend(),
-                "INSERT INTO usage_plans (plan_id, settings, create_micros) VALUES (?, ?, ?) ON CONFLICT (plan_id) DO NOTHING",
-                vec![
-                    plan.plan_id.clone().into(),
-                    settings.into(),
-                    kit_values::now_micros().into(),
-                ],
-            ))
-            .await?;
+        insert_plan(self.db.write(), &plan.plan_id, settings, kit_values::now_micros()).await?;
         Ok(())
     }
 
     /// A plan by id, with its creation time.
     pub async fn plan(&self, db: &impl ConnectionTrait, plan_id: &str) -> Result<(Plan, i64), ApiKeysError> {
-        let row = db
-            .query_one_raw(stmt(
-                self.backend(),
-                "SELECT settings, create_micros FROM usage_plans WHERE plan_id = ?",
-                vec![plan_id.into()],
-            ))
+        let row = usage_plan::Entity::find_by_id(plan_id)
+            .one(db)
             .await?
             .ok_or_else(|| ApiKeysError::NotFound {
                 kind: "usage plan",
                 id: plan_id.to_string(),
             })?;
-        Ok((plan_from(&row)?, row.try_get("", "create_micros")?))
+        plan_from(&row)
     }
 
     /// Plans by id after `after`, at most `limit`.
@@ -76,18 +54,13 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(Plan, i64)>, ApiKeysError> {
-        let rows = self
-            .db
-            .read()
-            .query_all_raw(stmt(
-                self.backend(),
-                "SELECT settings, create_micros FROM usage_plans WHERE plan_id > ? ORDER BY plan_id LIMIT ?",
-                vec![after.unwrap_or("").into(), i64::from(limit).into()],
-            ))
+        let rows = usage_plan::Entity::find()
+            .filter(usage_plan::Column::PlanId.gt(after.unwrap_or("")))
+            .order_by_asc(usage_plan::Column::PlanId)
+            .limit(u64::from(limit))
+            .all(self.db.read())
             .await?;
-        rows.iter()
-            .map(|r| Ok((plan_from(r)?, r.try_get("", "create_micros")?)))
-            .collect()
+        rows.iter().map(plan_from).collect()
     }
 
     /// Developers by id after `after`, at most `limit`.
@@ -96,16 +69,13 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Developer>, ApiKeysError> {
-        let rows = self
-            .db
-            .read()
-            .query_all_raw(stmt(
-                self.backend(),
-                "SELECT developer_id, email, name, plan_id, create_micros FROM developers WHERE developer_id > ? ORDER BY developer_id LIMIT ?",
-                vec![after.unwrap_or("").into(), i64::from(limit).into()],
-            ))
+        let rows = developer::Entity::find()
+            .filter(developer::Column::DeveloperId.gt(after.unwrap_or("")))
+            .order_by_asc(developer::Column::DeveloperId)
+            .limit(u64::from(limit))
+            .all(self.db.read())
             .await?;
-        rows.iter().map(developer_from).collect()
+        Ok(rows.into_iter().map(developer_from).collect())
     }
 
     pub(super) async fn insert_developer(
@@ -114,20 +84,18 @@ impl Store {
         developer: &Developer,
     ) -> Result<(), ApiKeysError> {
         self.plan(db, &developer.plan_id).await?;
-        let inserted = db
-            .execute_raw(stmt(
-                self.backend(),
-                "INSERT INTO developers (developer_id, email, name, plan_id, create_micros) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                vec![
-                    developer.developer_id.clone().into(),
-                    developer.email.clone().into(),
-                    developer.name.clone().into(),
-                    developer.plan_id.clone().into(),
-                    developer.create_micros.into(),
-                ],
-            ))
-            .await?;
-        if inserted.rows_affected() == 0 {
+        // Either the id or the email taken: nothing is inserted.
+        let inserted = developer::Entity::insert(developer::ActiveModel {
+            developer_id: Set(developer.developer_id.clone()),
+            email: Set(developer.email.clone()),
+            name: Set(developer.name.clone()),
+            plan_id: Set(developer.plan_id.clone()),
+            create_micros: Set(developer.create_micros),
+        })
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+        if inserted == 0 {
             return Err(ApiKeysError::Conflict {
                 kind: "developer email",
                 id: developer.email.clone(),
@@ -202,14 +170,12 @@ impl Store {
     pub async fn set_plan(&self, developer_id: &str, plan_id: &str) -> Result<Developer, ApiKeysError> {
         let txn = self.db.begin().await?;
         self.plan(&txn, plan_id).await?;
-        let updated = txn
-            .execute_raw(stmt(
-                self.backend(),
-                "UPDATE developers SET plan_id = ? WHERE developer_id = ?",
-                vec![plan_id.into(), developer_id.into()],
-            ))
+        let updated = developer::Entity::update_many()
+            .col_expr(developer::Column::PlanId, Expr::val(plan_id))
+            .filter(developer::Column::DeveloperId.eq(developer_id))
+            .exec(&txn)
             .await?;
-        if updated.rows_affected() == 0 {
+        if updated.rows_affected == 0 {
             return Err(ApiKeysError::NotFound {
                 kind: "developer",
                 id: developer_id.to_string(),
@@ -227,17 +193,34 @@ impl Store {
         db: &impl ConnectionTrait,
         developer_id: &str,
     ) -> Result<Developer, ApiKeysError> {
-        let row = db
-            .query_one_raw(stmt(
-                self.backend(),
-                "SELECT developer_id, email, name, plan_id, create_micros FROM developers WHERE developer_id = ?",
-                vec![developer_id.into()],
-            ))
+        let row = developer::Entity::find_by_id(developer_id)
+            .one(db)
             .await?
             .ok_or_else(|| ApiKeysError::NotFound {
                 kind: "developer",
                 id: developer_id.to_string(),
             })?;
-        developer_from(&row)
+        Ok(developer_from(row))
     }
+}
+
+/// Inserts a plan unless its id is taken; the rows inserted (0 or 1).
+async fn insert_plan(
+    db: &impl ConnectionTrait,
+    plan_id: &str,
+    settings: String,
+    now: i64,
+) -> Result<u64, ApiKeysError> {
+    Ok(usage_plan::Entity::insert(usage_plan::ActiveModel {
+        plan_id: Set(plan_id.to_string()),
+        settings: Set(settings),
+        create_micros: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(usage_plan::Column::PlanId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?)
 }

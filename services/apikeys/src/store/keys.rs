@@ -23,22 +23,22 @@ impl Store {
             expire_micros: None,
             replaced_by: String::new(),
         };
-        let inserted = db
-            .execute_raw(stmt(
-                self.backend(),
-                "INSERT INTO api_keys (key_id, developer_id, name, prefix, secret_hash, status, create_micros, revoke_micros, expire_micros, replaced_by) \
-                 VALUES (?, ?, ?, ?, ?, 'ACTIVE', ?, NULL, NULL, '') ON CONFLICT DO NOTHING",
-                vec![
-                    key.key_id.clone().into(),
-                    key.developer_id.clone().into(),
-                    key.name.clone().into(),
-                    key.prefix.clone().into(),
-                    self.hasher.hash(&secret).into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
-        if inserted.rows_affected() == 0 {
+        let inserted = api_key::Entity::insert(api_key::ActiveModel {
+            key_id: Set(key.key_id.clone()),
+            developer_id: Set(key.developer_id.clone()),
+            name: Set(key.name.clone()),
+            prefix: Set(key.prefix.clone()),
+            secret_hash: Set(self.hasher.hash(&secret)),
+            status: Set(ACTIVE.into()),
+            create_micros: Set(now),
+            revoke_micros: Set(None),
+            expire_micros: Set(None),
+            replaced_by: Set(String::new()),
+        })
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(db)
+        .await?;
+        if inserted == 0 {
             return Err(ApiKeysError::Conflict {
                 kind: KEY,
                 id: key_id.to_string(),
@@ -78,18 +78,14 @@ impl Store {
 
     /// A key by id.
     pub async fn key(&self, db: &impl ConnectionTrait, key_id: &str) -> Result<Key, ApiKeysError> {
-        let row = db
-            .query_one_raw(stmt(
-                self.backend(),
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?"),
-                vec![key_id.into()],
-            ))
+        let row = api_key::Entity::find_by_id(key_id)
+            .one(db)
             .await?
             .ok_or_else(|| ApiKeysError::NotFound {
                 kind: KEY,
                 id: key_id.to_string(),
             })?;
-        key_from(&row)
+        key_from(row)
     }
 
     /// Revokes a key; revoking again answers the revoked key. With
@@ -106,24 +102,27 @@ impl Store {
             // Takes the developer's row first, so two revokes of a
             // developer's last two keys run one after the other and the
             // second sees the first.
-            txn.execute_raw(stmt(
-                self.backend(),
-                "UPDATE developers SET developer_id = developer_id WHERE developer_id = ?",
-                vec![key.developer_id.clone().into()],
-            ))
-            .await?;
+            // (An update that changes nothing: SQLite has no FOR UPDATE.)
+            developer::Entity::update_many()
+                .col_expr(
+                    developer::Column::DeveloperId,
+                    Expr::col(developer::Column::DeveloperId),
+                )
+                .filter(developer::Column::DeveloperId.eq(&key.developer_id))
+                .exec(&txn)
+                .await?;
             let now = kit_values::now_micros();
-            let others = txn
-                .query_one_raw(stmt(
-                    self.backend(),
-                    "SELECT COUNT(*) AS n FROM api_keys WHERE developer_id = ? AND key_id <> ? \
-                     AND status = 'ACTIVE' AND (expire_micros IS NULL OR expire_micros > ?)",
-                    vec![key.developer_id.clone().into(), key_id.into(), now.into()],
-                ))
-                .await?
-                .map(|row| row.try_get::<i64>("", "n"))
-                .transpose()?
-                .unwrap_or(0);
+            let others = api_key::Entity::find()
+                .filter(api_key::Column::DeveloperId.eq(&key.developer_id))
+                .filter(api_key::Column::KeyId.ne(key_id))
+                .filter(api_key::Column::Status.eq(ACTIVE))
+                .filter(
+                    Condition::any()
+                        .add(api_key::Column::ExpireMicros.is_null())
+                        .add(api_key::Column::ExpireMicros.gt(now)),
+                )
+                .count(&txn)
+                .await?;
             if others == 0 {
                 return Err(ApiKeysError::Precondition(format!(
                     "api key `{key_id}` is your last usable key; rotate it (RotateMyKey) to replace it, \
@@ -131,12 +130,13 @@ impl Store {
                 )));
             }
         }
-        txn.execute_raw(stmt(
-            self.backend(),
-            "UPDATE api_keys SET status = 'REVOKED', revoke_micros = ? WHERE key_id = ? AND status = 'ACTIVE'",
-            vec![kit_values::now_micros().into(), key_id.into()],
-        ))
-        .await?;
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::Status, Expr::val(REVOKED))
+            .col_expr(api_key::Column::RevokeMicros, Expr::val(kit_values::now_micros()))
+            .filter(api_key::Column::KeyId.eq(key_id))
+            .filter(api_key::Column::Status.eq(ACTIVE))
+            .exec(&txn)
+            .await?;
         self.add_change(&txn, key_id, &key.developer_id, "").await?;
         let key = self.key(&txn, key_id).await?;
         txn.commit().await?;
@@ -180,13 +180,11 @@ impl Store {
             .insert_key(pending.txn(), new_key_id, &old.developer_id, &old.name, now)
             .await?;
         let expire = now.saturating_add(grace_micros);
-        pending
-            .txn()
-            .execute_raw(stmt(
-                self.backend(),
-                "UPDATE api_keys SET expire_micros = ?, replaced_by = ? WHERE key_id = ?",
-                vec![expire.into(), new_key_id.into(), key_id.into()],
-            ))
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::ExpireMicros, Expr::val(expire))
+            .col_expr(api_key::Column::ReplacedBy, Expr::val(new_key_id))
+            .filter(api_key::Column::KeyId.eq(key_id))
+            .exec(pending.txn())
             .await?;
         self.add_change(pending.txn(), key_id, &old.developer_id, "")
             .await?;
@@ -205,26 +203,16 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Key>, ApiKeysError> {
-        let (sql, mut values): (String, Vec<Value>) = match developer_id {
-            Some(d) => (
-                format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE developer_id = ? AND key_id > ? ORDER BY key_id LIMIT ?"
-                ),
-                vec![d.into()],
-            ),
-            None => (
-                format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id > ? ORDER BY key_id LIMIT ?"),
-                vec![],
-            ),
-        };
-        values.push(after.unwrap_or("").into());
-        values.push(i64::from(limit).into());
-        let rows = self
-            .db
-            .read()
-            .query_all_raw(stmt(self.backend(), &sql, values))
+        let mut query = api_key::Entity::find().filter(api_key::Column::KeyId.gt(after.unwrap_or("")));
+        if let Some(d) = developer_id {
+            query = query.filter(api_key::Column::DeveloperId.eq(d));
+        }
+        let rows = query
+            .order_by_asc(api_key::Column::KeyId)
+            .limit(u64::from(limit))
+            .all(self.db.read())
             .await?;
-        rows.iter().map(key_from).collect()
+        rows.into_iter().map(key_from).collect()
     }
 
     /// The key a secret belongs to, if it may be used now.
@@ -233,17 +221,12 @@ impl Store {
         if !crate::domain::looks_like_secret(secret) {
             return Err(unknown());
         }
-        let row = self
-            .db
-            .read()
-            .query_one_raw(stmt(
-                self.backend(),
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?"),
-                vec![self.hasher.hash(secret).into()],
-            ))
+        let row = api_key::Entity::find()
+            .filter(api_key::Column::SecretHash.eq(self.hasher.hash(secret)))
+            .one(self.db.read())
             .await?
             .ok_or_else(unknown)?;
-        let key = key_from(&row)?;
+        let key = key_from(row)?;
         if key.status == KeyStatus::Revoked {
             return Err(ApiKeysError::Denied(format!(
                 "API key {}… was revoked at {}",
@@ -288,19 +271,13 @@ impl Store {
     }
 
     pub(super) async fn current_cursor(&self) -> Result<i64, ApiKeysError> {
-        let row = self
-            .db
-            .read()
-            .query_one_raw(stmt(
-                self.backend(),
-                "SELECT CAST(COALESCE(MAX(change_id), 0) AS BIGINT) AS c FROM key_changes",
-                vec![],
-            ))
+        let last: Option<Option<i64>> = key_change::Entity::find()
+            .select_only()
+            .column_as(key_change::Column::ChangeId.max(), "c")
+            .into_tuple()
+            .one(self.db.read())
             .await?;
-        Ok(match row {
-            Some(r) => r.try_get("", "c")?,
-            None => 0,
-        })
+        Ok(last.flatten().unwrap_or(0))
     }
 
     /// Changes after `after`: (changes, next cursor, truncated).
@@ -308,23 +285,19 @@ impl Store {
         if after < 0 {
             return Ok((Vec::new(), self.current_cursor().await?, false));
         }
-        let rows = self
-            .db
-            .read()
-            .query_all_raw(stmt(
-                self.backend(),
-                "SELECT change_id, key_id, developer_id, plan_id, create_micros FROM key_changes WHERE change_id > ? ORDER BY change_id LIMIT ?",
-                vec![after.into(), i64::try_from(MAX_CHANGES + 1).unwrap_or(1001).into()],
-            ))
+        let rows = key_change::Entity::find()
+            .filter(key_change::Column::ChangeId.gt(after))
+            .order_by_asc(key_change::Column::ChangeId)
+            .limit(MAX_CHANGES as u64 + 1)
+            .all(self.db.read())
             .await?;
         let truncated = rows.len() > MAX_CHANGES;
         let settled_before = kit_values::now_micros() - CHANGE_SETTLE_MICROS;
         let mut next = after;
         let mut settled = true;
         let mut changes = Vec::with_capacity(rows.len().min(MAX_CHANGES));
-        for row in rows.iter().take(MAX_CHANGES) {
-            let cursor: i64 = row.try_get("", "change_id")?;
-            let created: i64 = row.try_get("", "create_micros")?;
+        for row in rows.into_iter().take(MAX_CHANGES) {
+            let (cursor, created) = (row.change_id, row.create_micros);
             // The cursor moves only past settled changes, so one committed
             // late with an earlier cursor is not skipped; newer ones are
             // sent again, and dropping a cache entry twice is harmless.
@@ -334,9 +307,9 @@ impl Store {
             }
             changes.push(Change {
                 cursor,
-                key_id: row.try_get("", "key_id")?,
-                developer_id: row.try_get("", "developer_id")?,
-                plan_id: row.try_get("", "plan_id")?,
+                key_id: row.key_id,
+                developer_id: row.developer_id,
+                plan_id: row.plan_id,
             });
         }
         Ok((changes, next, truncated))

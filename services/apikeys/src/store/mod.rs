@@ -1,5 +1,5 @@
-//! The apikeys tables and queries, on SQLite and PostgreSQL. Every
-//! create/rotate/record claims its caller-chosen id first through
+//! The apikeys tables and queries (sea-orm), on SQLite and PostgreSQL.
+//! Every create/rotate/record claims its caller-chosen id first through
 //! [`kit_store::idempotency`], so a repeat has one effect; every change a
 //! gateway may have cached (revocation, rotation, a new plan) appends a
 //! row to `key_changes` in the same transaction.
@@ -7,7 +7,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kit_store::{Claim, Db, IdempotencyError};
-use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, Value};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -15,8 +20,11 @@ use crate::domain::{
 };
 
 mod accounts;
+mod entities;
 mod keys;
 mod usage;
+
+use entities::{api_key, developer, key_change, setting, usage_count, usage_plan};
 
 /// How old a change must be before a cursor moves past it: a transaction
 /// that took its cursor earlier but commits later is still seen.
@@ -156,67 +164,55 @@ pub struct Store {
     hasher: SecretHasher,
 }
 
-/// `?` placeholders, rewritten to `$n` for PostgreSQL.
-fn stmt(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let text = if backend == DatabaseBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_string()
-    };
-    Statement::from_sql_and_values(backend, text, values)
-}
-
 fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiKeysError {
     ApiKeysError::Corrupt(format!("{what}: {e}"))
 }
 
-fn key_from(row: &QueryResult) -> Result<Key, ApiKeysError> {
-    let status: String = row.try_get("", "status")?;
+/// A stored key status.
+const ACTIVE: &str = "ACTIVE";
+const REVOKED: &str = "REVOKED";
+
+fn key_from(row: api_key::Model) -> Result<Key, ApiKeysError> {
     Ok(Key {
-        key_id: row.try_get("", "key_id")?,
-        developer_id: row.try_get("", "developer_id")?,
-        name: row.try_get("", "name")?,
-        prefix: row.try_get("", "prefix")?,
-        status: match status.as_str() {
-            "ACTIVE" => KeyStatus::Active,
-            "REVOKED" => KeyStatus::Revoked,
+        status: match row.status.as_str() {
+            ACTIVE => KeyStatus::Active,
+            REVOKED => KeyStatus::Revoked,
             other => return Err(corrupt("key status", other)),
         },
-        create_micros: row.try_get("", "create_micros")?,
-        revoke_micros: row.try_get("", "revoke_micros")?,
-        expire_micros: row.try_get("", "expire_micros")?,
-        replaced_by: row.try_get("", "replaced_by")?,
+        key_id: row.key_id,
+        developer_id: row.developer_id,
+        name: row.name,
+        prefix: row.prefix,
+        create_micros: row.create_micros,
+        revoke_micros: row.revoke_micros,
+        expire_micros: row.expire_micros,
+        replaced_by: row.replaced_by,
     })
 }
 
-fn developer_from(row: &QueryResult) -> Result<Developer, ApiKeysError> {
-    Ok(Developer {
-        developer_id: row.try_get("", "developer_id")?,
-        email: row.try_get("", "email")?,
-        name: row.try_get("", "name")?,
-        plan_id: row.try_get("", "plan_id")?,
-        create_micros: row.try_get("", "create_micros")?,
-    })
+fn developer_from(row: developer::Model) -> Developer {
+    Developer {
+        developer_id: row.developer_id,
+        email: row.email,
+        name: row.name,
+        plan_id: row.plan_id,
+        create_micros: row.create_micros,
+    }
 }
 
-fn plan_from(row: &QueryResult) -> Result<Plan, ApiKeysError> {
-    let settings: String = row.try_get("", "settings")?;
-    serde_json::from_str(&settings).map_err(|e| corrupt("plan settings", e))
+fn plan_from(row: &usage_plan::Model) -> Result<(Plan, i64), ApiKeysError> {
+    let plan = serde_json::from_str(&row.settings).map_err(|e| corrupt("plan settings", e))?;
+    Ok((plan, row.create_micros))
 }
 
-const KEY_COLUMNS: &str =
-    "key_id, developer_id, name, prefix, status, create_micros, revoke_micros, expire_micros, replaced_by";
+/// `SUM(calls)` as a BIGINT (PostgreSQL sums BIGINTs to NUMERIC), 0 for no rows.
+fn sum_of_calls() -> Expr {
+    Func::cast_as(
+        Func::coalesce([Expr::col(usage_count::Column::Calls).sum(), Expr::val(0i64)]),
+        "BIGINT",
+    )
+    .into()
+}
 
 fn conflict_as<'a>(kind: &'static str, id: &'a str) -> impl Fn(IdempotencyError) -> ApiKeysError + 'a {
     move |e| match e {
@@ -232,29 +228,23 @@ impl Store {
     /// A store over a migrated database, hashing secrets with `hash_key`, or
     /// with the key kept in the database (made at first start) when `None`.
     pub async fn open(db: Db, hash_key: Option<[u8; 32]>) -> Result<Store, ApiKeysError> {
+        const NAME: &str = "secret_hash_key";
         let key = match hash_key {
             Some(key) => key,
             None => {
-                let backend = db.backend();
                 let fresh: [u8; 32] = rand::random();
-                db.write()
-                    .execute_raw(stmt(
-                        backend,
-                        "INSERT INTO settings (name, value) VALUES ('secret_hash_key', ?) ON CONFLICT (name) DO NOTHING",
-                        vec![hex::encode(fresh).into()],
-                    ))
-                    .await?;
-                let row = db
-                    .write()
-                    .query_one_raw(stmt(
-                        backend,
-                        "SELECT value FROM settings WHERE name = 'secret_hash_key'",
-                        vec![],
-                    ))
+                setting::Entity::insert(setting::ActiveModel {
+                    name: Set(NAME.into()),
+                    value: Set(hex::encode(fresh)),
+                })
+                .on_conflict(OnConflict::column(setting::Column::Name).do_nothing().to_owned())
+                .exec_without_returning(db.write())
+                .await?;
+                let row = setting::Entity::find_by_id(NAME)
+                    .one(db.write())
                     .await?
                     .ok_or_else(|| corrupt("settings", "secret_hash_key is missing"))?;
-                let text: String = row.try_get("", "value")?;
-                let bytes = hex::decode(&text).map_err(|e| corrupt("secret_hash_key", e))?;
+                let bytes = hex::decode(&row.value).map_err(|e| corrupt("secret_hash_key", e))?;
                 <[u8; 32]>::try_from(bytes.as_slice())
                     .map_err(|_| corrupt("secret_hash_key", "not 32 bytes"))?
             }
@@ -270,10 +260,6 @@ impl Store {
         self.db.read().clone()
     }
 
-    fn backend(&self) -> DatabaseBackend {
-        self.db.backend()
-    }
-
     async fn add_change(
         &self,
         db: &impl ConnectionTrait,
@@ -281,16 +267,14 @@ impl Store {
         developer_id: &str,
         plan_id: &str,
     ) -> Result<(), ApiKeysError> {
-        db.execute_raw(stmt(
-            self.backend(),
-            "INSERT INTO key_changes (key_id, developer_id, plan_id, create_micros) VALUES (?, ?, ?, ?)",
-            vec![
-                key_id.into(),
-                developer_id.into(),
-                plan_id.into(),
-                kit_values::now_micros().into(),
-            ],
-        ))
+        key_change::Entity::insert(key_change::ActiveModel {
+            change_id: NotSet,
+            key_id: Set(key_id.into()),
+            developer_id: Set(developer_id.into()),
+            plan_id: Set(plan_id.into()),
+            create_micros: Set(kit_values::now_micros()),
+        })
+        .exec_without_returning(db)
         .await?;
         Ok(())
     }

@@ -9,17 +9,16 @@ impl Store {
         developer_id: &str,
         (start, end): (i64, i64),
     ) -> Result<i64, ApiKeysError> {
-        let row = db
-            .query_one_raw(stmt(
-                self.backend(),
-                "SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) AS n FROM usage_counts WHERE developer_id = ? AND minute_micros >= ? AND minute_micros < ?",
-                vec![developer_id.into(), start.into(), end.into()],
-            ))
+        let sum: Option<i64> = usage_count::Entity::find()
+            .select_only()
+            .column_as(sum_of_calls(), "n")
+            .filter(usage_count::Column::DeveloperId.eq(developer_id))
+            .filter(usage_count::Column::MinuteMicros.gte(start))
+            .filter(usage_count::Column::MinuteMicros.lt(end))
+            .into_tuple()
+            .one(db)
             .await?;
-        Ok(match row {
-            Some(r) => r.try_get("", "n")?,
-            None => 0,
-        })
+        Ok(sum.unwrap_or(0))
     }
 
     /// Adds a batch of counts once per batch id; returns the calls added and
@@ -73,32 +72,35 @@ impl Store {
                 developers.insert(&r.key_id, key.developer_id);
             }
         }
-        let mut total = 0i64;
-        let rows: Vec<_> = merged.iter().collect();
+        let total = merged.values().fold(0i64, |sum, n| sum.saturating_add(*n));
+        let rows: Vec<usage_count::ActiveModel> = merged
+            .iter()
+            .map(|((key, method, stage, minute), n)| usage_count::ActiveModel {
+                key_id: Set(key.to_string()),
+                method: Set(method.to_string()),
+                stage: Set(stage.to_string()),
+                minute_micros: Set(*minute),
+                developer_id: Set(developers.get(key).cloned().unwrap_or_default()),
+                calls: Set(*n),
+            })
+            .collect();
+        // A row seen before adds to its count.
+        let add = OnConflict::columns([
+            usage_count::Column::KeyId,
+            usage_count::Column::Method,
+            usage_count::Column::Stage,
+            usage_count::Column::MinuteMicros,
+        ])
+        .value(
+            usage_count::Column::Calls,
+            Expr::col((usage_count::Entity, usage_count::Column::Calls))
+                .add(Expr::col(("excluded", usage_count::Column::Calls))),
+        )
+        .to_owned();
         for chunk in rows.chunks(200) {
-            let mut sql = String::from(
-                "INSERT INTO usage_counts (key_id, method, stage, minute_micros, developer_id, calls) VALUES ",
-            );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
-            for (i, ((key, method, stage, minute), n)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str("(?, ?, ?, ?, ?, ?)");
-                values.push((*key).into());
-                values.push((*method).into());
-                values.push((*stage).into());
-                values.push((*minute).into());
-                values.push(developers.get(key).cloned().unwrap_or_default().into());
-                values.push((**n).into());
-                total = total.saturating_add(**n);
-            }
-            sql.push_str(
-                " ON CONFLICT (key_id, method, stage, minute_micros) DO UPDATE SET calls = usage_counts.calls + excluded.calls",
-            );
-            pending
-                .txn()
-                .execute_raw(stmt(self.backend(), &sql, values))
+            usage_count::Entity::insert_many(chunk.to_vec())
+                .on_conflict(add.clone())
+                .exec_without_returning(pending.txn())
                 .await?;
         }
         let quotas = self.quotas_of(pending.txn(), records).await?;
@@ -145,30 +147,37 @@ impl Store {
         bucket_micros: i64,
     ) -> Result<Vec<Bucket>, ApiKeysError> {
         self.developer(self.db.read(), developer_id).await?;
-        let key_filter = if key_id.is_some() { " AND key_id = ?" } else { "" };
-        let sql = format!(
-            "SELECT method, (minute_micros / {bucket_micros}) * {bucket_micros} AS bucket, CAST(SUM(calls) AS BIGINT) AS n \
-             FROM usage_counts WHERE developer_id = ? AND minute_micros >= ? AND minute_micros < ?{key_filter} \
-             GROUP BY method, (minute_micros / {bucket_micros}) * {bucket_micros} ORDER BY method, bucket"
-        );
-        let mut values: Vec<Value> = vec![developer_id.into(), start.into(), end.into()];
+        // The start of each minute's bucket, the width written in (an
+        // integer): PostgreSQL groups by the select's expression only if it
+        // is the same text, and two bound parameters are not.
+        let bucket = || Expr::cust(format!("(minute_micros / {bucket_micros}) * {bucket_micros}"));
+        let mut query = usage_count::Entity::find()
+            .select_only()
+            .column(usage_count::Column::Method)
+            .column_as(bucket(), "bucket")
+            .column_as(sum_of_calls(), "n")
+            .filter(usage_count::Column::DeveloperId.eq(developer_id))
+            .filter(usage_count::Column::MinuteMicros.gte(start))
+            .filter(usage_count::Column::MinuteMicros.lt(end));
         if let Some(k) = key_id {
-            values.push(k.into());
+            query = query.filter(usage_count::Column::KeyId.eq(k));
         }
-        let rows = self
-            .db
-            .read()
-            .query_all_raw(stmt(self.backend(), &sql, values))
+        let rows: Vec<(String, i64, i64)> = query
+            .group_by(usage_count::Column::Method)
+            .group_by(bucket())
+            .order_by_asc(usage_count::Column::Method)
+            .order_by_asc(bucket())
+            .into_tuple()
+            .all(self.db.read())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Bucket {
-                    method: r.try_get("", "method")?,
-                    start_micros: r.try_get("", "bucket")?,
-                    count: r.try_get("", "n")?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|(method, start_micros, count)| Bucket {
+                method,
+                start_micros,
+                count,
             })
-            .collect()
+            .collect())
     }
 
     /// Prices a developer's calls over [start, end) on their current plan.
@@ -179,25 +188,22 @@ impl Store {
     ) -> Result<(Developer, Plan, Invoice), ApiKeysError> {
         let developer = self.developer(self.db.read(), developer_id).await?;
         let (plan, _) = self.plan(self.db.read(), &developer.plan_id).await?;
-        let rows = self
-            .db
-            .read()
-            .query_all_raw(stmt(
-                self.backend(),
-                "SELECT method, CAST(SUM(calls) AS BIGINT) AS n FROM usage_counts \
-                 WHERE developer_id = ? AND minute_micros >= ? AND minute_micros < ? GROUP BY method ORDER BY method",
-                vec![developer_id.into(), start.into(), end.into()],
-            ))
+        let rows: Vec<(String, i64)> = usage_count::Entity::find()
+            .select_only()
+            .column(usage_count::Column::Method)
+            .column_as(sum_of_calls(), "n")
+            .filter(usage_count::Column::DeveloperId.eq(developer_id))
+            .filter(usage_count::Column::MinuteMicros.gte(start))
+            .filter(usage_count::Column::MinuteMicros.lt(end))
+            .group_by(usage_count::Column::Method)
+            .order_by_asc(usage_count::Column::Method)
+            .into_tuple()
+            .all(self.db.read())
             .await?;
-        let calls = rows
-            .iter()
-            .map(|r| {
-                Ok(MethodCalls {
-                    method: r.try_get("", "method")?,
-                    calls: r.try_get("", "n")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiKeysError>>()?;
+        let calls: Vec<MethodCalls> = rows
+            .into_iter()
+            .map(|(method, calls)| MethodCalls { method, calls })
+            .collect();
         let invoice = price(&plan, &calls)?;
         Ok((developer, plan, invoice))
     }
