@@ -74,23 +74,12 @@ pub(crate) async fn http1(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+    let (status, headers, body) = crate::support::http_request(addr, method, path, headers, body).await;
+    Answer {
+        status,
+        headers,
+        body,
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    parse_http1(&raw)
 }
 
 /// An HTTP/1.1 answer read to its end: status, headers, the body (chunks joined).
