@@ -176,6 +176,12 @@ fn labels<'a>(attributes: impl Iterator<Item = &'a KeyValue>, extra: Option<(&st
     }
 }
 
+/// The text exposition format, written here: the OpenTelemetry Prometheus
+/// exporter (opentelemetry-prometheus) is discontinued by its maintainers
+/// (its last maintained release is 0.29; it depends on the unmaintained
+/// `protobuf` crate), and the format for two histograms and a gauge is a
+/// few lines. The console reads it back with prometheus-parse, so the two
+/// sides are checked against each other by the audit test.
 fn render(metrics: &ResourceMetrics) -> String {
     let mut out = String::new();
     // Which build answers, for dashboards (and the console's mesh view).
