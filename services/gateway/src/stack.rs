@@ -134,7 +134,7 @@ where
             }
             let secret = request
                 .headers()
-                .get("x-api-key")
+                .get(identity::API_KEY)
                 .map(|v| v.to_str().unwrap_or_default());
             if reflection_call && secret.is_none() {
                 // Without a key, every public method: tools can build the
@@ -371,7 +371,7 @@ where
             headers.remove(name);
         }
         if !pass_key {
-            headers.remove("x-api-key");
+            headers.remove(identity::API_KEY);
             // The admin token goes only where it is checked again (apikeys).
             headers.remove(http::header::AUTHORIZATION);
         }

@@ -20,6 +20,8 @@ use tower::{Layer, Service};
 
 use crate::tls::MeshPeer;
 
+/// The API key a caller sends the gateway (and the portal's methods).
+pub const API_KEY: &str = "x-api-key";
 /// What the gateway says the caller is: `key`, `operator`, `anonymous`, or
 /// `internal` on the gateway's own calls (key checks, usage).
 pub const PRINCIPAL: &str = "x-ferrymesh-principal";

@@ -72,7 +72,7 @@ impl PortalApi {
     async fn caller<T>(&self, request: &Request<T>) -> Result<(Key, Developer), Status> {
         let secret = request
             .metadata()
-            .get("x-api-key")
+            .get(kit::identity::API_KEY)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Status::unauthenticated("send your API key as x-api-key metadata"))?;
         Ok(self.store.authenticate(secret).await?)
