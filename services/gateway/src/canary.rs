@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::proxy::Upstream;
+use crate::proxy::Backend;
 
 /// Codes that mean the upstream failed, not the caller.
 pub fn is_fault(code: i32) -> bool {
@@ -36,7 +36,7 @@ pub struct Canary {
     /// The package it serves.
     pub package: String,
     /// Where it sends.
-    pub upstream: Arc<Upstream>,
+    pub upstream: Arc<Backend>,
     /// Keys per 10,000 that land on it.
     basis_points: u64,
     max_error_rate: f64,
@@ -147,7 +147,7 @@ impl CanaryRegistry {
         &self,
         stage: &str,
         package: &str,
-        upstream: Arc<Upstream>,
+        upstream: Arc<Backend>,
         percent: f64,
         max_error_rate: f64,
         window: Duration,
@@ -191,7 +191,7 @@ mod tests {
     use super::*;
 
     fn canary(percent: f64) -> Arc<Canary> {
-        let upstream = Arc::new(Upstream::new("http://127.0.0.1:1").unwrap());
+        let upstream = Arc::new(Backend::new("http://127.0.0.1:1").unwrap());
         CanaryRegistry::default().canary(
             "prod",
             "p.v1",

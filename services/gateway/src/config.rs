@@ -51,7 +51,7 @@ use crate::canary::{Canary, CanaryRegistry};
 use std::net::IpAddr;
 
 use crate::limits::KeyedBuckets;
-use crate::proxy::Upstream;
+use crate::proxy::Backend;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +169,7 @@ pub struct Stage {
     /// The name as the `x-ferrymesh-stage` value, made once.
     pub header: HeaderValue,
     /// Package to upstream.
-    pub routes: HashMap<String, Arc<Upstream>>,
+    pub routes: HashMap<String, Arc<Backend>>,
     /// `x-stage-var-<name>` headers to send.
     pub variables: Vec<(HeaderName, HeaderValue)>,
     /// Package to canary.
@@ -282,7 +282,7 @@ fn name_ok(name: &str) -> bool {
 pub fn parse(
     path: &str,
     text: &str,
-    upstreams: &mut dyn FnMut(&str) -> Result<Arc<Upstream>, String>,
+    upstreams: &mut dyn FnMut(&str) -> Result<Arc<Backend>, String>,
     canaries: &CanaryRegistry,
 ) -> Result<Routes, ConfigError> {
     let fail = |reason: String| ConfigError {
@@ -399,7 +399,7 @@ fn patterns(field: &str, items: &[String], errors: &mut Vec<String>) -> Vec<Meth
 fn build_stage(
     name: &str,
     stage: &StageFile,
-    upstreams: &mut dyn FnMut(&str) -> Result<Arc<Upstream>, String>,
+    upstreams: &mut dyn FnMut(&str) -> Result<Arc<Backend>, String>,
     canaries: &CanaryRegistry,
     errors: &mut Vec<String>,
 ) -> Stage {
@@ -488,8 +488,8 @@ pub use crate::local_mesh::{OPERATOR_METHODS, PUBLIC_METHODS, local_mesh};
 mod tests {
     use super::*;
 
-    fn upstreams(url: &str) -> Result<Arc<Upstream>, String> {
-        Upstream::new(url).map(Arc::new)
+    fn upstreams(url: &str) -> Result<Arc<Backend>, String> {
+        Backend::new(url).map(Arc::new)
     }
 
     #[test]

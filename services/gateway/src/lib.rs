@@ -95,7 +95,7 @@ fn read_config(
     tls: Option<&Arc<MeshTls>>,
 ) -> Result<(String, Routes), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut upstreams = |url: &str| proxy::Upstream::with_tls(url, tls.cloned()).map(Arc::new);
+    let mut upstreams = |url: &str| proxy::Backend::with_tls(url, tls.cloned()).map(Arc::new);
     let routes = config::parse(&path.display().to_string(), &text, &mut upstreams, canaries)
         .map_err(|e| e.to_string())?;
     Ok((text, routes))

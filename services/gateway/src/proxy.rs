@@ -33,13 +33,13 @@ pub fn set_worker(index: usize) {
 
 type Sender = hyper::client::conn::http2::SendRequest<Body>;
 
-/// An upstream: one or more addresses (a DNS name may stand for many
+/// A backend a route (or canary) sends calls to: one or more addresses (a DNS name may stand for many
 /// instances, resolved again every few seconds), each instance with its
 /// HTTP/2 connections, made when first needed and again when one closes.
 /// Each call goes to one instance by the power of two choices; a call that
 /// never reached one is sent again (see [`kit::balance`]).
 #[derive(Debug)]
-pub struct Upstream {
+pub struct Backend {
     url: String,
     tls: Option<Arc<MeshTls>>,
     pool: Arc<Pool<Connections>>,
@@ -68,16 +68,16 @@ impl Connections {
     }
 }
 
-impl Upstream {
+impl Backend {
     /// Checks `url`: `http://host:port`, nothing after the port, or several
     /// such separated by commas.
-    pub fn new(url: &str) -> Result<Upstream, String> {
-        Upstream::with_tls(url, None)
+    pub fn new(url: &str) -> Result<Backend, String> {
+        Backend::with_tls(url, None)
     }
 
-    /// As [`Upstream::new`]; `https://host:port` is called over mutual TLS
+    /// As [`Backend::new`]; `https://host:port` is called over mutual TLS
     /// with `tls` (the gateway's mesh identity), which it then needs.
-    pub fn with_tls(url: &str, tls: Option<Arc<MeshTls>>) -> Result<Upstream, String> {
+    pub fn with_tls(url: &str, tls: Option<Arc<MeshTls>>) -> Result<Backend, String> {
         let targets = Targets::parse(url)?;
         let tls = match (targets.scheme == Scheme::HTTPS, tls) {
             (true, Some(tls)) => Some(tls),
@@ -88,7 +88,7 @@ impl Upstream {
             }
             (false, _) => None,
         };
-        Ok(Upstream {
+        Ok(Backend {
             url: url.trim_end_matches('/').to_string(),
             tls,
             pool: Arc::new(Pool::new(targets, |_, _| Connections::new())),
@@ -304,12 +304,12 @@ impl<F: FnOnce(i32)> HttpBody for Observed<F> {
 
 #[cfg(test)]
 mod tests {
-    use super::Upstream;
+    use super::Backend;
 
     #[test]
     fn upstreams_are_plain_host_and_port() {
-        assert!(Upstream::new("http://127.0.0.1:50051").is_ok());
-        assert!(Upstream::new("http://127.0.0.1:50051/").is_ok());
+        assert!(Backend::new("http://127.0.0.1:50051").is_ok());
+        assert!(Backend::new("http://127.0.0.1:50051/").is_ok());
         for bad in [
             "127.0.0.1:50051",
             "http://127.0.0.1",
@@ -317,7 +317,7 @@ mod tests {
             "ftp://h:1",
             "",
         ] {
-            assert!(Upstream::new(bad).is_err(), "{bad}");
+            assert!(Backend::new(bad).is_err(), "{bad}");
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::caller::throttled;
 pub use crate::caller::{Caller, Client, Reached};
 use crate::canary::Canary;
 use crate::config::package_of;
-use crate::proxy::{Observed, Upstream, header_status};
+use crate::proxy::{Backend, Observed, header_status};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
@@ -34,7 +34,7 @@ fn refuse(status: Status) -> Ready<Result<Response<Body>, Infallible>> {
 /// Where the routing layer sends the call.
 #[derive(Debug, Clone)]
 pub struct Route {
-    upstream: Arc<Upstream>,
+    upstream: Arc<Backend>,
     canary: Option<Arc<Canary>>,
     stage: Arc<str>,
 }
@@ -71,7 +71,7 @@ layer!(AuthLayer, Auth);
 layer!(ThrottleLayer, Throttle);
 layer!(QuotaLayer, Quota);
 layer!(RouteLayer, Router);
-layer!(MeterLayer, Meter);
+layer!(MeterLayer, Metered);
 
 /// Resolves `x-api-key` to a key (from the cache) and checks that the
 /// method is public and in the key's plan; serves reflection for the plan.
@@ -414,12 +414,12 @@ where
 /// Counts the call for its key, method, stage and minute, once an
 /// upstream has answered it; a developer's own account calls are not counted.
 #[derive(Debug, Clone)]
-pub struct Meter<S> {
+pub struct Metered<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S> Service<Request<Body>> for Meter<S>
+impl<S> Service<Request<Body>> for Metered<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
@@ -525,7 +525,7 @@ mod tests {
             [stages.prod.variables]
             tier = "gold"
         "#;
-        let mut upstreams = |url: &str| Upstream::new(url).map(Arc::new);
+        let mut upstreams = |url: &str| Backend::new(url).map(Arc::new);
         let routes =
             crate::config::parse("t.toml", text, &mut upstreams, &CanaryRegistry::default()).unwrap();
         let client = crate::pb::ferrymesh::apikeys::v1::api_keys_service_client::ApiKeysServiceClient::with_interceptor(
