@@ -33,9 +33,10 @@ pub fn set_worker(index: usize) {
 
 type Sender = hyper::client::conn::http2::SendRequest<Body>;
 
-/// A backend a route (or canary) sends calls to: one or more addresses (a DNS name may stand for many
-/// instances, resolved again every few seconds), each instance with its
-/// HTTP/2 connections, made when first needed and again when one closes.
+/// A backend a route (or canary) sends calls to: one or more addresses (a
+/// DNS name may stand for many instances, resolved again every few
+/// seconds), each instance with its HTTP/2 connections, made when first
+/// needed and again when one closes.
 /// Each call goes to one instance by the power of two choices; a call that
 /// never reached one is sent again (see [`kit::balance`]).
 #[derive(Debug)]
