@@ -158,3 +158,36 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs_cmd::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every default address a command offers is where `up` puts a service
+    /// (the flags' defaults are literals; this keeps them the table's).
+    #[test]
+    fn default_addresses_are_the_services_ports() {
+        let ports: Vec<u16> = crate::mesh::SERVICES
+            .iter()
+            .chain([&crate::mesh::TRACE_SINK])
+            .map(|s| s.port)
+            .collect();
+        let mut seen = 0;
+        let mut pending = vec![super::Cli::command()];
+        while let Some(command) = pending.pop() {
+            for arg in command.get_arguments() {
+                for default in arg.get_default_values() {
+                    let text = default.to_string_lossy();
+                    let Some(port) = text.strip_prefix("http://127.0.0.1:") else {
+                        continue;
+                    };
+                    let port: u16 = port.parse().unwrap();
+                    assert!(ports.contains(&port), "{} --{}: {text}", command.get_name(), arg.get_id());
+                    seen += 1;
+                }
+            }
+            pending.extend(command.get_subcommands().cloned());
+        }
+        assert!(seen >= 6, "{seen} default addresses");
+    }
+}
