@@ -182,7 +182,12 @@ mod tests {
                         continue;
                     };
                     let port: u16 = port.parse().unwrap();
-                    assert!(ports.contains(&port), "{} --{}: {text}", command.get_name(), arg.get_id());
+                    assert!(
+                        ports.contains(&port),
+                        "{} --{}: {text}",
+                        command.get_name(),
+                        arg.get_id()
+                    );
                     seen += 1;
                 }
             }
