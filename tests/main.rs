@@ -23,6 +23,7 @@ mod observability;
 mod own_postgres;
 mod postgres_mesh;
 mod protocols;
+mod readiness;
 mod replicas;
 mod rollout;
 mod saga;

@@ -12,6 +12,8 @@ pub(crate) struct OwnPostgres {
     port: u16,
     /// `listen_addresses`: loopback, and whatever else a test gives.
     listen: String,
+    /// Whether it serves TLS (and takes no other connection over TCP).
+    tls: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -43,6 +45,16 @@ impl OwnPostgres {
 
     /// The same, listening on `also` as well (addresses a test made).
     pub(crate) fn start_listening(also: &[&str]) -> OwnPostgres {
+        OwnPostgres::start_with(also, None)
+    }
+
+    /// Serving TLS with `cert` and `key` (PEM), and refusing any TCP
+    /// client that does not use it.
+    pub(crate) fn start_tls(cert: &Path, key: &Path) -> OwnPostgres {
+        OwnPostgres::start_with(&[], Some((cert, key)))
+    }
+
+    fn start_with(also: &[&str], tls: Option<(&Path, &Path)>) -> OwnPostgres {
         let bin = bin_dir();
         let data = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -69,6 +81,25 @@ impl OwnPostgres {
             let subnet = address.rsplit_once('.').unwrap().0;
             rules.push_str(&format!("host all all {subnet}.0/24 trust\n"));
         }
+        if let Some((cert, key)) = tls {
+            // Over TCP, TLS only: `hostssl` lines, no `host` ones.
+            rules =
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n"
+                    .into();
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let target = data.path().join(to);
+                std::fs::copy(from, &target).unwrap();
+                let owner_only =
+                    <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+                std::fs::set_permissions(&target, owner_only).unwrap();
+            }
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(data.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
         std::fs::write(&hba, rules).unwrap();
         let listen = std::iter::once("127.0.0.1")
             .chain(also.iter().copied())
@@ -79,6 +110,7 @@ impl OwnPostgres {
             data,
             port,
             listen,
+            tls: tls.is_some(),
         };
         server.run();
         server
@@ -87,8 +119,10 @@ impl OwnPostgres {
     fn run(&self) {
         let dir = self.data.path().to_str().unwrap();
         let options = format!(
-            "-p {} -k {dir} -c listen_addresses={} -c max_connections=400 -c fsync=off",
-            self.port, self.listen
+            "-p {} -k {dir} -c listen_addresses={} -c max_connections=400 -c fsync=off -c ssl={}",
+            self.port,
+            self.listen,
+            if self.tls { "on" } else { "off" }
         );
         as_postgres(
             &self.bin,
@@ -109,6 +143,12 @@ impl OwnPostgres {
     /// Its URL, on the `postgres` database.
     pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The postmaster's process id (the first line of `postmaster.pid`).
+    pub(crate) fn postmaster_pid(&self) -> i32 {
+        let text = std::fs::read_to_string(self.data.path().join("postmaster.pid")).unwrap();
+        text.lines().next().unwrap().trim().parse().unwrap()
     }
 
     /// Crashes it (immediate shutdown: no checkpoint, as a power cut) and starts it again.

@@ -90,13 +90,20 @@ pub(crate) fn run(args: CertsArgs) -> ExitCode {
     }
 }
 
-/// Who gets a certificate: every service, and the operator (people and
-/// tools such as grpcurl and `ferrymesh keys`, which may call every method).
+/// Who gets a certificate: every service, the operator (people and tools
+/// such as grpcurl and `ferrymesh keys`, which may call every method), and
+/// the PostgreSQL server.
 pub(crate) fn identities() -> Vec<&'static str> {
     let mut all = crate::mesh::names();
     all.push(kit::authz::OPERATOR);
+    // The database server's certificate, for PostgreSQL over TLS
+    // (`sslmode=verify-full` with the mesh's CA).
+    all.push(DATABASE);
     all
 }
+
+/// The identity of the mesh's PostgreSQL server.
+const DATABASE: &str = "postgres";
 
 /// `certs init DIR` with the default names, as `up --tls` runs it: what
 /// exists is kept.

@@ -112,6 +112,8 @@ pub async fn serve(
     // Metric labels and log lines name only the contracts' methods.
     kit::rpc_telemetry::register_methods(EVERY_DESCRIPTOR_SET)?;
     let (health, health_server) = tonic_health::server::health_reporter();
+    // SERVING only once the stack is built (tonic-health starts SERVING).
+    health.set_service_status("", ServingStatus::NotServing).await;
     let canaries = CanaryRegistry::with_health(health.clone());
     // The gateway's own mesh identity, for every upstream hop.
     let tls = MeshTls::from_args(&args.tls)?;
@@ -147,15 +149,7 @@ pub async fn serve(
         reflection: ReflectionCache::default(),
         admin: blake3::hash(token.as_bytes()),
     });
-    let console = Arc::new(console::Console::new(
-        shared.clone(),
-        console::Sources {
-            metrics: config.metrics_targets.clone(),
-            logs_dir: config.logs_dir.clone(),
-            jaeger_url: config.jaeger_url.clone(),
-            audit_url: config.audit_url.clone(),
-        },
-    ));
+    let console = console_of(&shared, &config);
     let flushing = Arc::new(tokio::sync::Mutex::new(()));
 
     let mut background = tokio::task::JoinSet::new();
@@ -300,6 +294,19 @@ fn spawn_background(
             }
         });
     }
+}
+
+/// The web console over the gateway's state, reading what the flags name.
+fn console_of(shared: &Arc<Shared>, config: &Config) -> Arc<console::Console> {
+    Arc::new(console::Console::new(
+        shared.clone(),
+        console::Sources {
+            metrics: config.metrics_targets.clone(),
+            logs_dir: config.logs_dir.clone(),
+            jaeger_url: config.jaeger_url.clone(),
+            audit_url: config.audit_url.clone(),
+        },
+    ))
 }
 
 /// The tower stack every call goes through, outermost first.

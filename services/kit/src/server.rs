@@ -447,8 +447,13 @@ where
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
-    // From the configured address, so port 0 (tests) gives the admin port 0 too.
+    // Not ready until built: a probe (or `up`) that asks while the database
+    // is connected and migrated is told NOT_SERVING, so a rollout does not
+    // count this replica as available before it can answer. (tonic-health
+    // reports SERVING from creation.)
     let health = HealthReporter::new();
+    health.set_service_status("", ServingStatus::NotServing).await;
+    // From the configured address, so port 0 (tests) gives the admin port 0 too.
     start_admin_with_health(C::NAME, &args, addr, metrics, health.clone()).await?;
     let service = build(config).await?;
     tracing::info!(service = C::NAME, addr = %local, "listening on {local}");

@@ -1,0 +1,191 @@
+//! Ready means ready: a service whose database does not answer yet tells
+//! its probes NOT_SERVING (on its admin port, where the kubelet asks) until
+//! it is connected and migrated, and SERVING from then on.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::own_postgres::OwnPostgres;
+use crate::support::{Process, ferrymesh};
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The overall status at `addr`, or `None` while nothing answers there.
+async fn status(addr: SocketAddr) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .ok()?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .ok()?;
+    Some(answer.into_inner().status())
+}
+
+#[tokio::test]
+async fn a_service_is_not_serving_until_its_database_answers() {
+    let postgres = OwnPostgres::start();
+    let postmaster = Pid::from_raw(postgres.postmaster_pid());
+    // The server stalls: connections are made, but nothing answers them.
+    kill(postmaster, Signal::SIGSTOP).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (grpc, admin) = (free_addr(), free_addr());
+    let mut command = ferrymesh();
+    command
+        .args(["serve", "catalog", "--listen", &grpc.to_string()])
+        .args([
+            "--admin-listen",
+            &admin.to_string(),
+            "--database-url",
+            &postgres.url(),
+        ])
+        .arg("--data-dir")
+        .arg(data.path());
+    let mut catalog = Process::spawn(command);
+
+    // While the database stalls: the admin port answers, NOT_SERVING.
+    let mut not_serving = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while not_serving < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no NOT_SERVING answer:\n{}",
+            catalog.output()
+        );
+        match status(admin).await {
+            Some(ServingStatus::NotServing) => not_serving += 1,
+            None => {}
+            Some(other) => {
+                let _ = kill(postmaster, Signal::SIGCONT);
+                panic!("{other:?} while the database stalls:\n{}", catalog.output());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The database answers: SERVING, on both ports, and the service works.
+    kill(postmaster, Signal::SIGCONT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(admin).await != Some(ServingStatus::Serving) {
+        assert!(Instant::now() < deadline, "never SERVING:\n{}", catalog.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(grpc).await, Some(ServingStatus::Serving));
+    catalog.signal(Signal::SIGTERM);
+    assert!(catalog.wait_exit(Duration::from_secs(30)).await.success());
+}
+
+/// A service reaches a PostgreSQL that takes TLS only: with
+/// `sslmode=verify-full` and the mesh's CA (the server's certificate from
+/// `ferrymesh certs`) it serves; without TLS it is refused, and says so.
+#[tokio::test]
+async fn a_service_reaches_postgresql_over_tls_only() {
+    let certs = tempfile::tempdir().unwrap();
+    for args in [vec!["certs", "init"], vec!["certs", "issue"]] {
+        let mut command = ferrymesh();
+        command.args(&args).arg(certs.path());
+        if args[1] == "issue" {
+            command.arg("postgres");
+        }
+        let output = command.output().await.unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+    let postgres = OwnPostgres::start_tls(
+        &certs.path().join("postgres.pem"),
+        &certs.path().join("postgres.key"),
+    );
+    let ca = certs.path().join("ca.pem");
+    let verified = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        postgres.url(),
+        ca.display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let (mut catalog, addr) =
+        crate::support::serve("catalog", data.path(), &["--database-url", &verified], &[]).await;
+    assert_eq!(status(addr).await, Some(ServingStatus::Serving));
+    let mut client = catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient::new(
+        crate::support::mesh::channel_as(addr.port(), None),
+    );
+    let product = client
+        .get_product(catalog::pb::ferrymesh::catalog::v1::GetProductRequest {
+            product_id: "mug".into(),
+        })
+        .await
+        .unwrap();
+    assert!(product.into_inner().product.is_some());
+    catalog.signal(Signal::SIGTERM);
+    assert!(catalog.wait_exit(Duration::from_secs(30)).await.success());
+
+    // A server whose certificate another CA signed is not trusted.
+    let stranger = tempfile::tempdir().unwrap();
+    let output = ferrymesh()
+        .args(["certs", "init"])
+        .arg(stranger.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let wrong_ca = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        postgres.url(),
+        stranger.path().join("ca.pem").display()
+    );
+    let mut command = ferrymesh();
+    command
+        .args([
+            "serve",
+            "catalog",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &wrong_ca,
+        ])
+        .arg("--data-dir")
+        .arg(data.path());
+    let mut untrusted = Process::spawn(command);
+    assert!(!untrusted.wait_exit(Duration::from_secs(30)).await.success());
+    let output = untrusted.output().to_lowercase();
+    assert!(
+        output.contains("certificate") || output.contains("issuer"),
+        "{output}"
+    );
+
+    // Plaintext is refused by the server, and the service says why.
+    let plain = format!("{}?sslmode=disable", postgres.url());
+    let mut command = ferrymesh();
+    command
+        .args([
+            "serve",
+            "catalog",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &plain,
+        ])
+        .arg("--data-dir")
+        .arg(data.path());
+    let mut refused = Process::spawn(command);
+    let status = refused.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success());
+    let output = refused.output();
+    assert!(
+        output.contains("no pg_hba.conf entry") || output.contains("SSL off"),
+        "{output}"
+    );
+}
