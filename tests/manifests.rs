@@ -390,6 +390,47 @@ fn network_policies_allow_exactly_the_call_table() {
     }
 }
 
+/// The connection budget: every service's pool (`DB_POOL_SIZE`, plus the
+/// one connection it migrates on) times its replicas at their most (its
+/// autoscaler's maximum, or its replica count) fits in PostgreSQL's
+/// `max_connections`, less the connections reserved for superusers.
+#[test]
+fn every_pool_at_its_autoscalers_maximum_fits_in_postgresql() {
+    const SUPERUSER_RESERVED: i64 = 3;
+    let objects = rendered();
+    let postgres = get(&objects, "StatefulSet", "postgres");
+    let args: Vec<&str> = postgres["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let max_connections: i64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("max_connections="))
+        .map_or(100, |n| n.parse().unwrap());
+    let mut budget = Vec::new();
+    for (service, _, _) in services().into_iter().filter(|(s, _, _)| *s != "gateway") {
+        let config = get(&objects, "ConfigMap", &format!("{service}-config"));
+        let variable = format!("FERRYMESH_{}_DB_POOL_SIZE", service.to_uppercase());
+        let pool: i64 = text(&config["data"][&variable]).parse().unwrap_or(16);
+        let deployment = get(&objects, "Deployment", service);
+        let replicas = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "HorizontalPodAutoscaler" && o["spec"]["scaleTargetRef"]["name"] == service
+            })
+            .map_or(&deployment["spec"]["replicas"], |hpa| &hpa["spec"]["maxReplicas"])
+            .as_i64()
+            .unwrap_or(1);
+        budget.push((service, pool, replicas, (pool + 1) * replicas));
+    }
+    let total: i64 = budget.iter().map(|b| b.3).sum();
+    assert!(
+        total <= max_connections - SUPERUSER_RESERVED,
+        "{total} connections at the autoscalers' maxima, but PostgreSQL takes {max_connections} \
+         ({SUPERUSER_RESERVED} reserved): {budget:?}"
+    );
+}
+
 #[test]
 fn each_service_has_its_own_database_and_user() {
     let objects = rendered();

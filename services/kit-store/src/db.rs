@@ -106,8 +106,42 @@ impl Db {
     }
 }
 
+/// How many PostgreSQL connections a process keeps, and how long it waits
+/// for one.
+#[derive(Debug, Clone, Copy)]
+pub struct Pool {
+    /// Connections held at most (PostgreSQL; SQLite has one writer and its readers).
+    pub max_connections: u32,
+    /// To connect, and to get a free connection.
+    pub timeout: Duration,
+}
+
+impl Pool {
+    /// At most `max_connections`, waiting `timeout` for one.
+    pub fn new(max_connections: u32, timeout: Duration) -> Pool {
+        Pool {
+            max_connections,
+            timeout,
+        }
+    }
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            max_connections: 16,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Connects to `url` and applies the migrations `M` that have not run yet.
 pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOpenError> {
+    connect_and_migrate_with::<M>(url, Pool::default()).await
+}
+
+/// As [`connect_and_migrate`], with the pool's size and timeout.
+pub async fn connect_and_migrate_with<M: MigratorTrait>(url: &str, pool: Pool) -> Result<Db, DbOpenError> {
     let shown = redact(url);
     let connect_error = |source| DbOpenError::Connect {
         url: shown.clone(),
@@ -125,7 +159,7 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
                 source,
             })?;
         }
-        let mut write = Database::connect(sqlite_options(url, 1, false))
+        let mut write = Database::connect(sqlite_options(url, 1, false, pool.timeout))
             .await
             .map_err(connect_error)?;
         // Processes opening one file together migrate it one at a time.
@@ -158,7 +192,7 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
         if in_memory {
             return Ok(Db::single(write));
         }
-        let mut read = Database::connect(sqlite_options(url, SQLITE_READERS, true))
+        let mut read = Database::connect(sqlite_options(url, SQLITE_READERS, true, pool.timeout))
             .await
             .map_err(connect_error)?;
         trace_statements(&mut read);
@@ -169,12 +203,12 @@ pub async fn connect_and_migrate<M: MigratorTrait>(url: &str) -> Result<Db, DbOp
     }
     let mut options = ConnectOptions::new(url.to_string());
     options
-        .max_connections(16)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(pool.max_connections)
+        .connect_timeout(pool.timeout)
+        .acquire_timeout(pool.timeout)
         .sqlx_logging(false);
     let mut db = Database::connect(options).await.map_err(connect_error)?;
-    migrate_alone::<M>(url)
+    migrate_alone::<M>(url, pool.timeout)
         .await
         .map_err(|source| DbOpenError::Migrate { url: shown, source })?;
     trace_statements(&mut db);
@@ -187,11 +221,11 @@ const MIGRATION_LOCK: i64 = 0x6665_7272_796d;
 /// Applies `M` on a connection of its own holding a PostgreSQL advisory
 /// lock (of this database), so replicas starting together on one database
 /// migrate it one at a time: the first applies, the others find it done.
-async fn migrate_alone<M: MigratorTrait>(url: &str) -> Result<(), DbErr> {
+async fn migrate_alone<M: MigratorTrait>(url: &str, timeout: Duration) -> Result<(), DbErr> {
     let mut options = ConnectOptions::new(url.to_string());
     options
         .max_connections(1)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(timeout)
         .sqlx_logging(false);
     let conn = Database::connect(options).await?;
     conn.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
@@ -205,13 +239,13 @@ async fn migrate_alone<M: MigratorTrait>(url: &str) -> Result<(), DbErr> {
     migrated
 }
 
-fn sqlite_options(url: &str, connections: u32, read_only: bool) -> ConnectOptions {
+fn sqlite_options(url: &str, connections: u32, read_only: bool, timeout: Duration) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_string());
     options
         .max_connections(connections)
         .min_connections(if read_only { 1 } else { 0 })
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
         // A SQLite connection is a file handle in this process, not a socket
         // that can die: pinging it before each use only doubles the round
         // trips to its worker thread.

@@ -11,5 +11,7 @@ mod db_spans;
 pub mod idempotency;
 pub mod paging;
 
-pub use db::{Db, connect_and_migrate, ensure_postgres_database, is_unique_violation};
+pub use db::{
+    Db, Pool, connect_and_migrate, connect_and_migrate_with, ensure_postgres_database, is_unique_violation,
+};
 pub use idempotency::{Claim, IdempotencyError, Pending, claim};

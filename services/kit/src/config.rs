@@ -34,6 +34,16 @@ pub struct ServerArgs {
     /// Database URL, sqlite://FILE or postgres://... [default: a SQLite file in the data directory].
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL connections this process may hold (plus one, briefly, to
+    /// migrate): the budget is this times the replicas at their most, per
+    /// service, within the server's max_connections. SQLite is not pooled
+    /// this way (one writer, its readers).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+    /// How long to wait to connect to the database, or for a free
+    /// connection of the pool, before the call fails UNAVAILABLE.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub db_timeout: Duration,
     /// Log line format.
     #[arg(long, value_enum, default_value = "human")]
     pub log_format: LogFormat,
@@ -138,6 +148,8 @@ impl ServerArgs {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
             data_dir: std::env::temp_dir(),
             database_url: Some(database_url.into()),
+            db_pool_size: 16,
+            db_timeout: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: "info".into(),
             max_message_bytes: 4 * 1024 * 1024,

@@ -64,7 +64,8 @@ impl kit::ServiceConfig for Config {
 /// Opens (and migrates) the orders database and builds the service.
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("orders");
-    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    let db_pool = kit_store::Pool::new(config.server.db_pool_size, config.server.db_timeout);
+    let db = kit_store::connect_and_migrate_with::<migrations::Migrator>(&url, db_pool).await?;
     let tls = kit::tls::MeshTls::from_args(&config.server.tls)?;
     let upstream = |url: &str, timeout| kit::client::Upstream::with_tls(url, timeout, tls.as_ref());
     let upstreams = core::Upstreams {

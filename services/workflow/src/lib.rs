@@ -99,7 +99,8 @@ impl kit::ServiceConfig for Config {
 /// Opens (and migrates) the workflow database and builds the service.
 pub async fn service(config: Config) -> Result<kit::Service, kit::BoxError> {
     let url = config.server.database_url("workflow");
-    let db = kit_store::connect_and_migrate::<migrations::Migrator>(&url).await?;
+    let db_pool = kit_store::Pool::new(config.server.db_pool_size, config.server.db_timeout);
+    let db = kit_store::connect_and_migrate_with::<migrations::Migrator>(&url, db_pool).await?;
     let pool = invoke::every_contract()?;
     let invoker = Arc::new(invoke::GrpcInvoker::new(
         pool,

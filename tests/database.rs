@@ -1,6 +1,9 @@
-//! Ready means ready: a service whose database does not answer yet tells
-//! its probes NOT_SERVING (on its admin port, where the kubelet asks) until
-//! it is connected and migrated, and SERVING from then on.
+//! A service and its PostgreSQL as production runs them. Ready means
+//! ready: a service whose database does not answer yet tells its probes
+//! NOT_SERVING (on its admin port, where the kubelet asks) until it is
+//! connected and migrated. TLS to the database, verified. And the pool
+//! holds no more connections than `--db-pool-size`, the number the
+//! connection budget is made of.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -188,4 +191,56 @@ async fn a_service_reaches_postgresql_over_tls_only() {
         output.contains("no pg_hba.conf entry") || output.contains("SSL off"),
         "{output}"
     );
+}
+
+/// Fifty calls at once that each read the database open at most
+/// `--db-pool-size` connections (idle ones stay open, so what is open after
+/// the burst is the most that was).
+#[tokio::test]
+async fn a_service_holds_no_more_connections_than_its_pool_size() {
+    let postgres = OwnPostgres::start();
+    let data = tempfile::tempdir().unwrap();
+    let (mut inventory, addr) = crate::support::serve(
+        "inventory",
+        data.path(),
+        &["--database-url", &postgres.url(), "--db-pool-size", "3"],
+        &[],
+    )
+    .await;
+    use inventory::pb::ferrymesh::inventory::v1 as ipb;
+    let client = ipb::inventory_service_client::InventoryServiceClient::new(
+        crate::support::mesh::channel_as(addr.port(), None),
+    );
+    let calls = (0..50).map(|_| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_stock(ipb::GetStockRequest {
+                    skus: vec!["mug".into()],
+                })
+                .await
+                .unwrap();
+        }
+    });
+    futures_util::future::join_all(calls).await;
+    let admin = sea_orm::Database::connect(postgres.url()).await.unwrap();
+    let open: i64 = sea_orm::ConnectionTrait::query_one_raw(
+        &admin,
+        sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap();
+    assert!(
+        (1..=3).contains(&open),
+        "{open} connections open with --db-pool-size 3"
+    );
+    admin.close().await.unwrap();
+    inventory.signal(Signal::SIGTERM);
+    assert!(inventory.wait_exit(Duration::from_secs(30)).await.success());
 }
