@@ -266,7 +266,31 @@ fn every_service_crate_is_deployed_as_it_runs() {
         let strategy = &deployment["spec"]["strategy"];
         assert_eq!(strategy["type"], "RollingUpdate", "{name}");
         assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{name}");
-        assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "{name}");
+        // What an autoscaler scales sets no replicas (an apply would reset
+        // them); its autoscaler keeps two at least.
+        match find(&objects, "HorizontalPodAutoscaler", name) {
+            Some(hpa) => {
+                assert!(
+                    deployment["spec"].get("replicas").is_none(),
+                    "{name}: replicas beside its autoscaler"
+                );
+                assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() >= 2, "{name}");
+                // It scales on a CPU share of a request that means something.
+                let request = text(&pod["containers"][0]["resources"]["requests"]["cpu"]);
+                let millicores: u64 = request
+                    .strip_suffix('m')
+                    .map_or_else(|| request.parse::<u64>().unwrap() * 1000, |m| m.parse().unwrap());
+                let target = hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]
+                    .as_u64()
+                    .unwrap();
+                assert!(
+                    millicores * target / 100 >= 100,
+                    "{name}: scales at {}m",
+                    millicores * target / 100
+                );
+            }
+            None => assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "{name}"),
+        }
 
         // Its own certificate only, and the TLS paths inside that mount.
         let volumes = pod["volumes"].as_array().unwrap();
