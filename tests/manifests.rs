@@ -414,6 +414,80 @@ fn network_policies_allow_exactly_the_call_table() {
     }
 }
 
+/// Where each workload's egress may go, across every policy that selects
+/// it: (the peer's name, port). DNS, to kube-dns only, is checked apart.
+fn egress_of(objects: &[Value], name: &str) -> BTreeSet<(String, u64)> {
+    let mut allowed = BTreeSet::new();
+    for policy in objects.iter().filter(|o| o["kind"] == "NetworkPolicy") {
+        let selects = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == name
+            || policy["spec"]["podSelector"] == serde_json::json!({});
+        if !selects {
+            continue;
+        }
+        for rule in policy["spec"]["egress"].as_array().into_iter().flatten() {
+            let peers = rule["to"].as_array().expect("every egress rule names where");
+            for peer in peers {
+                assert!(
+                    peer.get("ipBlock").is_none(),
+                    "{name}: egress to addresses, not workloads"
+                );
+                if peer["podSelector"]["matchLabels"]["k8s-app"] == "kube-dns" {
+                    assert_eq!(
+                        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                        "kube-system"
+                    );
+                    continue;
+                }
+                let to = text(&peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]).to_string();
+                assert!(
+                    !to.is_empty() && peer.get("namespaceSelector").is_none(),
+                    "{name}: {peer}"
+                );
+                for port in rule["ports"]
+                    .as_array()
+                    .expect("every egress rule names its ports")
+                {
+                    allowed.insert((to.clone(), port["port"].as_u64().unwrap()));
+                }
+            }
+        }
+    }
+    allowed
+}
+
+/// Egress is denied but for DNS; each service reaches exactly the services
+/// whose call tables name it (on their ports), its database, and the trace
+/// collector; the gateway also every service's admin port (the console).
+#[test]
+fn egress_allows_exactly_the_callees_the_database_and_the_collector() {
+    let objects = rendered();
+    let deny = get(&objects, "NetworkPolicy", "default-deny-egress");
+    assert_eq!(deny["spec"]["podSelector"], serde_json::json!({}));
+    assert_eq!(deny["spec"]["policyTypes"], serde_json::json!(["Egress"]));
+    assert!(deny["spec"].get("egress").is_none());
+    let all = services();
+    for (name, _, _) in &all {
+        let mut expected: BTreeSet<(String, u64)> = all
+            .iter()
+            .filter(|(_, _, callers)| callers.is_some_and(|c| c.iter().any(|(who, _)| who == name)))
+            .map(|(callee, port, _)| (callee.to_string(), u64::from(*port)))
+            .collect();
+        if *name == "gateway" {
+            for (service, port, _) in all.iter().filter(|s| s.0 != "gateway") {
+                expected.insert((service.to_string(), u64::from(port + 1000)));
+            }
+        } else {
+            expected.insert(("postgres".into(), 5432));
+        }
+        expected.insert(("jaeger".into(), 4317));
+        assert_eq!(egress_of(&objects, name), expected, "{name}'s egress");
+    }
+    // PostgreSQL and Jaeger reach nothing but DNS.
+    for name in ["postgres", "jaeger"] {
+        assert!(egress_of(&objects, name).is_empty(), "{name}");
+    }
+}
+
 /// The connection budget: every service's pool (`DB_POOL_SIZE`, plus the
 /// one connection it migrates on) times its replicas at their most (its
 /// autoscaler's maximum, or its replica count) fits in PostgreSQL's
