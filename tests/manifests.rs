@@ -266,6 +266,18 @@ fn every_service_crate_is_deployed_as_it_runs() {
         let strategy = &deployment["spec"]["strategy"];
         assert_eq!(strategy["type"], "RollingUpdate", "{name}");
         assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{name}");
+        // Available only after 5 s ready, and spread over the nodes.
+        assert!(
+            deployment["spec"]["minReadySeconds"].as_u64().unwrap_or(0) >= 5,
+            "{name}"
+        );
+        let spread = &pod["topologySpreadConstraints"][0];
+        assert_eq!(spread["topologyKey"], "kubernetes.io/hostname", "{name}");
+        assert_eq!(
+            spread["labelSelector"]["matchLabels"]["app.kubernetes.io/name"], name,
+            "{name}"
+        );
+
         // What an autoscaler scales sets no replicas (an apply would reset
         // them); its autoscaler keeps two at least.
         match find(&objects, "HorizontalPodAutoscaler", name) {
