@@ -244,3 +244,58 @@ async fn a_service_holds_no_more_connections_than_its_pool_size() {
     inventory.signal(Signal::SIGTERM);
     assert!(inventory.wait_exit(Duration::from_secs(30)).await.success());
 }
+
+/// Three replicas started at once on one fresh database all come up: they
+/// migrate it one at a time (an advisory lock), the first applies, the
+/// others find it done; the seeded catalog is there once.
+#[tokio::test]
+async fn three_replicas_starting_at_once_migrate_one_database_once() {
+    let postgres = OwnPostgres::start();
+    let url = postgres.url();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let flags = ["--database-url", url.as_str()];
+    let starts = dirs
+        .iter()
+        .map(|dir| crate::support::serve("catalog", dir.path(), &flags, &[]));
+    let replicas = futures_util::future::join_all(starts).await;
+    for (_, addr) in &replicas {
+        let mut client =
+            catalog::pb::ferrymesh::catalog::v1::catalog_service_client::CatalogServiceClient::new(
+                crate::support::mesh::channel_as(addr.port(), None),
+            );
+        let product = client
+            .get_product(catalog::pb::ferrymesh::catalog::v1::GetProductRequest {
+                product_id: "mug".into(),
+            })
+            .await
+            .unwrap();
+        assert!(product.into_inner().product.is_some());
+    }
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            sea_orm::ConnectionTrait::query_one_raw(
+                db,
+                sea_orm::Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM products WHERE id = 'mug'").await,
+        1
+    );
+    let applied = count("SELECT COUNT(*) AS n FROM seaql_migrations").await;
+    let distinct = count("SELECT COUNT(DISTINCT version) AS n FROM seaql_migrations").await;
+    assert_eq!(applied, distinct, "a migration recorded twice");
+    db.close().await.unwrap();
+    for (mut process, _) in replicas {
+        process.signal(Signal::SIGTERM);
+        assert!(process.wait_exit(Duration::from_secs(30)).await.success());
+    }
+}
