@@ -454,6 +454,32 @@ async fn up_restarts_a_service_that_dies() {
     );
 }
 
+/// Ctrl-C while a service waits out its restart pause stops `up` cleanly:
+/// nothing of that service runs, so nothing is left half-stopped.
+#[tokio::test]
+async fn up_stops_cleanly_while_a_service_waits_to_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut up, offset) = up_and_serving(data.path()).await;
+    let inventory = format!("127.0.0.1:{}", crate::support::port("inventory", offset));
+    let pid = pid_of(&["serve", "inventory", &inventory]).expect("the inventory process");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    up.wait_for_line(
+        |l| l.contains("ferrymesh: inventory exited") && l.contains("restarting it in 1s"),
+        Duration::from_secs(10),
+    )
+    .await;
+    up.signal(Signal::SIGTERM);
+    assert!(
+        up.wait_exit(Duration::from_secs(45)).await.success(),
+        "{}",
+        up.output()
+    );
+    assert!(
+        pid_of(&["serve", "inventory", &inventory]).is_none(),
+        "inventory was not started again"
+    );
+}
+
 #[tokio::test]
 async fn services_stop_when_up_is_killed() {
     let data = tempfile::tempdir().unwrap();

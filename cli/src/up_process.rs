@@ -135,9 +135,11 @@ pub(crate) async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch
                     "ferrymesh: {name} exited ({status}); restarting it in {}s",
                     pause.as_secs()
                 );
+                // Asked to stop while it waits to start again: nothing of it
+                // runs, so nothing is left to stop (its death was reported).
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => return false,
+                    _ = shutdown.changed() => return true,
                 }
                 loop {
                     match spec.spawn() {
@@ -154,7 +156,7 @@ pub(crate) async fn supervise(spec: Spawn, mut child: Child, mut shutdown: watch
                             );
                             tokio::select! {
                                 () = tokio::time::sleep(pause) => {}
-                                _ = shutdown.changed() => return false,
+                                _ = shutdown.changed() => return true,
                             }
                         }
                     }
